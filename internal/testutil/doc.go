@@ -1,0 +1,18 @@
+// Package testutil holds the test helpers that many packages' tests share:
+// running the real ostree, flatpak and gpg tools, finding the test vectors,
+// rebuilding the test-vector content tree, serving a directory over HTTP,
+// comparing directory trees, and generating large trees for benchmarks.
+//
+// It is imported only by _test.go files and benchmarks, never by production
+// code. Helpers that take a testing.TB fail or skip the test themselves;
+// the others (GenTree, TreeDiff) return errors so that benchmarks and tools
+// can use them too.
+//
+// Missing tools: RequireTool skips the test on a developer machine but fails
+// it when LAZYTREE_CI=1, because CI installs every tool and must not turn a
+// broken setup into a green run of skipped tests.
+//
+// Goroutines: ServeDir starts an httptest server whose goroutines stop at the
+// test's cleanup; GenTree writes files from a few worker goroutines that end
+// before it returns. Nothing else starts goroutines.
+package testutil
