@@ -1,0 +1,131 @@
+package repo
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/gvariant"
+)
+
+// ExportOptions control what Export writes.
+type ExportOptions struct {
+	Signer *Signer
+	// Now is the summary's last-modified time (zero: now).
+	Now time.Time
+}
+
+// ExportResult describes a written summary.
+type ExportResult struct {
+	Refs        int
+	SummarySize int
+	Signed      bool
+}
+
+// Export writes the summary of every ref in refs/heads, with the per-ref
+// metadata ostree and flatpak clients read, and summary.sig when a key is
+// given. Both files are replaced atomically; a stale summary.sig is removed
+// when the new summary is unsigned.
+func (r *Repo) Export(opts ExportOptions) (*ExportResult, error) {
+	refs, err := r.Refs()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	s := &ostree.Summary{}
+	type cacheEntry struct {
+		name                string
+		installed, download uint64
+		metadata            string
+	}
+	var cache []cacheEntry
+	for _, name := range SortedRefs(refs) {
+		c := refs[name]
+		commit, data, err := r.ReadCommit(c)
+		if err != nil {
+			return nil, fmt.Errorf("export: ref %s: %w", name, err)
+		}
+		meta := gvariant.VarDict{}
+		meta.Set(ostree.RefTimestamp, "t", ostree.BE64Variant(commit.Timestamp).Value)
+		if v, ok := commit.MetaString(ostree.MetaVersion); ok {
+			meta.Set(ostree.RefVersion, "s", v)
+		}
+		s.Refs = append(s.Refs, ostree.SummaryRef{Name: name, CommitSize: uint64(len(data)), Checksum: c, Metadata: meta})
+		if strings.HasPrefix(name, "app/") || strings.HasPrefix(name, "runtime/") {
+			md, _ := commit.MetaString("xa.metadata")
+			e := cacheEntry{name: name, metadata: md, download: uint64(len(data))}
+			err := r.Walk(commit, func(oc ostree.Checksum, t ostree.ObjectType) error {
+				e.download += uint64(r.objectSize(oc, t))
+				if t == ostree.ObjFile {
+					f, err := os.Open(r.objPath(oc, t))
+					if err != nil {
+						return err
+					}
+					h, err := ostree.ReadArchiveHeader(f)
+					f.Close()
+					if err != nil {
+						return fmt.Errorf("%s: %w", ostree.ObjectName(oc, t), err)
+					}
+					e.installed += h.Size
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("export: ref %s: %w", name, err)
+			}
+			cache = append(cache, e)
+		}
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	gm := gvariant.VarDict{}
+	gm.Set(ostree.SummaryMode, "s", "archive-z2")
+	gm.Set(ostree.SummaryTombstones, "b", false)
+	gm.Set(ostree.SummaryLastModified, "t", ostree.BE64Variant(uint64(now.Unix())).Value)
+	if r.CollectionID != "" {
+		gm.Set(ostree.SummaryCollectionID, "s", r.CollectionID)
+	}
+	if len(cache) > 0 {
+		items := make([]any, len(cache))
+		for i, e := range cache {
+			items[i] = gvariant.DictEntry{Key: e.name, Value: []any{ostree.BE64Variant(e.installed).Value, ostree.BE64Variant(e.download).Value, e.metadata}}
+		}
+		gm.Set("xa.cache", "v", gvariant.NewVariant("a{s(tts)}", items))
+		gm.Set("xa.cache-version", "u", uint32(2))
+	}
+	s.Metadata = gm
+	data, err := s.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("export: summary: %w", err)
+	}
+	res := &ExportResult{Refs: len(s.Refs), SummarySize: len(data)}
+	if err := r.Sync(); err != nil {
+		return nil, err
+	}
+	sigPath := filepath.Join(r.Dir, "summary.sig")
+	if opts.Signer.Empty() {
+		if err := os.Remove(sigPath); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+		return res, writeFileAtomic(filepath.Join(r.Dir, "summary"), data, 0o644)
+	}
+	sig, err := opts.Signer.sign([]any{}, data)
+	if err != nil {
+		return nil, fmt.Errorf("export: sign summary: %w", err)
+	}
+	// A client that reads the new summary with the old signature (or the
+	// reverse) fails verification and retries; a mismatched pair is never
+	// accepted.
+	if err := writeFileAtomic(filepath.Join(r.Dir, "summary"), data, 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(sigPath, gvariant.MustEncode(ostree.TypeVarDict, sig), 0o644); err != nil {
+		return nil, err
+	}
+	res.Signed = true
+	return res, nil
+}
