@@ -90,6 +90,7 @@ type commitOptions struct {
 	Metadata  []string
 	Timestamp string
 	Orphan    bool
+	BindRefs  []string
 	Sign      signOptions
 }
 
@@ -115,6 +116,7 @@ func newCommitCmd(g *globalOptions) *cobra.Command {
 	c.Flags().StringArrayVar(&o.Metadata, "add-metadata-string", nil, "add KEY=VALUE string metadata")
 	c.Flags().StringVar(&o.Timestamp, "timestamp", "", "commit time: @UNIXSECONDS or RFC 3339 (default now)")
 	c.Flags().BoolVar(&o.Orphan, "orphan", false, "make a commit without a parent")
+	c.Flags().StringArrayVar(&o.BindRefs, "bind-ref", nil, "also allow the commit to be pulled as REF (ostree.ref-binding)")
 	o.Sign.add(c)
 	return c
 }
@@ -123,7 +125,7 @@ func runCommit(cmd *cobra.Command, o *commitOptions, src string) (*repo.CommitRe
 	if o.Repo == "" || o.Branch == "" {
 		return nil, usagef("commit: --repo and --branch are required")
 	}
-	opts := repo.CommitOptions{Branch: o.Branch, Subject: o.Subject, Body: o.Body, Orphan: o.Orphan}
+	opts := repo.CommitOptions{Branch: o.Branch, Subject: o.Subject, Body: o.Body, Orphan: o.Orphan, BindRefs: o.BindRefs}
 	for _, m := range o.Metadata {
 		k, v, ok := strings.Cut(m, "=")
 		if !ok || k == "" {

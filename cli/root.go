@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -82,13 +83,21 @@ func NewRootCommand() *cobra.Command {
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return Run(ctx, args, os.Stdout, os.Stderr)
+}
+
+// Run executes one command line with the given output streams and returns
+// its exit code. Tests call it in process.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRootCommand()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(os.Stderr, "lazytree: %s\n", Escape(err.Error()))
+	fmt.Fprintf(stderr, "lazytree: %s\n", Escape(err.Error()))
 	var u usageError
 	if errors.As(err, &u) || isCobraUsage(err) {
 		return ExitUsage

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -68,7 +70,9 @@ type CommitOptions struct {
 	// Orphan makes a commit without a parent; by default the parent is the
 	// commit the branch points at, as ostree commit does.
 	Orphan bool
-	Signer *Signer
+	// BindRefs are refs besides Branch the commit may be pulled as.
+	BindRefs []string
+	Signer   *Signer
 	// Level is the deflate level of .filez objects (0: default 6).
 	Level int
 	// Workers bounds the files hashed and compressed at once (0: 2 per CPU).
@@ -159,7 +163,21 @@ func (r *Repo) CommitDir(ctx context.Context, src string, opts CommitOptions) (*
 			}
 		}
 	}
-	meta.Set(ostree.MetaRefBinding, "as", []any{opts.Branch})
+	bind := []string{opts.Branch}
+	for _, b := range opts.BindRefs {
+		if err := ostree.ValidateRef(b); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(bind, b) {
+			bind = append(bind, b)
+		}
+	}
+	sort.Strings(bind)
+	bindings := make([]any, len(bind))
+	for i, b := range bind {
+		bindings[i] = b
+	}
+	meta.Set(ostree.MetaRefBinding, "as", bindings)
 	if r.CollectionID != "" {
 		meta.Set(ostree.MetaCollectionBinding, "s", r.CollectionID)
 	}
@@ -454,4 +472,3 @@ func (r *Repo) objectSize(c ostree.Checksum, t ostree.ObjectType) int64 {
 	}
 	return fi.Size()
 }
-

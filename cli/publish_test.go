@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/lazytree/lazytree/internal/testutil"
+)
+
+// lt runs a lazytree command line in process and returns its stdout; it
+// fails the test on a non-zero exit.
+func lt(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := ltCode(t, args...)
+	if code != 0 {
+		t.Fatalf("lazytree %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+func ltCode(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	code := Run(ctx, args, &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// commonArgs are the commit options both tools get in the checksum test:
+// everything lazytree supports that changes the commit checksum.
+func commonArgs(c testutil.VectorCommit) []string {
+	args := []string{"-b", c.Branch, "--timestamp=@" + itoa(c.Timestamp), "-s", c.Subject}
+	for _, r := range c.BindRefs {
+		args = append(args, "--bind-ref="+r)
+	}
+	for _, kv := range c.MetadataStrings {
+		args = append(args, "--add-metadata-string="+kv[0]+"="+kv[1])
+	}
+	return args
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestCommitChecksumMatchesOstree commits the test-vector trees (C1, then
+// its child C2) with lazytree and with the real ostree, with the same
+// metadata and timestamps, and requires identical commit checksums.
+func TestCommitChecksumMatchesOstree(t *testing.T) {
+	ostreeBin := testutil.RequireTool(t, "ostree")
+	dir := t.TempDir()
+	tree1, tree2 := filepath.Join(dir, "tree1"), filepath.Join(dir, "tree2")
+	testutil.BuildVectorTree(t, tree1)
+	testutil.BuildVectorTree2(t, tree2)
+	ours, theirs := filepath.Join(dir, "ours"), filepath.Join(dir, "theirs")
+	lt(t, "init", "--repo", ours, "--collection-id", testutil.VectorCollectionID)
+	testutil.Run(t, "", nil, ostreeBin, testutil.OstreeInitArgs(theirs)...)
+
+	for i, step := range []struct {
+		c    testutil.VectorCommit
+		tree string
+	}{{testutil.VectorC1(), tree1}, {testutil.VectorC2(), tree2}} {
+		args := commonArgs(step.c)
+		got := strings.TrimSpace(lt(t, append(append([]string{"commit", "--repo", ours}, args...), "--body", step.c.Body, step.tree)...))
+		oargs := append([]string{"commit", "--repo=" + theirs}, args...)
+		if step.c.Body != "" {
+			oargs = append(oargs, "-m", step.c.Body)
+		}
+		want := strings.TrimSpace(testutil.Run(t, "", nil, ostreeBin, append(oargs, step.tree)...))
+		if got != want {
+			t.Fatalf("commit %d: lazytree %s, ostree %s", i+1, got, want)
+		}
+		t.Logf("commit %d: both %s", i+1, got)
+	}
+	out := testutil.Run(t, "", nil, ostreeBin, "fsck", "--repo="+ours)
+	if !strings.Contains(out, "no errors") {
+		t.Fatalf("ostree fsck: %s", out)
+	}
+}
+
+func TestCommitRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "ok"), []byte("ok"), 0o644)
+	fifo := filepath.Join(src, "sub", "pipe")
+	if err := mkfifo(fifo); err != nil {
+		t.Fatal(err)
+	}
+	lt(t, "init", "--repo", filepath.Join(dir, "r"))
+	_, errOut, code := ltCode(t, "commit", "--repo", filepath.Join(dir, "r"), "-b", "x", src)
+	if code != 1 || !strings.Contains(errOut, fifo) || !strings.Contains(errOut, "fifo") {
+		t.Fatalf("commit with a fifo: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "r", "refs/heads/x")); err == nil {
+		t.Fatal("ref written despite the error")
+	}
+	if _, _, code := ltCode(t, "commit", "--repo", filepath.Join(dir, "r"), src); code != 2 {
+		t.Fatalf("commit without --branch: exit %d, want 2", code)
+	}
+	if _, _, code := ltCode(t, "commit", "--repo", filepath.Join(dir, "r"), "-b", "../x", filepath.Join(dir, "r")); code != 1 {
+		t.Fatalf("commit to ref ../x: exit %d, want 1", code)
+	}
+}
+
+// writeWrongKey writes a freshly generated public key that signed nothing.
+func writeWrongKey(t *testing.T, path string) {
+	t.Helper()
+	e, err := openpgp.NewEntity("Wrong Key", "", "wrong@example.org", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := e.Serialize(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPublishedRepoAcceptedByOstree publishes the test-vector tree with
+// lazytree init/commit/export, GPG-signed, and checks it with the real
+// ostree: fsck, a pull over HTTP with gpg-verify and gpg-verify-summary,
+// and a checkout identical to the source. A client trusting another key
+// must fail.
+func TestPublishedRepoAcceptedByOstree(t *testing.T) {
+	ostreeBin := testutil.RequireTool(t, "ostree")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	testutil.BuildVectorTree(t, src)
+	pub := filepath.Join(dir, "pub")
+	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
+	lt(t, "init", "--repo", pub)
+	lt(t, "commit", "--repo", pub, "-b", "test/ref", "-s", "published by lazytree", "--gpg-sign", secret, src)
+	lt(t, "export", "--repo", pub, "--gpg-sign", secret)
+	if out := testutil.Run(t, "", nil, ostreeBin, "fsck", "--repo="+pub); !strings.Contains(out, "no errors") {
+		t.Fatalf("ostree fsck: %s", out)
+	}
+	srv := testutil.ServeDir(t, pub)
+
+	client := filepath.Join(dir, "client")
+	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare")
+	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify=true", "--set=gpg-verify-summary=true",
+		"--gpg-import="+testutil.VectorPath(t, testutil.GPGPublicKeyFile), "origin", srv.URL)
+	testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "origin", "test/ref")
+	show := testutil.Run(t, "", nil, ostreeBin, "show", "--repo="+client, "origin:test/ref")
+	if !strings.Contains(show, "Good signature") {
+		t.Fatalf("ostree show: no good signature:\n%s", show)
+	}
+	co := filepath.Join(dir, "co")
+	testutil.Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "origin:test/ref", co)
+	if err := testutil.TreeDiff(src, co, testutil.DiffOptions{IgnoreRootMode: true}); err != nil {
+		t.Fatalf("checkout differs from the source: %v", err)
+	}
+
+	// The same pull trusting a different key fails.
+	wrong := filepath.Join(dir, "wrong.gpg")
+	writeWrongKey(t, wrong)
+	client2 := filepath.Join(dir, "client2")
+	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client2, "--mode=bare")
+	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client2, "--set=gpg-verify=true", "--set=gpg-verify-summary=true",
+		"--gpg-import="+wrong, "origin", srv.URL)
+	if out, err := testutil.RunErr(t, "", nil, ostreeBin, "pull", "--repo="+client2, "origin", "test/ref"); err == nil {
+		t.Fatalf("pull trusting the wrong key succeeded:\n%s", out)
+	} else if !strings.Contains(out, "public key not found") && !strings.Contains(strings.ToLower(out), "signature") {
+		t.Fatalf("pull with the wrong key failed for another reason:\n%s", out)
+	}
+	// Commit signature checked on its own (summary verification off).
+	client3 := filepath.Join(dir, "client3")
+	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client3, "--mode=bare")
+	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client3, "--set=gpg-verify=true", "--set=gpg-verify-summary=false",
+		"--gpg-import="+wrong, "origin", srv.URL)
+	if out, err := testutil.RunErr(t, "", nil, ostreeBin, "pull", "--repo="+client3, "origin", "test/ref"); err == nil {
+		t.Fatalf("pull with a wrongly keyed commit signature succeeded:\n%s", out)
+	}
+}
+
+func writeTree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.Contains(name, "/bin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFlatpakInstallsPublishedApp commits a Flatpak runtime and app with
+// lazytree, exports signed, and installs the app (pulling in its runtime)
+// with the real flatpak; with the wrong key the install fails.
+func TestFlatpakInstallsPublishedApp(t *testing.T) {
+	flatpak := testutil.RequireTool(t, "flatpak")
+	dir := t.TempDir()
+	rt, app := filepath.Join(dir, "runtime"), filepath.Join(dir, "app")
+	writeTree(t, rt, map[string]string{
+		"metadata":                 "[Runtime]\nname=org.example.Platform\nruntime=org.example.Platform/x86_64/1.0\nsdk=org.example.Sdk/x86_64/1.0\n",
+		"files/lib/libexample.txt": "runtime lib\n",
+	})
+	writeTree(t, app, map[string]string{
+		"metadata":        "[Application]\nname=org.example.Hello\nruntime=org.example.Platform/x86_64/1.0\nsdk=org.example.Sdk/x86_64/1.0\ncommand=hello\n\n[Context]\nshared=network;\n",
+		"files/bin/hello": "#!/bin/sh\necho Hello from lazytree\n",
+		"files/share/applications/org.example.Hello.desktop":  "[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\n",
+		"export/share/applications/org.example.Hello.desktop": "[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\n",
+	})
+	pub := filepath.Join(dir, "pub")
+	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
+	lt(t, "init", "--repo", pub)
+	lt(t, "commit", "--repo", pub, "-b", "runtime/org.example.Platform/x86_64/1.0", "--gpg-sign", secret, rt)
+	lt(t, "commit", "--repo", pub, "-b", "app/org.example.Hello/x86_64/stable", "--gpg-sign", secret, app)
+	lt(t, "export", "--repo", pub, "--gpg-sign", secret)
+	srv := testutil.ServeDir(t, pub)
+
+	install := func(key string) (string, error) {
+		home := filepath.Join(dir, "home-"+filepath.Base(key))
+		os.MkdirAll(home, 0o700)
+		env := []string{"HOME=" + home, "XDG_DATA_HOME=" + home + "/data", "XDG_CONFIG_HOME=" + home + "/config",
+			"XDG_CACHE_HOME=" + home + "/cache", "FLATPAK_SYSTEM_DIR=" + home + "/system", "FLATPAK_USER_DIR=" + home + "/user",
+			"DBUS_SESSION_BUS_ADDRESS=disabled:", "LC_ALL=C.UTF-8"}
+		// flatpak verifies the summary signature already at remote-add.
+		if out, err := testutil.RunErr(t, "", env, flatpak, "remote-add", "--user", "--gpg-import="+key, "lt", srv.URL); err != nil {
+			return out, err
+		}
+		out, err := testutil.RunErr(t, "", env, flatpak, "install", "--user", "-y", "--noninteractive", "lt", "org.example.Hello")
+		if err != nil {
+			return out, err
+		}
+		info := testutil.Run(t, "", env, flatpak, "info", "--user", "org.example.Hello")
+		return out + info, nil
+	}
+	out, err := install(testutil.VectorPath(t, testutil.GPGPublicKeyFile))
+	if err != nil {
+		t.Fatalf("flatpak install: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "org.example.Platform") || !strings.Contains(out, "stable") {
+		t.Fatalf("flatpak info does not show the app and its runtime:\n%s", out)
+	}
+	wrong := filepath.Join(dir, "wrong.gpg")
+	writeWrongKey(t, wrong)
+	if out, err := install(wrong); err == nil {
+		t.Fatalf("flatpak install trusting the wrong key succeeded:\n%s", out)
+	} else if !strings.Contains(out, "public key not found") {
+		t.Fatalf("flatpak with the wrong key failed for another reason:\n%s", out)
+	}
+}
