@@ -1,0 +1,88 @@
+// Package objcache is lazytree's content-addressed object store: verified
+// objects on disk under a quota, least-recently-used eviction that skips
+// pinned and open objects, fsck, and start-up repair after a crash.
+//
+// It owns the files under $LAZYTREE_HOME/objects and tmp, and drives the
+// index (package index, in $LAZYTREE_HOME/index) for everything it
+// records. It never speaks HTTP and never parses OSTree formats: the
+// caller hands in the content-stream header bytes of a content object
+// (and the fields it parsed from them), and the store only hashes.
+//
+// # Layout
+//
+//	objects/xx/<62 hex>.file   uncompressed content of a verified content
+//	                           object; its header is in the index
+//	tmp/                       writes in progress; emptied by Open
+//	index/                     Badger (package index)
+//
+// Metadata objects (dirtree, dirmeta, commit, commitmeta, tombstones)
+// live in the index, next to their record, not in files: they are small,
+// they are read whole and parsed (never passed to the kernel as an fd),
+// and one Badger transaction makes them present atomically without an
+// fsync or a directory entry per object. A dirtree of a large directory
+// can reach a few hundred kilobytes; Badger moves values over 4 KiB to
+// its value log, which its GC compacts.
+//
+// # Writing
+//
+// PutContent writes to a temp file in tmp/ while hashing
+// SHA-256(header || content), compares with the checksum (a mismatch is
+// a *CorruptError), makes the file durable, renames it into objects/,
+// and only then records it. Durability is a group commit: a syncer
+// goroutine runs one syncfs(2) for every write that asked before the call
+// started, so concurrent writers share the flush; fsync per file costs
+// about a millisecond here and would make 10,000 small objects take ten
+// seconds. The index record (Badger, without per-commit fsync) is written
+// after the file is durable, so it can never survive a crash that the
+// file does not.
+//
+// # Reading
+//
+// Open returns a reference-counted Handle whose fd can be given to the
+// kernel for FUSE passthrough. Every open checks the file's size against
+// the record; the first open of each object after Open of the store also
+// rehashes it (files written in this session were hashed on the way in).
+// A damaged object is dropped and returned as a *CorruptError, never
+// served. Metadata reads rehash content-addressed types once per session.
+//
+// # Quota and eviction
+//
+// The quota (Options.MaxBytes, default 10 GiB) counts the size of every
+// present object: content file sizes plus metadata bytes, not Badger's
+// own overhead or directory blocks. A write reserves its size before it
+// is committed; when that would pass the quota, the writer evicts least
+// recently used objects down to the low-water mark, 90 % of the quota by
+// default (Options.LowWater). CVMFS cleans to half; with an LRU index in
+// Badger an eviction pass costs little, so we keep more of the cache and
+// evict about every tenth of a quota written. Reservation and eviction
+// are serialized, so the cache never exceeds the quota while anything is
+// evictable; pinned and open objects are never evicted and can hold it
+// above the quota (a pin of more than the quota is honored).
+//
+// An open object is skipped, not unlinked under its handle: "eviction
+// never removes an object that is open". Its handles therefore always
+// read the verified bytes; it becomes evictable when the last handle
+// closes.
+//
+// Access times are batched in the index (index.DB.Touch); an eviction
+// pass flushes them first.
+//
+// # Crash safety
+//
+// Files enter objects/ only by rename of a complete, verified, durable
+// temp file, before their record; evictions and drops delete the record
+// before the file. So a kill at any instant leaves at worst a temp file
+// and files without records, never a record without its file. Open
+// empties tmp/ and, when the index was not closed cleanly, reconciles
+// each objects/xx directory with its records (dropping records without a
+// file, which a power cut or a hand in objects/ can cause, and deleting
+// files without a record). Fsck rehashes everything and checks the
+// index's invariants.
+//
+// # Goroutines
+//
+// Open starts the syncer (unless Options.NoSync) and the index's
+// background goroutine; Close waits for operations in progress and stops
+// both. Fsck hashes on up to GOMAXPROCS goroutines that end before it
+// returns.
+package objcache

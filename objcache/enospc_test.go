@@ -1,0 +1,5 @@
+package objcache
+
+import "syscall"
+
+var errNoSpace error = syscall.ENOSPC

@@ -1,0 +1,36 @@
+package objcache
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotPresent: the object is not in the cache (never stored,
+	// evicted, or dropped because its file was missing or corrupt).
+	ErrNotPresent = errors.New("objcache: object not present")
+	// ErrCorrupt is matched by every *CorruptError.
+	ErrCorrupt = errors.New("objcache: corrupt object")
+	// ErrClosed: the store or handle was closed.
+	ErrClosed = errors.New("objcache: closed")
+)
+
+// CorruptError reports an object whose bytes are not what its name
+// promises: offered to Put with the wrong checksum, or found damaged on
+// disk (in which case it has been dropped from the cache). It matches
+// ErrCorrupt.
+type CorruptError struct {
+	// Object is the "checksum.type" name.
+	Object string
+	// What differs: "checksum" or "size".
+	What      string
+	Got, Want string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("objcache: object %s corrupt: %s is %s, want %s", e.Object, e.What, e.Got, e.Want)
+}
+
+// Is makes a CorruptError match ErrCorrupt.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }

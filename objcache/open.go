@@ -1,0 +1,240 @@
+package objcache
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync/atomic"
+
+	"github.com/lazytree/lazytree/index"
+)
+
+// openObj is one open content file, shared by every Handle on it.
+type openObj struct {
+	id      index.ObjectID
+	f       *os.File
+	size    int64
+	refs    int // guarded by Store.mu
+	corrupt atomic.Bool
+}
+
+// Handle is an open content object. Eviction skips an object while any
+// handle on it is open. Handles on one object share one file descriptor:
+// use ReadAt (or pass the fd to the kernel), never Read, Seek or Close on
+// File. A Handle is safe for concurrent use.
+type Handle struct {
+	s      *Store
+	o      *openObj
+	closed atomic.Bool
+}
+
+// File returns the shared file, for FUSE passthrough or pread. It is
+// valid until Close.
+func (h *Handle) File() *os.File { return h.o.f }
+
+// Fd returns the shared file descriptor (see File).
+func (h *Handle) Fd() uintptr { return h.o.f.Fd() }
+
+// Size returns the content's length.
+func (h *Handle) Size() int64 { return h.o.size }
+
+// Checksum returns the object's checksum in hex.
+func (h *Handle) Checksum() string { return h.o.id.Sum.String() }
+
+// ReadAt reads the content. After fsck found the object damaged (and
+// dropped it), reads fail with a *CorruptError.
+func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
+	if h.closed.Load() {
+		return 0, ErrClosed
+	}
+	if h.o.corrupt.Load() {
+		return 0, &CorruptError{Object: h.o.id.String(), What: "checksum", Got: "a damaged file", Want: h.o.id.Sum.String()}
+	}
+	return h.o.f.ReadAt(p, off)
+}
+
+// Close releases the handle; the last one closes the file. A second
+// Close returns ErrClosed.
+func (h *Handle) Close() error {
+	if h.closed.Swap(true) {
+		return ErrClosed
+	}
+	s, o := h.s, h.o
+	s.mu.Lock()
+	o.refs--
+	last := o.refs == 0
+	if last && s.open[o.id] == o {
+		delete(s.open, o.id)
+	}
+	s.mu.Unlock()
+	if last {
+		return o.f.Close()
+	}
+	return nil
+}
+
+// Open opens a stored content object. The first open of each object after
+// the store was opened checks the file against its checksum (a file
+// written in this session is trusted, it was verified on the way in);
+// every open checks its size. A damaged object is dropped and reported as
+// a *CorruptError, never served. An object that is not stored returns an
+// error matching ErrNotPresent.
+func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
+	sum, err := index.ParseSum(checksum)
+	if err != nil {
+		return nil, fmt.Errorf("open content object: %w", err)
+	}
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.ops.Done()
+	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
+	for {
+		s.mu.Lock()
+		if o := s.open[id]; o != nil {
+			o.refs++
+			s.mu.Unlock()
+			s.db.Touch(id)
+			s.hits.Add(1)
+			return &Handle{s: s, o: o}, nil
+		}
+		if ch := s.busy[id]; ch != nil {
+			s.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		s.busy[id] = ch
+		_, verified := s.verified[id]
+		s.mu.Unlock()
+
+		o, err := s.openFile(ctx, id, verified)
+		s.mu.Lock()
+		if err == nil {
+			s.open[id] = o
+			s.verified[id] = struct{}{}
+		}
+		delete(s.busy, id)
+		s.mu.Unlock()
+		close(ch)
+		if err != nil {
+			if errors.Is(err, ErrNotPresent) {
+				s.misses.Add(1)
+			}
+			return nil, err
+		}
+		s.db.Touch(id)
+		s.hits.Add(1)
+		return &Handle{s: s, o: o}, nil
+	}
+}
+
+// openFile opens and checks id's file; the caller holds its busy entry.
+func (s *Store) openFile(ctx context.Context, id index.ObjectID, verified bool) (*openObj, error) {
+	rec, err := s.db.Object(id)
+	if errors.Is(err, index.ErrNotFound) || (err == nil && rec.State != index.StatePresent) {
+		return nil, fmt.Errorf("open %s: %w", id, ErrNotPresent)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", id, err)
+	}
+	f, err := os.Open(s.path(id.Sum))
+	if errors.Is(err, fs.ErrNotExist) {
+		s.drop(id)
+		return nil, fmt.Errorf("open %s: file missing, record dropped: %w", id, ErrNotPresent)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", id, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %s: %w", id, err)
+	}
+	if fi.Size() != rec.Size {
+		f.Close()
+		s.drop(id)
+		return nil, &CorruptError{Object: id.String(), What: "size", Got: itoa(fi.Size()), Want: itoa(rec.Size)}
+	}
+	if !verified {
+		if err := s.verifyFile(ctx, id, f, rec.Size); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return &openObj{id: id, f: f, size: rec.Size, refs: 1}, nil
+}
+
+// verifyFile hashes header || file and drops the object on a mismatch.
+// The caller holds id's busy entry.
+func (s *Store) verifyFile(ctx context.Context, id index.ObjectID, f *os.File, size int64) error {
+	hdr, err := s.db.Header(id.Sum)
+	if errors.Is(err, index.ErrNotFound) {
+		s.drop(id)
+		return &CorruptError{Object: id.String(), What: "header", Got: "none", Want: "a cached header"}
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", id, err)
+	}
+	h := sha256.New()
+	h.Write(hdr.Raw)
+	n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size))
+	if err != nil {
+		return fmt.Errorf("open %s: verify: %w", id, err)
+	}
+	if got := index.Sum(h.Sum(nil)); got != id.Sum || n != size {
+		s.drop(id)
+		return &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: id.Sum.String()}
+	}
+	return nil
+}
+
+// ReadMeta returns a stored metadata object's bytes. Content-addressed
+// types are checked against their checksum on the first read of each
+// object after the store was opened; a damaged object is dropped and
+// reported as a *CorruptError.
+func (s *Store) ReadMeta(ctx context.Context, typ index.ObjType, checksum string) ([]byte, error) {
+	sum, err := index.ParseSum(checksum)
+	if err != nil {
+		return nil, fmt.Errorf("read %s object: %w", typ, err)
+	}
+	id := index.ObjectID{Sum: sum, Type: typ}
+	if !typ.Valid() || typ == index.TypeFile {
+		return nil, fmt.Errorf("read %s: not a metadata type", id)
+	}
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.ops.Done()
+	data, err := s.db.Data(id)
+	if errors.Is(err, index.ErrNotFound) {
+		s.misses.Add(1)
+		return nil, fmt.Errorf("read %s: %w", id, ErrNotPresent)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", id, err)
+	}
+	if typ.ContentAddressed() && !s.isVerified(id) {
+		if got := index.Sum(sha256.Sum256(data)); got != sum {
+			unlock, err := s.lock(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			s.drop(id)
+			unlock()
+			return nil, &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum}
+		}
+		s.setVerified(id)
+	}
+	s.db.Touch(id)
+	s.hits.Add(1)
+	return data, nil
+}

@@ -1,0 +1,278 @@
+package objcache
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lazytree/lazytree/index"
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// PutContent stores a content object. hdr.Raw is OSTree's content-stream
+// header prefix (big-endian u32 length, four zero bytes, the GVariant
+// file header) and content the uncompressed file content: the object is
+// accepted only if SHA-256(hdr.Raw || content) is checksum. The other
+// fields of hdr are what the caller parsed from hdr.Raw and are cached
+// for stat; hdr.Size is set from the content's length. origin names the
+// remote it came from.
+//
+// The content goes to tmp/ and is hashed as it is written; only a
+// verified, durable file is renamed into objects/ and then recorded. A
+// checksum mismatch returns a *CorruptError; any failure (ENOSPC
+// included) leaves nothing behind. Storing an object that is already
+// present succeeds without reading content.
+func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileHeader, content io.Reader, origin string) error {
+	sum, err := index.ParseSum(checksum)
+	if err != nil {
+		return fmt.Errorf("store content object: %w", err)
+	}
+	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
+	if len(hdr.Raw) == 0 {
+		return fmt.Errorf("store %s: empty content-stream header", id)
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	if ok, err := s.present(id); err != nil || ok {
+		return err
+	}
+
+	f, err := os.CreateTemp(s.tmpDir, checksum[:16]+"-*")
+	if err != nil {
+		return fmt.Errorf("store %s: %w", id, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	var w io.Writer = f
+	if s.wrapTempWriter != nil {
+		w = s.wrapTempWriter(f)
+	}
+	h := sha256.New()
+	h.Write(hdr.Raw)
+	n, err := copyHashing(ctx, w, h, content)
+	if err != nil {
+		return fail(fmt.Errorf("store %s: write: %w", id, err))
+	}
+	if got := index.Sum(h.Sum(nil)); got != sum {
+		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
+	}
+	if err := s.durable(ctx, f); err != nil {
+		return fail(fmt.Errorf("store %s: sync: %w", id, err))
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("store %s: %w", id, err)
+	}
+	hdr.Size = uint64(n)
+	return s.commit(ctx, id, tmp, n, &hdr, nil, origin)
+}
+
+// PutMeta stores a metadata object (dirtree, dirmeta, commit, commitmeta,
+// commit-tombstone). The bytes of the content-addressed types must hash
+// to checksum; commitmeta and tombstones are keyed by their commit's
+// checksum and are not hashed (the caller has verified what it can, e.g.
+// signatures). Metadata lives in the index, not in files.
+func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, checksum string, data []byte, origin string) error {
+	sum, err := index.ParseSum(checksum)
+	if err != nil {
+		return fmt.Errorf("store %s object: %w", typ, err)
+	}
+	id := index.ObjectID{Sum: sum, Type: typ}
+	if !typ.Valid() || typ == index.TypeFile {
+		return fmt.Errorf("store %s: not a metadata type", id)
+	}
+	if typ.ContentAddressed() {
+		if got := index.Sum(sha256.Sum256(data)); got != sum {
+			return &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum}
+		}
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	if ok, err := s.present(id); err != nil || ok {
+		return err
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return s.commit(ctx, id, "", int64(len(data)), nil, data, origin)
+}
+
+// commit makes room, renames the verified temp file (if any) into place
+// and records the object: the file is in place before the record exists.
+func (s *Store) commit(ctx context.Context, id index.ObjectID, tmp string, size int64, hdr *index.FileHeader, data []byte, origin string) (err error) {
+	removeTmp := func() {
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+	}
+	if err := s.reserve(ctx, size); err != nil {
+		removeTmp()
+		return fmt.Errorf("store %s: %w", id, err)
+	}
+	defer func() {
+		if err != nil {
+			s.used.Add(-size)
+		}
+	}()
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		removeTmp()
+		return err
+	}
+	defer unlock()
+	if ok, err := s.present(id); err != nil || ok {
+		removeTmp()
+		if ok {
+			s.used.Add(-size)
+		}
+		return err
+	}
+	if tmp != "" {
+		if err := os.Rename(tmp, s.path(id.Sum)); err != nil {
+			removeTmp()
+			return fmt.Errorf("store %s: %w", id, err)
+		}
+	}
+	added, err := s.db.AddObject(index.Object{ID: id, Size: size, Origin: origin}, hdr, data)
+	if err != nil {
+		if tmp != "" {
+			os.Remove(s.path(id.Sum))
+		}
+		return fmt.Errorf("store %s: %w", id, err)
+	}
+	if !added {
+		s.used.Add(-size)
+		return nil
+	}
+	s.count.Add(1)
+	s.setVerified(id)
+	return nil
+}
+
+// copyHashing copies r to w and into h, checking ctx between chunks.
+func copyHashing(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			h.Write(buf[:k])
+			if _, err := w.Write(buf[:k]); err != nil {
+				return n, err
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// durable makes f's bytes durable before it is renamed and recorded.
+func (s *Store) durable(ctx context.Context, f *os.File) error {
+	if s.sync == nil {
+		return nil
+	}
+	err := s.sync.sync(ctx)
+	if errors.Is(err, unix.ENOSYS) {
+		return f.Sync()
+	}
+	return err
+}
+
+// syncer is a group commit for durability: one syncfs(2) covers every
+// file whose writer asked before it started. Concurrent writers share the
+// call, so storing many small objects costs a handful of flushes rather
+// than one fsync each (an fsync costs about a millisecond here). syncfs
+// also reports writeback errors since the directory was opened.
+type syncer struct {
+	dir  *os.File
+	reqs chan chan error
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newSyncer(dir string) (*syncer, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	y := &syncer{dir: d, reqs: make(chan chan error, 256), stop: make(chan struct{}), done: make(chan struct{})}
+	go y.run()
+	return y, nil
+}
+
+func (y *syncer) run() {
+	defer close(y.done)
+	for {
+		select {
+		case <-y.stop:
+			return
+		case r := <-y.reqs:
+			batch := []chan error{r}
+		drain:
+			for {
+				select {
+				case r := <-y.reqs:
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			err := unix.Syncfs(int(y.dir.Fd()))
+			for _, r := range batch {
+				r <- err
+			}
+		}
+	}
+}
+
+func (y *syncer) sync(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case y.reqs <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops the goroutine; the store calls it after every writer is
+// done.
+func (y *syncer) close() {
+	close(y.stop)
+	<-y.done
+	y.dir.Close()
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
