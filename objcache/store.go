@@ -73,6 +73,7 @@ type Store struct {
 	closed         bool
 	ops            sync.WaitGroup
 	wrapTempWriter func(f *os.File) io.Writer // tests: inject write failures
+	skippedOpen    atomic.Int64               // tests: evictions that met an open object
 }
 
 // StartupReport says what Open had to clean up.
@@ -370,7 +371,11 @@ func (s *Store) unlock(id index.ObjectID, ch chan struct{}) {
 func (s *Store) tryLockIdle(id index.ObjectID) (chan struct{}, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.busy[id] != nil || s.open[id] != nil {
+	if s.open[id] != nil {
+		s.skippedOpen.Add(1)
+		return nil, false
+	}
+	if s.busy[id] != nil {
 		return nil, false
 	}
 	ch := make(chan struct{})
