@@ -320,7 +320,8 @@ func encodeRef(r Ref) []byte {
 	b := make([]byte, 0, 1+32+10)
 	b = append(b, recVersion)
 	b = append(b, r.Commit[:]...)
-	return binary.AppendVarint(b, unixNano(r.Verified))
+	b = binary.AppendVarint(b, unixNano(r.Verified))
+	return binary.AppendUvarint(b, r.Timestamp)
 }
 
 func decodeRef(v []byte) (Ref, error) {
@@ -329,6 +330,9 @@ func decodeRef(v []byte) (Ref, error) {
 	var ref Ref
 	ref.Commit = r.sum()
 	ref.Verified = fromUnixNano(r.varint())
+	if len(r.b) > 0 { // records written before the commit time was kept
+		ref.Timestamp = r.uvarint()
+	}
 	return ref, r.done()
 }
 

@@ -44,7 +44,7 @@
 //	'd' type:u8 sum:32                 bytes of a present metadata object
 //	    (raw object bytes, no version byte)
 //	'r' len:u8 remote ref              last verified commit of a ref
-//	    1 commit:32 verified:sv
+//	    1 commit:32 verified:sv timestamp:uv (commit time; absent in old records)
 //	's' remote                         last verified summary of a remote
 //	    1 verified:sv data:bytes sig:bytes
 //	'p' pin:u64                        pin record

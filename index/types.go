@@ -179,6 +179,9 @@ type FileHeader struct {
 type Ref struct {
 	Commit   Sum
 	Verified time.Time
+	// Timestamp is the commit's own time (seconds since the epoch), kept
+	// so that an older commit for the ref can be refused as a downgrade.
+	Timestamp uint64
 }
 
 // Summary is the last verified summary of a remote, kept so that a mount
