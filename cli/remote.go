@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lazytree/lazytree/fetch"
+	"github.com/lazytree/lazytree/ostree"
+)
+
+func init() {
+	register(newRemoteCmd)
+	register(newLsRemoteCmd)
+}
+
+type remoteAddOptions struct {
+	GPGImport    []string
+	SignPubkey   []string
+	NoGPGVerify  bool
+	Mirrors      []string
+	CollectionID string
+	From         string
+	Replace      bool
+}
+
+func newRemoteCmd(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{Use: "remote", Short: "Manage remotes"}
+	o := &remoteAddOptions{}
+	add := &cobra.Command{
+		Use:   "add NAME URL | add [NAME] --from FILE.flatpakrepo|FILE.flatpakref",
+		Short: "Add a remote (a key is required unless --no-gpg-verify)",
+		Args:  cobra.RangeArgs(0, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := runRemoteAdd(g, o, args)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added remote %s\n", name)
+			return nil
+		},
+	}
+	add.Flags().StringArrayVar(&o.GPGImport, "gpg-import", nil, "trust the GPG public key(s) in FILE")
+	add.Flags().StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE (one base64 key per line)")
+	add.Flags().BoolVar(&o.NoGPGVerify, "no-gpg-verify", false, "do not verify signatures (trust the network)")
+	add.Flags().StringArrayVar(&o.Mirrors, "mirror", nil, "mirror URL, tried when the main URL fails")
+	add.Flags().StringVar(&o.CollectionID, "collection-id", "", "require commits bound to this collection id")
+	add.Flags().StringVar(&o.From, "from", "", "take URL and key from a .flatpakrepo or .flatpakref file")
+	add.Flags().BoolVar(&o.Replace, "if-exists-replace", false, "replace a remote of the same name")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List remotes", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := fetch.LoadConfig(g.HomeDir())
+			if err != nil {
+				return err
+			}
+			var rows []map[string]any
+			for _, n := range cfg.Names() {
+				r, err := cfg.Remote(n)
+				if err != nil {
+					rows = append(rows, map[string]any{"name": n, "error": err.Error()})
+					continue
+				}
+				rows = append(rows, remoteJSON(r))
+			}
+			if g.JSON {
+				return writeJSON(cmd.OutOrStdout(), rows)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tURL\tVERIFY")
+			for _, row := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", Escape(fmt.Sprint(row["name"])), Escape(fmt.Sprint(row["url"])), Escape(fmt.Sprint(row["verify"])))
+			}
+			return tw.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use: "show NAME", Short: "Show a remote's settings", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := fetch.LoadConfig(g.HomeDir())
+			if err != nil {
+				return err
+			}
+			r, err := cfg.Remote(args[0])
+			if err != nil {
+				return err
+			}
+			if g.JSON {
+				return writeJSON(cmd.OutOrStdout(), remoteJSON(r))
+			}
+			row := remoteJSON(r)
+			for _, k := range []string{"name", "url", "mirrors", "verify", "collection_id"} {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-14s %s\n", k+":", Escape(fmt.Sprint(row[k])))
+			}
+			return nil
+		},
+	}
+	remove := &cobra.Command{
+		Use: "remove NAME", Short: "Remove a remote and its keys", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := fetch.LoadConfig(g.HomeDir())
+			if err != nil {
+				return err
+			}
+			if err := cfg.Remove(args[0]); err != nil {
+				return err
+			}
+			return cfg.Save()
+		},
+	}
+	for _, sub := range []*cobra.Command{list, show} {
+		sub.Flags().BoolVar(&g.JSON, "json", false, "print JSON")
+	}
+	c.AddCommand(add, list, show, remove)
+	return c
+}
+
+func remoteJSON(r *fetch.Remote) map[string]any {
+	var verify []string
+	if r.GPGVerify {
+		verify = append(verify, "gpg")
+	}
+	if r.GPGVerifySummary {
+		verify = append(verify, "gpg-summary")
+	}
+	if r.SignVerify {
+		verify = append(verify, "ed25519")
+	}
+	if len(verify) == 0 {
+		verify = []string{"none"}
+	}
+	return map[string]any{"name": r.Name, "url": r.URL, "mirrors": r.Mirrors, "verify": strings.Join(verify, ","), "collection_id": r.CollectionID}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string, error) {
+	var name, url string
+	add := fetch.AddOptions{Mirrors: o.Mirrors, NoGPGVerify: o.NoGPGVerify, CollectionID: o.CollectionID, Replace: o.Replace}
+	if o.From != "" {
+		if len(args) > 1 {
+			return "", usagef("remote add --from takes at most a NAME")
+		}
+		f, err := os.Open(o.From)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		kf, err := ostree.ParseKeyFile(f)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", o.From, err)
+		}
+		group := "Flatpak Repo"
+		if kf.HasGroup("Flatpak Ref") {
+			group = "Flatpak Ref"
+		}
+		if !kf.HasGroup(group) {
+			return "", fmt.Errorf("%s: neither a .flatpakrepo nor a .flatpakref file", o.From)
+		}
+		if v, ok := kf.String(group, "Version"); ok && v != "1" {
+			return "", fmt.Errorf("%s: unsupported Version %q", o.From, v)
+		}
+		url, _ = kf.String(group, "Url")
+		if url == "" {
+			return "", fmt.Errorf("%s: no Url", o.From)
+		}
+		if key, ok := kf.String(group, "GPGKey"); ok && key != "" {
+			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(key))
+			if err != nil {
+				return "", fmt.Errorf("%s: GPGKey is not base64: %w", o.From, err)
+			}
+			add.GPGKeys = append(add.GPGKeys, b)
+		}
+		if id, ok := kf.String(group, "DeploySideloadCollectionID"); ok && add.CollectionID == "" {
+			add.CollectionID = id
+		}
+		if len(args) == 1 {
+			name = args[0]
+		} else if s, ok := kf.String(group, "SuggestRemoteName"); ok {
+			name = s
+		} else {
+			return "", usagef("remote add --from %s: give a NAME", o.From)
+		}
+	} else {
+		if len(args) != 2 {
+			return "", usagef("remote add needs NAME and URL")
+		}
+		name, url = args[0], args[1]
+	}
+	add.URL = url
+	for _, p := range o.GPGImport {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		add.GPGKeys = append(add.GPGKeys, b)
+	}
+	for _, p := range o.SignPubkey {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		add.Ed25519Keys = append(add.Ed25519Keys, append(b, '\n')...)
+	}
+	cfg, err := fetch.LoadConfig(g.HomeDir())
+	if err != nil {
+		return "", err
+	}
+	if err := cfg.Add(name, add); err != nil {
+		return "", err
+	}
+	return name, cfg.Save()
+}
+
+func newLsRemoteCmd(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ls-remote NAME",
+		Short: "List a remote's refs, commits, timestamps and sizes from its verified summary",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openSession(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			refs, err := s.fetcher.Refs(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.JSON {
+				if refs == nil {
+					refs = []fetch.RefInfo{}
+				}
+				return writeJSON(cmd.OutOrStdout(), refs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REF\tCOMMIT\tDATE\tDOWNLOAD\tINSTALLED")
+			for _, r := range refs {
+				date := ""
+				if r.Timestamp > 0 {
+					date = time.Unix(int64(r.Timestamp), 0).UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", Escape(r.Name), r.CommitHex[:12], date, humanBytes(r.DownloadSize), humanBytes(r.InstalledSize))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&g.JSON, "json", false, "print JSON")
+	return c
+}
+
+func humanBytes(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,682 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/bits"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/objcache"
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/gvariant"
+)
+
+// Options configure a Fetcher. The zero value is a good default.
+type Options struct {
+	HTTP HTTPOptions
+	// MaxFutureSkew is how far ahead of the local clock a commit may be
+	// dated (default 24 hours).
+	MaxFutureSkew time.Duration
+	// SummaryTTL is how long a fetched summary is used before it is
+	// fetched again (default 5 minutes).
+	SummaryTTL time.Duration
+	// FetchTimeout bounds a shared fetch that outlives its first caller
+	// (default 10 minutes).
+	FetchTimeout time.Duration
+	Logger       *slog.Logger
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxFutureSkew <= 0 {
+		o.MaxFutureSkew = 24 * time.Hour
+	}
+	if o.SummaryTTL <= 0 {
+		o.SummaryTTL = 5 * time.Minute
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Fetcher resolves refs and fetches objects from remotes into the object
+// cache, verifying everything before it is stored. It is safe for
+// concurrent use; one fetch per object runs at a time, shared by every
+// caller that wants it.
+type Fetcher struct {
+	store *objcache.Store
+	db    *index.DB
+	opts  Options
+
+	mu      sync.Mutex
+	cfg     *Config
+	remotes map[string]*remoteState
+
+	sf     singleflight.Group
+	origin sync.Map // ostree.Checksum -> remote name, learnt from the trees that name objects
+
+	stats Stats
+}
+
+type remoteState struct {
+	r  *Remote
+	c  *client
+	mu sync.Mutex
+	// summary is the last verified summary, nil when the remote has none.
+	summary   *ostree.Summary
+	summaryAt time.Time
+	offline   bool
+}
+
+// Stats are cumulative counters for status reports.
+type Stats struct {
+	ObjectsFetched atomic.Int64
+	BytesFetched   atomic.Int64 // compressed bytes received for objects
+	CacheHits      atomic.Int64
+	InFlight       atomic.Int64
+	Errors         atomic.Int64
+	errMu          sync.Mutex
+	lastErrors     []ErrorRecord
+}
+
+// ErrorRecord is one recent fetch failure.
+type ErrorRecord struct {
+	Time   time.Time `json:"time"`
+	Remote string    `json:"remote"`
+	Object string    `json:"object"`
+	Cause  string    `json:"cause"`
+}
+
+func (s *Stats) record(remote, object string, err error) {
+	s.Errors.Add(1)
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	s.lastErrors = append(s.lastErrors, ErrorRecord{time.Now().UTC(), remote, object, err.Error()})
+	if len(s.lastErrors) > 32 {
+		s.lastErrors = s.lastErrors[len(s.lastErrors)-32:]
+	}
+}
+
+// RecentErrors returns the last failures, oldest first.
+func (s *Stats) RecentErrors() []ErrorRecord {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return append([]ErrorRecord(nil), s.lastErrors...)
+}
+
+// New returns a Fetcher over an open store and the remotes in cfg.
+func New(store *objcache.Store, cfg *Config, opts Options) *Fetcher {
+	return &Fetcher{store: store, db: store.Index(), cfg: cfg, opts: opts.withDefaults(), remotes: map[string]*remoteState{}}
+}
+
+// Stats returns the fetcher's counters.
+func (f *Fetcher) Stats() *Stats { return &f.stats }
+
+// Store returns the object cache.
+func (f *Fetcher) Store() *objcache.Store { return f.store }
+
+// SetConfig replaces the remote configuration (remote add/remove while a
+// daemon runs). Remotes whose settings did not change keep their state.
+func (f *Fetcher) SetConfig(cfg *Config) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg = cfg
+	f.remotes = map[string]*remoteState{}
+}
+
+// Remotes lists the configured remote names.
+func (f *Fetcher) Remotes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cfg.Names()
+}
+
+func (f *Fetcher) remote(name string) (*remoteState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rs := f.remotes[name]; rs != nil {
+		return rs, nil
+	}
+	r, err := f.cfg.Remote(name)
+	if err != nil {
+		return nil, err
+	}
+	rs := &remoteState{r: r, c: newClient(r.URLs(), f.opts.HTTP)}
+	f.remotes[name] = rs
+	return rs, nil
+}
+
+// Remote returns a configured remote.
+func (f *Fetcher) Remote(name string) (*Remote, error) {
+	rs, err := f.remote(name)
+	if err != nil {
+		return nil, err
+	}
+	return rs.r, nil
+}
+
+// Summary returns the remote's verified summary, fetching it when the
+// cached one is older than the TTL or refresh is set. It returns nil and no
+// error for a remote that publishes no summary and does not require a
+// signed one. With the network gone it falls back to the last verified
+// summary stored in the index.
+func (f *Fetcher) Summary(ctx context.Context, remote string, refresh bool) (*ostree.Summary, error) {
+	rs, err := f.remote(remote)
+	if err != nil {
+		return nil, err
+	}
+	rs.mu.Lock()
+	if !refresh && !rs.summaryAt.IsZero() && f.opts.Now().Sub(rs.summaryAt) < f.opts.SummaryTTL {
+		s := rs.summary
+		rs.mu.Unlock()
+		return s, nil
+	}
+	rs.mu.Unlock()
+	v, err, _ := f.sf.Do("summary/"+remote, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+		defer cancel()
+		return f.fetchSummary(ctx, rs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*ostree.Summary), nil
+}
+
+func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Summary, error) {
+	r := rs.r
+	sig, sigErr := rs.c.getAll(ctx, "summary.sig", ostree.MaxSummarySize)
+	data, err := rs.c.getAll(ctx, "summary", ostree.MaxSummarySize)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			if r.GPGVerifySummary || r.SignVerify {
+				return nil, &VerifyError{r.Name, "summary", "summary signature", errors.New("the remote has no summary, but a signed one is required")}
+			}
+			rs.mu.Lock()
+			rs.summary, rs.summaryAt, rs.offline = nil, f.opts.Now(), false
+			rs.mu.Unlock()
+			return nil, nil
+		}
+		// Offline: use the last verified summary.
+		if old, oerr := f.db.Summary(r.Name); oerr == nil {
+			if s, derr := ostree.DecodeSummary(old.Data); derr == nil {
+				f.opts.Logger.Warn("using the last verified summary", "remote", r.Name, "cause", err)
+				rs.mu.Lock()
+				rs.summary, rs.summaryAt, rs.offline = s, f.opts.Now(), true
+				rs.mu.Unlock()
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("remote %s: summary: %w", r.Name, err)
+	}
+	if sigErr != nil && !errors.Is(sigErr, ErrNotFound) {
+		return nil, fmt.Errorf("remote %s: summary.sig: %w", r.Name, sigErr)
+	}
+	if r.GPGVerifySummary || r.SignVerify {
+		if sigErr != nil {
+			return nil, &VerifyError{r.Name, "summary", "summary signature", errors.New("summary.sig is missing")}
+		}
+		dict, err := ostree.DecodeVarDict("summary.sig", sig)
+		if err != nil {
+			return nil, &VerifyError{r.Name, "summary.sig", "summary signature", err}
+		}
+		if err := r.verifySignatures("summary", data, dict, r.GPGVerifySummary, r.SignVerify); err != nil {
+			return nil, err
+		}
+	}
+	s, err := ostree.DecodeSummary(data)
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: %w", r.Name, err)
+	}
+	// Replay: never go back to an older summary than one already seen.
+	if old, oerr := f.db.Summary(r.Name); oerr == nil && !bytes.Equal(old.Data, data) {
+		if os, derr := ostree.DecodeSummary(old.Data); derr == nil {
+			oldT, ok1 := os.LastModified()
+			newT, ok2 := s.LastModified()
+			if ok1 && (!ok2 || newT < oldT) {
+				return nil, &VerifyError{r.Name, "summary", "summary replay", fmt.Errorf("summary last modified %s is older than %s of the one seen before",
+					time.Unix(int64(newT), 0).UTC().Format(time.RFC3339), time.Unix(int64(oldT), 0).UTC().Format(time.RFC3339))}
+			}
+		}
+	}
+	if err := f.db.SetSummary(r.Name, index.Summary{Data: data, Sig: sig, Verified: f.opts.Now()}); err != nil {
+		return nil, err
+	}
+	rs.mu.Lock()
+	rs.summary, rs.summaryAt, rs.offline = s, f.opts.Now(), false
+	rs.mu.Unlock()
+	return s, nil
+}
+
+// RefInfo is one ref as a remote publishes it.
+type RefInfo struct {
+	Name       string          `json:"ref"`
+	Commit     ostree.Checksum `json:"-"`
+	CommitHex  string          `json:"commit"`
+	Timestamp  uint64          `json:"timestamp,omitempty"`
+	CommitSize uint64          `json:"commit_size,omitempty"`
+	// InstalledSize and DownloadSize come from Flatpak's xa.cache.
+	InstalledSize uint64 `json:"installed_size,omitempty"`
+	DownloadSize  uint64 `json:"download_size,omitempty"`
+}
+
+// Refs lists the refs of a remote from its verified summary; a remote
+// without a summary lists nothing (refs/heads cannot be listed over HTTP).
+func (f *Fetcher) Refs(ctx context.Context, remote string) ([]RefInfo, error) {
+	s, err := f.Summary(ctx, remote, false)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, nil
+	}
+	cache := flatpakCache(s.Metadata)
+	out := make([]RefInfo, 0, len(s.Refs))
+	for _, r := range s.Refs {
+		ri := RefInfo{Name: r.Name, Commit: r.Checksum, CommitHex: r.Checksum.String(), CommitSize: r.CommitSize}
+		ri.Timestamp, _ = r.Timestamp()
+		if c, ok := cache[r.Name]; ok {
+			ri.InstalledSize, ri.DownloadSize = c[0], c[1]
+		}
+		out = append(out, ri)
+	}
+	return out, nil
+}
+
+// ResolveRef returns the commit a ref points at: from the verified
+// summary, or from refs/heads/<ref> for a remote without one (trusted only
+// through the commit's signature and binding).
+func (f *Fetcher) ResolveRef(ctx context.Context, remote, ref string) (ostree.Checksum, error) {
+	if err := ostree.ValidateRef(ref); err != nil {
+		return ostree.Checksum{}, err
+	}
+	rs, err := f.remote(remote)
+	if err != nil {
+		return ostree.Checksum{}, err
+	}
+	s, err := f.Summary(ctx, remote, false)
+	if err != nil {
+		return ostree.Checksum{}, err
+	}
+	if s != nil {
+		if r, ok := s.Ref(ref); ok {
+			return r.Checksum, nil
+		}
+		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w", remote, ref, ErrNotFound)
+	}
+	b, err := rs.c.getAll(ctx, "refs/heads/"+ref, 256)
+	if err != nil {
+		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w", remote, ref, err)
+	}
+	c, err := ostree.ParseChecksum(strings.TrimSpace(string(b)))
+	if err != nil {
+		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w", remote, ref, err)
+	}
+	return c, nil
+}
+
+// Commit returns a verified commit: checksum, signatures, bindings for
+// ref (if not empty), and no downgrade from the last commit verified for
+// that ref. A commit already in the cache was verified when it was stored.
+func (f *Fetcher) Commit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, error) {
+	if data, err := f.store.ReadMeta(ctx, index.TypeCommit, c.String()); err == nil {
+		cm, err := ostree.DecodeCommit(data)
+		if err == nil {
+			f.stats.CacheHits.Add(1)
+			if remote != "" && ref != "" {
+				if err := f.noteRef(remote, ref, c, cm); err != nil {
+					return nil, err
+				}
+			}
+			return cm, nil
+		}
+	}
+	if remote == "" {
+		return nil, fmt.Errorf("commit %s: %w", c, objcache.ErrNotPresent)
+	}
+	key := "commit/" + remote + "/" + ref + "/" + c.String()
+	v, err, _ := f.sf.Do(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+		defer cancel()
+		return f.fetchCommit(ctx, remote, ref, c)
+	})
+	if err != nil {
+		f.stats.record(remote, ostree.ObjectName(c, ostree.ObjCommit), err)
+		return nil, err
+	}
+	return v.(*ostree.Commit), nil
+}
+
+func (f *Fetcher) noteRef(remote, ref string, c ostree.Checksum, cm *ostree.Commit) error {
+	last, err := f.db.Ref(remote, ref)
+	has := err == nil
+	if err := checkTime(remote, ostree.ObjectName(c, ostree.ObjCommit), cm, c, ostree.Checksum(last.Commit), last.Timestamp, has, f.opts.Now(), f.opts.MaxFutureSkew); err != nil {
+		return err
+	}
+	if has && ostree.Checksum(last.Commit) == c {
+		return nil
+	}
+	return f.db.SetRef(remote, ref, index.Ref{Commit: index.Sum(c), Verified: f.opts.Now(), Timestamp: cm.Timestamp})
+}
+
+func (f *Fetcher) fetchCommit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, error) {
+	rs, err := f.remote(remote)
+	if err != nil {
+		return nil, err
+	}
+	r := rs.r
+	name := ostree.ObjectName(c, ostree.ObjCommit)
+	metaBytes, err := rs.c.getAll(ctx, ostree.ObjectPath(c, ostree.ObjCommitMeta, true), ostree.MaxMetadataSize)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("remote %s: %s: %w", remote, ostree.ObjectName(c, ostree.ObjCommitMeta), err)
+	}
+	var dict []any
+	if err == nil {
+		if dict, err = ostree.DecodeVarDict("commitmeta", metaBytes); err != nil {
+			return nil, fmt.Errorf("remote %s: %s: %w", remote, ostree.ObjectName(c, ostree.ObjCommitMeta), err)
+		}
+	}
+	data, err := rs.c.getAll(ctx, ostree.ObjectPath(c, ostree.ObjCommit, true), ostree.MaxMetadataSize)
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: %s: %w", remote, name, err)
+	}
+	if got := ostree.Sum(data); got != c {
+		return nil, &VerifyError{remote, name, "checksum", &ostree.ChecksumError{Object: name, Got: got, Want: c}}
+	}
+	// Signatures before anything else is parsed or stored.
+	if err := r.verifySignatures(name, data, dict, r.GPGVerify, r.SignVerify); err != nil {
+		return nil, err
+	}
+	cm, err := ostree.DecodeCommit(data)
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: %w", remote, err)
+	}
+	if err := r.checkBindings(name, ref, cm); err != nil {
+		return nil, err
+	}
+	if ref != "" {
+		last, err := f.db.Ref(remote, ref)
+		if err := checkTime(remote, name, cm, c, ostree.Checksum(last.Commit), last.Timestamp, err == nil, f.opts.Now(), f.opts.MaxFutureSkew); err != nil {
+			return nil, err
+		}
+	} else if err := checkTime(remote, name, cm, c, ostree.Checksum{}, 0, false, f.opts.Now(), f.opts.MaxFutureSkew); err != nil {
+		return nil, err
+	}
+	if metaBytes != nil {
+		if err := f.store.PutMeta(ctx, index.TypeCommitMeta, c.String(), metaBytes, remote); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.store.PutMeta(ctx, index.TypeCommit, c.String(), data, remote); err != nil {
+		return nil, err
+	}
+	f.stats.ObjectsFetched.Add(1)
+	f.stats.BytesFetched.Add(int64(len(data) + len(metaBytes)))
+	f.origin.Store(cm.RootTree, remote)
+	f.origin.Store(cm.RootMeta, remote)
+	if ref != "" {
+		if err := f.db.SetRef(remote, ref, index.Ref{Commit: index.Sum(c), Verified: f.opts.Now(), Timestamp: cm.Timestamp}); err != nil {
+			return nil, err
+		}
+	}
+	return cm, nil
+}
+
+// originOf returns the remote to fetch an object from: the one whose tree
+// named it, else the first remote (objects are content-addressed, so any
+// remote that has it serves the same verified bytes).
+func (f *Fetcher) originOf(c ostree.Checksum, hint string) (string, error) {
+	if hint != "" {
+		return hint, nil
+	}
+	if v, ok := f.origin.Load(c); ok {
+		return v.(string), nil
+	}
+	names := f.Remotes()
+	if len(names) == 0 {
+		return "", fmt.Errorf("object %s: no remote configured", c)
+	}
+	return names[0], nil
+}
+
+// DirTree returns a verified dirtree, from the cache or the remote.
+func (f *Fetcher) DirTree(ctx context.Context, remote string, c ostree.Checksum) (*ostree.DirTree, error) {
+	data, err := f.meta(ctx, remote, ostree.ObjDirTree, c)
+	if err != nil {
+		return nil, err
+	}
+	t, err := ostree.DecodeDirTree(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ostree.ObjectName(c, ostree.ObjDirTree), err)
+	}
+	if origin, ok := f.origin.Load(c); ok {
+		for _, e := range t.Files {
+			f.origin.LoadOrStore(e.Checksum, origin)
+		}
+		for _, d := range t.Dirs {
+			f.origin.LoadOrStore(d.Tree, origin)
+			f.origin.LoadOrStore(d.Meta, origin)
+		}
+	}
+	return t, nil
+}
+
+// DirMeta returns a verified dirmeta.
+func (f *Fetcher) DirMeta(ctx context.Context, remote string, c ostree.Checksum) (*ostree.DirMeta, error) {
+	data, err := f.meta(ctx, remote, ostree.ObjDirMeta, c)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ostree.DecodeDirMeta(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ostree.ObjectName(c, ostree.ObjDirMeta), err)
+	}
+	return m, nil
+}
+
+func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, c ostree.Checksum) ([]byte, error) {
+	if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
+		f.stats.CacheHits.Add(1)
+		return data, nil
+	}
+	remote, err := f.originOf(c, remote)
+	if err != nil {
+		return nil, err
+	}
+	name := ostree.ObjectName(c, t)
+	ch := f.sf.DoChan(name, func() (any, error) {
+		f.stats.InFlight.Add(1)
+		defer f.stats.InFlight.Add(-1)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+		defer cancel()
+		if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
+			return data, nil
+		}
+		rs, err := f.remote(remote)
+		if err != nil {
+			return nil, err
+		}
+		var data []byte
+		err = rs.c.fetch(ctx, ostree.ObjectPath(c, t, true), ostree.MaxMetadataSize, 0, func(r io.Reader) error {
+			b, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			if got := ostree.Sum(b); got != c {
+				return &VerifyError{remote, name, "checksum", &ostree.ChecksumError{Object: name, Got: got, Want: c}}
+			}
+			data = b
+			return nil
+		})
+		if err != nil {
+			err = fmt.Errorf("remote %s: %s: %w", remote, name, err)
+			f.stats.record(remote, name, err)
+			return nil, err
+		}
+		if err := f.store.PutMeta(ctx, index.ObjType(t), c.String(), data, remote); err != nil {
+			return nil, err
+		}
+		f.stats.ObjectsFetched.Add(1)
+		f.stats.BytesFetched.Add(int64(len(data)))
+		return data, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", name, ctx.Err())
+	}
+}
+
+// Content returns an open handle on a verified content object, fetching
+// it first when it is not cached. The handle must be closed.
+func (f *Fetcher) Content(ctx context.Context, remote string, c ostree.Checksum) (*objcache.Handle, error) {
+	if h, err := f.store.Open(ctx, c.String()); err == nil {
+		f.stats.CacheHits.Add(1)
+		return h, nil
+	} else if !errors.Is(err, objcache.ErrNotPresent) && !errors.Is(err, objcache.ErrCorrupt) {
+		return nil, err
+	}
+	if err := f.FetchContent(ctx, remote, c); err != nil {
+		return nil, err
+	}
+	return f.store.Open(ctx, c.String())
+}
+
+// FetchContent makes sure a content object is in the cache.
+func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Checksum) error {
+	remote, err := f.originOf(c, remote)
+	if err != nil {
+		return err
+	}
+	name := ostree.ObjectName(c, ostree.ObjFile)
+	ch := f.sf.DoChan(name, func() (any, error) {
+		f.stats.InFlight.Add(1)
+		defer f.stats.InFlight.Add(-1)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+		defer cancel()
+		if h, err := f.store.Open(ctx, c.String()); err == nil {
+			h.Close()
+			return nil, nil
+		}
+		rs, err := f.remote(remote)
+		if err != nil {
+			return nil, err
+		}
+		var received int64
+		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), 0, 0, func(r io.Reader) error {
+			cr := &countingReader{r: r}
+			content, err := ostree.NewContentReader(cr)
+			if err != nil {
+				return &VerifyError{remote, name, "checksum", err}
+			}
+			h := content.Header
+			hdr := index.FileHeader{UID: h.UID, GID: h.GID, Mode: h.Mode, Size: h.Size, Symlink: h.Target, Raw: h.StreamHeader()}
+			err = f.store.PutContent(ctx, c.String(), hdr, content, remote)
+			received = cr.n
+			if errors.Is(err, objcache.ErrCorrupt) || errors.Is(err, ostree.ErrCorrupt) {
+				return &VerifyError{remote, name, "checksum", err}
+			}
+			return err
+		})
+		if err != nil {
+			err = fmt.Errorf("remote %s: %s: %w", remote, name, err)
+			f.stats.record(remote, name, err)
+			return nil, err
+		}
+		f.stats.ObjectsFetched.Add(1)
+		f.stats.BytesFetched.Add(received)
+		return nil, nil
+	})
+	select {
+	case res := <-ch:
+		return res.Err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", name, ctx.Err())
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// FileHeader returns the verified header of a content object. It comes
+// from the index when the object was fetched before; otherwise the whole
+// object is fetched and verified first (a header from an unverified
+// prefix is never trusted).
+func (f *Fetcher) FileHeader(ctx context.Context, remote string, c ostree.Checksum) (*ostree.FileHeader, error) {
+	if h, err := f.db.Header(index.Sum(c)); err == nil {
+		return ostree.ParseStreamHeader(h.Raw)
+	}
+	if err := f.FetchContent(ctx, remote, c); err != nil {
+		return nil, err
+	}
+	h, err := f.db.Header(index.Sum(c))
+	if err != nil {
+		return nil, fmt.Errorf("%s: header: %w", ostree.ObjectName(c, ostree.ObjFile), err)
+	}
+	fh, err := ostree.ParseStreamHeader(h.Raw)
+	if err != nil {
+		return nil, err
+	}
+	fh.Size = h.Size
+	return fh, nil
+}
+
+// flatpakCache reads Flatpak's xa.cache: ref -> (installed, download).
+func flatpakCache(meta []any) map[string][2]uint64 {
+	out := map[string][2]uint64{}
+	v, err := gvariant.LookupTyped(meta, "xa.cache", "v")
+	if err != nil {
+		return out
+	}
+	inner, ok := v.(gvariant.Variant)
+	if !ok || inner.Type.String() != "a{s(tts)}" {
+		return out
+	}
+	for _, e := range inner.Value.([]any) {
+		de := e.(gvariant.DictEntry)
+		t := de.Value.([]any)
+		out[de.Key.(string)] = [2]uint64{bits.ReverseBytes64(t[0].(uint64)), bits.ReverseBytes64(t[1].(uint64))}
+	}
+	return out
+}
+
+// SortedRefNames returns the names of refs, sorted.
+func SortedRefNames(refs []RefInfo) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.Name
+	}
+	sort.Strings(out)
+	return out
+}

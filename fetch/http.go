@@ -1,0 +1,368 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrNotFound means the server does not have the file (404, 403, 410).
+var ErrNotFound = errors.New("not found on the server")
+
+// HTTPOptions tune the HTTP client. The zero value is a good default.
+type HTTPOptions struct {
+	// Concurrency bounds requests in flight per remote (default 32; ostree
+	// uses 8).
+	Concurrency int
+	// RequestTimeout bounds one request from start to the last byte
+	// (default 10 minutes).
+	RequestTimeout time.Duration
+	// StallTimeout fails a request that makes no progress for this long:
+	// no response headers, or no body bytes (default 15 s).
+	StallTimeout time.Duration
+	// MinThroughput (bytes/s) fails a transfer slower than this, measured
+	// after the first StallTimeout (default 1 KiB/s).
+	MinThroughput int64
+	// Retries is how many times a transient failure is retried (default 4).
+	Retries int
+	// Backoff is the first retry delay, doubled each time (default 100 ms).
+	Backoff time.Duration
+	// FailbackAfter is how long a remote stays on a mirror before trying
+	// its primary URL again (default 1 minute).
+	FailbackAfter time.Duration
+	// Transport overrides the HTTP transport (tests).
+	Transport http.RoundTripper
+}
+
+func (o HTTPOptions) withDefaults() HTTPOptions {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 32
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 10 * time.Minute
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 15 * time.Second
+	}
+	if o.MinThroughput <= 0 {
+		o.MinThroughput = 1 << 10
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	} else if o.Retries == 0 {
+		o.Retries = 4
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 100 * time.Millisecond
+	}
+	if o.FailbackAfter <= 0 {
+		o.FailbackAfter = time.Minute
+	}
+	return o
+}
+
+// HTTPError is a non-success HTTP status.
+type HTTPError struct {
+	URL    string
+	Status int
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("GET %s: HTTP %d", e.URL, e.Status) }
+
+// Is makes 404, 403 and 410 match ErrNotFound.
+func (e *HTTPError) Is(target error) bool {
+	return target == ErrNotFound && (e.Status == 404 || e.Status == 403 || e.Status == 410)
+}
+
+// transient reports whether err is worth retrying: server busy, network
+// trouble, truncated or stalled bodies. Decided here, once.
+func transient(err error) bool {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		switch he.Status {
+		case 408, 429, 500, 502, 503, 504:
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, errStalled) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var ue *url.Error
+	return errors.As(err, &ue) && !errors.Is(err, errRedirect) && !errors.Is(err, context.Canceled)
+}
+
+var (
+	errStalled  = errors.New("transfer stalled or below the minimum throughput")
+	errRedirect = errors.New("redirect refused")
+)
+
+// client fetches files of one remote over HTTP with retries and mirror
+// failover. Safe for concurrent use.
+type client struct {
+	opts HTTPOptions
+	hc   *http.Client
+	urls []string
+	sem  chan struct{}
+
+	mu        sync.Mutex
+	preferred int
+	switched  time.Time
+
+	requests, bytes, retries, failovers counter
+}
+
+func newClient(urls []string, opts HTTPOptions) *client {
+	opts = opts.withDefaults()
+	tr := opts.Transport
+	if tr == nil {
+		tr = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          4 * opts.Concurrency,
+			MaxIdleConnsPerHost:   opts.Concurrency,
+			MaxConnsPerHost:       opts.Concurrency,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: opts.StallTimeout,
+			// Objects are compressed already; ask for identity so Range
+			// offsets mean file offsets.
+			DisableCompression: true,
+		}
+	}
+	c := &client{opts: opts, urls: urls, sem: make(chan struct{}, opts.Concurrency)}
+	c.hc = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return fmt.Errorf("%w: more than 5 redirects", errRedirect)
+		}
+		if req.URL.Scheme != via[0].URL.Scheme {
+			return fmt.Errorf("%w: %s to %s changes the scheme", errRedirect, via[0].URL, req.URL.Scheme+"://"+req.URL.Host)
+		}
+		return nil
+	}}
+	return c
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *counter) add(n int64) {
+	c.mu.Lock()
+	c.n += n
+	c.mu.Unlock()
+}
+
+func (c *counter) get() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+func (c *client) base() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.preferred != 0 && time.Since(c.switched) > c.opts.FailbackAfter {
+		c.preferred = 0 // try the primary again
+	}
+	return c.preferred, c.urls[c.preferred]
+}
+
+func (c *client) failover(from int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.urls) > 1 && c.preferred == from {
+		c.preferred = (from + 1) % len(c.urls)
+		c.switched = time.Now()
+		c.failovers.add(1)
+	}
+}
+
+func joinURL(base, path string) string {
+	return strings.TrimRight(base, "/") + "/" + strings.TrimLeft(path, "/")
+}
+
+// fetch GETs path and hands the body to consume, retrying transient
+// failures with backoff and moving to the next mirror when one keeps
+// failing. consume must read the body from the start each time it is
+// called. maxSize caps the body; rangeEnd > 0 asks for bytes [0, rangeEnd).
+func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+	var last error
+	delay := c.opts.Backoff
+	attempts := (c.opts.Retries + 1) * max(1, len(c.urls))
+	for attempt := 0; attempt < attempts; attempt++ {
+		if attempt > 0 {
+			c.retries.add(1)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("GET %s: %w (last error: %v)", path, ctx.Err(), last)
+			case <-t.C:
+			}
+			if delay < 5*time.Second {
+				delay *= 2
+			}
+		}
+		idx, base := c.base()
+		err := c.once(ctx, joinURL(base, path), maxSize, rangeEnd, consume)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if ctx.Err() != nil {
+			return err
+		}
+		if !transient(err) {
+			if errors.Is(err, ErrNotFound) || len(c.urls) == 1 {
+				return err
+			}
+			// A permanent error from one mirror (a corrupt object, a
+			// refused redirect): give another mirror a chance.
+			if attempt >= len(c.urls)-1 {
+				return err
+			}
+			c.failover(idx)
+			continue
+		}
+		if (attempt+1)%(c.opts.Retries+1) == 0 {
+			c.failover(idx)
+		}
+	}
+	return last
+}
+
+func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.sem }()
+	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.RequestTimeout, fmt.Errorf("%w: request deadline", errStalled))
+	defer cancel()
+	wctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	req, err := http.NewRequestWithContext(wctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "lazytree/0.1")
+	if rangeEnd > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", rangeEnd-1))
+	}
+	c.requests.add(1)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
+			return fmt.Errorf("GET %s: %w", u, cause)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return &HTTPError{URL: u, Status: resp.StatusCode}
+	}
+	if maxSize > 0 && resp.ContentLength > maxSize {
+		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed", u, resp.ContentLength, maxSize)
+	}
+	body := &watchedReader{r: resp.Body, max: maxSize, start: time.Now(), opts: &c.opts, cancel: stop, c: c}
+	body.arm()
+	defer body.disarm()
+	err = consume(body)
+	if err == nil && body.n < resp.ContentLength {
+		err = fmt.Errorf("GET %s: %w after %d of %d bytes", u, io.ErrUnexpectedEOF, body.n, resp.ContentLength)
+	}
+	if err != nil {
+		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
+			return fmt.Errorf("GET %s: %w", u, cause)
+		}
+		if body.tooBig {
+			return fmt.Errorf("GET %s: more than the %d bytes allowed", u, maxSize)
+		}
+		return err
+	}
+	return nil
+}
+
+// watchedReader cancels the request when the body stalls or crawls, and
+// enforces the size cap.
+type watchedReader struct {
+	r      io.Reader
+	n, max int64
+	tooBig bool
+	start  time.Time
+	opts   *HTTPOptions
+	cancel context.CancelCauseFunc
+	c      *client
+	mu     sync.Mutex
+	timer  *time.Timer
+}
+
+func (w *watchedReader) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer = time.AfterFunc(w.opts.StallTimeout, func() {
+		w.cancel(fmt.Errorf("%w: no data for %s", errStalled, w.opts.StallTimeout))
+	})
+}
+
+func (w *watchedReader) disarm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	if w.max > 0 && w.n+int64(len(p)) > w.max+1 {
+		p = p[:max(0, w.max+1-w.n)]
+	}
+	n, err := w.r.Read(p)
+	if n > 0 {
+		w.n += int64(n)
+		w.c.bytes.add(int64(n))
+		w.mu.Lock()
+		if w.timer != nil {
+			w.timer.Reset(w.opts.StallTimeout)
+		}
+		w.mu.Unlock()
+		if el := time.Since(w.start); el > w.opts.StallTimeout && float64(w.n)/el.Seconds() < float64(w.opts.MinThroughput) {
+			w.cancel(fmt.Errorf("%w: %d bytes in %s", errStalled, w.n, el.Round(time.Millisecond)))
+			return n, errStalled
+		}
+	}
+	if w.max > 0 && w.n > w.max {
+		w.tooBig = true
+		return n, fmt.Errorf("body larger than %d bytes", w.max)
+	}
+	return n, err
+}
+
+// getAll fetches a small file completely.
+func (c *client) getAll(ctx context.Context, path string, maxSize int64) ([]byte, error) {
+	var data []byte
+	err := c.fetch(ctx, path, maxSize, 0, func(r io.Reader) error {
+		b, err := io.ReadAll(r)
+		data = b
+		return err
+	})
+	return data, err
+}

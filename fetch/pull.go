@@ -1,0 +1,211 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// Progress counts a pull's work; read it from another goroutine.
+type Progress struct {
+	Commit       ostree.Checksum
+	ObjectsKnown atomic.Int64 // objects found so far in the tree
+	ObjectsDone  atomic.Int64 // objects present (fetched or already cached)
+	Fetched      atomic.Int64 // objects fetched by this pull
+	BytesFetched atomic.Int64
+	MetaDone     atomic.Bool // every dirtree and dirmeta is known
+}
+
+// PullResult summarises a finished pull.
+type PullResult struct {
+	Commit  ostree.Checksum
+	Objects int64
+	Fetched int64
+	Bytes   int64
+}
+
+// Pull fetches every object of remote:ref into the cache. Objects already
+// cached are not fetched again, so an interrupted pull resumes where it
+// stopped. p may be nil.
+func (f *Fetcher) Pull(ctx context.Context, remote, ref string, p *Progress) (*PullResult, error) {
+	if p == nil {
+		p = &Progress{}
+	}
+	c, err := f.ResolveRef(ctx, remote, ref)
+	if err != nil {
+		return nil, err
+	}
+	p.Commit = c
+	cm, err := f.Commit(ctx, remote, ref, c)
+	if err != nil {
+		return nil, err
+	}
+	before := f.stats.ObjectsFetched.Load()
+	beforeBytes := f.stats.BytesFetched.Load()
+	if err := f.walk(ctx, remote, cm, p, true); err != nil {
+		return nil, err
+	}
+	return &PullResult{Commit: c, Objects: p.ObjectsDone.Load(),
+		Fetched: f.stats.ObjectsFetched.Load() - before, Bytes: f.stats.BytesFetched.Load() - beforeBytes}, nil
+}
+
+// walk visits every object reachable from commit: dirtrees breadth first
+// with bounded concurrency, content objects through a pool of workers
+// that starts at once, so content and metadata overlap. With fetch off it
+// only lists what is cached (for pins).
+func (f *Fetcher) walk(ctx context.Context, remote string, cm *ostree.Commit, p *Progress, fetch bool) error {
+	workers := f.opts.HTTP.withDefaults().Concurrency
+	startBytes := f.stats.BytesFetched.Load()
+	g, ctx := errgroup.WithContext(ctx)
+	files := make(chan ostree.Checksum, 4*workers)
+	var seenMu sync.Mutex
+	seen := map[ostree.Checksum]bool{}
+	first := func(c ostree.Checksum) bool {
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		if seen[c] {
+			return false
+		}
+		seen[c] = true
+		p.ObjectsKnown.Add(1)
+		return true
+	}
+	for i := 0; i < workers; i++ {
+		g.Go(func() error {
+			for c := range files {
+				if fetch {
+					if err := f.FetchContent(ctx, remote, c); err != nil {
+						return err
+					}
+					p.BytesFetched.Store(f.stats.BytesFetched.Load() - startBytes)
+				}
+				p.ObjectsDone.Add(1)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(files)
+		type dir struct {
+			tree, meta ostree.Checksum
+			newMeta    bool // first time this dirmeta is seen: count it
+		}
+		first(cm.RootTree)
+		level := []dir{{cm.RootTree, cm.RootMeta, first(cm.RootMeta)}}
+		for len(level) > 0 {
+			var mu sync.Mutex
+			var next []dir
+			lg, lctx := errgroup.WithContext(ctx)
+			lg.SetLimit(workers)
+			for _, d := range level {
+				lg.Go(func() error {
+					if _, err := f.DirMeta(lctx, remote, d.meta); err != nil {
+						return err
+					}
+					if d.newMeta {
+						p.ObjectsDone.Add(1)
+					}
+					t, err := f.DirTree(lctx, remote, d.tree)
+					if err != nil {
+						return err
+					}
+					p.ObjectsDone.Add(1)
+					for _, e := range t.Files {
+						if first(e.Checksum) {
+							select {
+							case files <- e.Checksum:
+							case <-lctx.Done():
+								return lctx.Err()
+							}
+						}
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					for _, sub := range t.Dirs {
+						if first(sub.Tree) {
+							next = append(next, dir{sub.Tree, sub.Meta, first(sub.Meta)})
+						}
+					}
+					return nil
+				})
+			}
+			if err := lg.Wait(); err != nil {
+				return err
+			}
+			level = next
+		}
+		p.MetaDone.Store(true)
+		return nil
+	})
+	return g.Wait()
+}
+
+// Reachable lists every object of a commit (which must be complete in the
+// cache), for pinning.
+func (f *Fetcher) Reachable(ctx context.Context, commit ostree.Checksum) ([]index.ObjectID, error) {
+	cm, err := f.Commit(ctx, "", "", commit)
+	if err != nil {
+		return nil, err
+	}
+	ids := []index.ObjectID{{Sum: index.Sum(commit), Type: index.TypeCommit}}
+	seen := map[index.ObjectID]bool{}
+	add := func(c ostree.Checksum, t index.ObjType) bool {
+		id := index.ObjectID{Sum: index.Sum(c), Type: t}
+		if seen[id] {
+			return false
+		}
+		seen[id] = true
+		ids = append(ids, id)
+		return true
+	}
+	var walk func(tree, meta ostree.Checksum) error
+	walk = func(tree, meta ostree.Checksum) error {
+		add(meta, index.TypeDirMeta)
+		if !add(tree, index.TypeDirTree) {
+			return nil
+		}
+		t, err := f.DirTree(ctx, "", tree)
+		if err != nil {
+			return fmt.Errorf("reachable objects of %s: %w", commit, err)
+		}
+		for _, e := range t.Files {
+			add(e.Checksum, index.TypeFile)
+		}
+		for _, d := range t.Dirs {
+			if err := walk(d.Tree, d.Meta); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return ids, walk(cm.RootTree, cm.RootMeta)
+}
+
+// Pin pulls remote:ref completely and pins every object of its commit, so
+// eviction never removes them; pinning again moves the pin to the ref's
+// current commit.
+func (f *Fetcher) Pin(ctx context.Context, remote, ref string, p *Progress) (*PullResult, error) {
+	res, err := f.Pull(ctx, remote, ref, p)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := f.Reachable(ctx, res.Commit)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.store.PinRef(ctx, remote, ref, res.Commit.String(), ids); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Unpin releases a ref pin.
+func (f *Fetcher) Unpin(ctx context.Context, remote, ref string) error {
+	return f.store.UnpinRef(ctx, remote, ref)
+}
