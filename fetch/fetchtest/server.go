@@ -3,7 +3,6 @@ package fetchtest
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,7 +68,7 @@ func New(dir string, opts Options) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s.srv = &http.Server{
-		Handler:           s,
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -247,8 +246,3 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-var (
-	_ http.Handler = (*Server)(nil)
-	_ io.ReaderAt  = (*os.File)(nil)
-)

@@ -1,0 +1,331 @@
+package fetchtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// serveHTTP answers one request: delay, faults that replace the response,
+// the file (or its override) with Range support, and faults that strike
+// within the body.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		abort()
+	}
+	defer s.handlers.Done()
+	cfg := s.config()
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	var connID uint64
+	if c != nil {
+		connID = c.id
+	}
+	p := r.URL.Path
+	start := time.Now()
+	attempt, h := s.log.begin(Request{
+		Conn:   connID,
+		Method: r.Method,
+		Path:   p,
+		Range:  r.Header.Get("Range"),
+		Proto:  r.Proto,
+		Start:  start,
+	})
+	s.stats.requests.Add(1)
+	s.stats.inflight.Add(1)
+	rw := &recorder{ResponseWriter: w, s: s}
+	var fault Fault
+	var overridden bool
+	// Deferred so that it also runs when a fault aborts the handler.
+	defer func() {
+		s.stats.inflight.Add(-1)
+		if fault != FaultNone {
+			s.stats.faults.Add(1)
+			if l := cfg.Logger; l != nil {
+				l.Debug("fetchtest: injected fault", "fault", fault, "method", r.Method, "path", p, "attempt", attempt, "status", rw.status, "bytes", rw.bytes)
+			}
+		}
+		s.log.finish(h, func(q *Request) {
+			q.Status = rw.status
+			q.Bytes = rw.bytes
+			q.Fault = fault
+			q.Overridden = overridden
+			q.Duration = time.Since(start)
+			q.Done = true
+		})
+	}()
+
+	if !s.sleep(r.Context(), cfg.delay(p, attempt)) {
+		abort()
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rw.Header().Set("Allow", "GET, HEAD")
+		http.Error(rw, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	// Refuse rather than clean: a client that sends .. or // has a bug
+	// that its test should see as a 404, not as some other file.
+	if !strings.HasPrefix(p, "/") || p == "/" || strings.ContainsRune(p, 0) || path.Clean(p) != p {
+		http.NotFound(rw, r)
+		return
+	}
+
+	switch {
+	case cfg.notFound.hits(cfg, r, attempt):
+		fault = FaultNotFound
+		http.NotFound(rw, r)
+		return
+	case attempt < cfg.FailFirstN && cfg.failFirst.match(p):
+		fault = FaultFailFirst
+		code := cfg.errorStatus(fault, p, attempt)
+		http.Error(rw, http.StatusText(code), code)
+		return
+	case cfg.status.hits(cfg, r, attempt):
+		fault = FaultStatus
+		code := cfg.errorStatus(fault, p, attempt)
+		http.Error(rw, http.StatusText(code), code)
+		return
+	}
+	// Draw every body fault now, so that each draw depends only on the
+	// request and not on what the file turns out to hold.
+	resetHit := cfg.reset.hits(cfg, r, attempt)
+	stallHit := cfg.stall.hits(cfg, r, attempt)
+	truncateHit := cfg.truncate.hits(cfg, r, attempt)
+	corruptHit := cfg.corrupt.hits(cfg, r, attempt)
+	if resetHit && cfg.reset.After == BeforeHeaders {
+		fault = FaultReset
+		if c != nil {
+			c.reset()
+		}
+		abort()
+	}
+
+	content, size, closeContent, over, status := s.open(cfg, p)
+	if status != http.StatusOK {
+		if status == http.StatusNotFound {
+			http.NotFound(rw, r)
+		} else {
+			http.Error(rw, http.StatusText(status), status)
+		}
+		return
+	}
+	defer closeContent()
+	overridden = over
+	off, n := int64(0), size
+	status = http.StatusOK
+	if rh := r.Header.Get("Range"); rh != "" {
+		switch o, l, res := parseRange(rh, size); res {
+		case rangeOK:
+			off, n, status = o, l, http.StatusPartialContent
+		case rangeUnsatisfiable:
+			rw.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+			http.Error(rw, http.StatusText(http.StatusRequestedRangeNotSatisfiable), http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+	}
+	hdr := rw.Header()
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set("Accept-Ranges", "bytes")
+	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
+	if status == http.StatusPartialContent {
+		hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+	}
+
+	body := n
+	if r.Method == http.MethodHead {
+		body = 0
+	}
+	cut, flip := int64(-1), int64(-1)
+	switch {
+	case resetHit:
+		fault, cut = FaultReset, cfg.reset.cut(cfg, p, attempt, body)
+	case stallHit:
+		fault, cut = FaultStall, cfg.stall.cut(cfg, p, attempt, body)
+	case truncateHit && body > 0:
+		fault, cut = FaultTruncate, cfg.truncate.cut(cfg, p, attempt, body)
+	case corruptHit && body > 0:
+		fault, flip = FaultCorrupt, int64(cfg.draw(string(FaultCorrupt)+"/at", p, attempt)%uint64(body))
+	}
+	rw.WriteHeader(status)
+	if cut < 0 {
+		if err := copyBody(rw, content, off, body, flip); err != nil {
+			// The response is short of its Content-Length; make sure the
+			// client sees an error rather than a short body.
+			abort()
+		}
+		return
+	}
+	if err := copyBody(rw, content, off, cut, -1); err != nil {
+		abort()
+	}
+	_ = http.NewResponseController(rw).Flush()
+	switch fault {
+	case FaultReset:
+		if c != nil {
+			c.reset()
+		}
+	case FaultStall:
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+	}
+	// A handler that panics with ErrAbortHandler makes net/http close an
+	// HTTP/1 connection (after flushing what was written: a truncated
+	// body) or reset an HTTP/2 stream.
+	abort()
+}
+
+// abort ends the response abruptly; see http.ErrAbortHandler.
+func abort() { panic(http.ErrAbortHandler) }
+
+// open finds what to serve at p: the override or the file. It returns a
+// status other than 200 when there is nothing to serve, and otherwise a
+// function that releases the content.
+func (s *Server) open(cfg *config, p string) (content io.ReaderAt, size int64, release func(), overridden bool, status int) {
+	if cfg.Override != nil {
+		if b, ok := cfg.Override(p); ok {
+			return bytes.NewReader(b), int64(len(b)), func() {}, true, http.StatusOK
+		}
+	}
+	f, err := s.root.Open(strings.TrimPrefix(p, "/"))
+	if err != nil {
+		if notFound(err) {
+			return nil, 0, nil, false, http.StatusNotFound
+		}
+		return nil, 0, nil, false, http.StatusInternalServerError
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, false, http.StatusInternalServerError
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, nil, false, http.StatusNotFound
+	}
+	return f, st.Size(), func() { f.Close() }, false, http.StatusOK
+}
+
+// notFound reports errors that mean "no such file here" to a client:
+// missing, unreadable, a file where a directory was expected, a symlink
+// loop, or a path that os.Root refuses because it leads outside the root
+// (that error has no exported sentinel).
+func notFound(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
+		errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP) ||
+		strings.Contains(err.Error(), "escapes from parent")
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody writes n bytes of src from off, flipping the byte at flip
+// (relative to off) when flip >= 0.
+func copyBody(w io.Writer, src io.ReaderAt, off, n, flip int64) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for done := int64(0); done < n; {
+		k := int(min(int64(len(buf)), n-done))
+		got, err := src.ReadAt(buf[:k], off+done)
+		if got < k {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if flip >= done && flip < done+int64(k) {
+			buf[flip-done] ^= 0xff
+		}
+		if _, err := w.Write(buf[:k]); err != nil {
+			return err
+		}
+		done += int64(k)
+	}
+	return nil
+}
+
+type rangeResult int
+
+const (
+	rangeIgnored rangeResult = iota
+	rangeOK
+	rangeUnsatisfiable
+)
+
+// parseRange reads a Range header for a body of size bytes. Only a single
+// byte range is honoured; several ranges, other units and malformed
+// headers are ignored (the whole body is sent), which RFC 9110 allows.
+func parseRange(h string, size int64) (off, n int64, res rangeResult) {
+	unit, spec, ok := strings.Cut(h, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") || strings.Contains(spec, ",") {
+		return 0, 0, rangeIgnored
+	}
+	first, last, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, 0, rangeIgnored
+	}
+	if first == "" {
+		// A suffix: the last n bytes.
+		k, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || k < 0 {
+			return 0, 0, rangeIgnored
+		}
+		if k == 0 || size == 0 {
+			return 0, 0, rangeUnsatisfiable
+		}
+		k = min(k, size)
+		return size - k, k, rangeOK
+	}
+	a, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || a < 0 {
+		return 0, 0, rangeIgnored
+	}
+	b := size - 1
+	if last != "" {
+		if b, err = strconv.ParseInt(last, 10, 64); err != nil || b < a {
+			return 0, 0, rangeIgnored
+		}
+	}
+	if a >= size {
+		return 0, 0, rangeUnsatisfiable
+	}
+	b = min(b, size-1)
+	return a, b - a + 1, rangeOK
+}
+
+// recorder remembers the status and counts body bytes for the log.
+type recorder struct {
+	http.ResponseWriter
+	s      *Server
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	r.s.stats.body.Add(int64(n))
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
