@@ -26,15 +26,16 @@
 // # Writing
 //
 // PutContent writes to a temp file in tmp/ while hashing
-// SHA-256(header || content), compares with the checksum (a mismatch is
-// a *CorruptError), makes the file durable, renames it into objects/,
-// and only then records it. Durability is a group commit: a syncer
+// SHA-256(header || content) and compares with the checksum (a mismatch
+// is a *CorruptError). Only then is the file renamed into objects/ —
+// where, without a record, nothing serves it and start-up or fsck deletes
+// it — and made durable, its bytes and its directory entry in one flush,
+// and only then recorded. So an index record never names a file that a
+// power cut could take away. Durability is a group commit: a syncer
 // goroutine runs one syncfs(2) for every write that asked before the call
 // started, so concurrent writers share the flush; fsync per file costs
 // about a millisecond here and would make 10,000 small objects take ten
-// seconds. The index record (Badger, without per-commit fsync) is written
-// after the file is durable, so it can never survive a crash that the
-// file does not.
+// seconds. (Where syncfs is missing, fsync of the file and its directory.)
 //
 // # Reading
 //
@@ -69,9 +70,9 @@
 //
 // # Crash safety
 //
-// Files enter objects/ only by rename of a complete, verified, durable
-// temp file, before their record; evictions and drops delete the record
-// before the file. So a kill at any instant leaves at worst a temp file
+// Files enter objects/ only by rename of a complete, verified temp file,
+// and are recorded only once durable; evictions and drops delete the
+// record before the file. So a kill at any instant leaves at worst a temp file
 // and files without records, never a record without its file. Open
 // empties tmp/ and, when the index was not closed cleanly, reconciles
 // each objects/xx directory with its records (dropping records without a

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -27,7 +28,8 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 // remote it came from.
 //
 // The content goes to tmp/ and is hashed as it is written; only a
-// verified, durable file is renamed into objects/ and then recorded. A
+// verified file is renamed into objects/, and it is recorded once it is
+// durable. A
 // checksum mismatch returns a *CorruptError; any failure (ENOSPC
 // included) leaves nothing behind. Storing an object that is already
 // present succeeds without reading content.
@@ -71,15 +73,8 @@ func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileH
 	if got := index.Sum(h.Sum(nil)); got != sum {
 		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
 	}
-	if err := s.durable(ctx, f); err != nil {
-		return fail(fmt.Errorf("store %s: sync: %w", id, err))
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("store %s: %w", id, err)
-	}
 	hdr.Size = uint64(n)
-	return s.commit(ctx, id, tmp, n, &hdr, nil, origin)
+	return s.commit(ctx, id, f, n, &hdr, nil, origin)
 }
 
 // PutMeta stores a metadata object (dirtree, dirmeta, commit, commitmeta,
@@ -111,58 +106,63 @@ func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, checksum string,
 	if data == nil {
 		data = []byte{}
 	}
-	return s.commit(ctx, id, "", int64(len(data)), nil, data, origin)
+	return s.commit(ctx, id, nil, int64(len(data)), nil, data, origin)
 }
 
-// commit makes room, renames the verified temp file (if any) into place
-// and records the object: the file is in place before the record exists.
-func (s *Store) commit(ctx context.Context, id index.ObjectID, tmp string, size int64, hdr *index.FileHeader, data []byte, origin string) (err error) {
-	removeTmp := func() {
-		if tmp != "" {
-			os.Remove(tmp)
-		}
+// commit makes room and records the object. For a content object, f is
+// its verified temp file, still open: it is renamed into objects/ (where,
+// without a record, nothing serves it and start-up or fsck deletes it),
+// then the group flush makes its bytes and its directory entry durable,
+// and only then is it recorded. So a record never names a file that a
+// power cut could take away, and one flush covers both.
+func (s *Store) commit(ctx context.Context, id index.ObjectID, f *os.File, size int64, hdr *index.FileHeader, data []byte, origin string) (err error) {
+	var final string
+	if f != nil {
+		defer func() {
+			f.Close()
+			if err != nil {
+				os.Remove(f.Name())
+				if final != "" {
+					os.Remove(final)
+				}
+			}
+		}()
 	}
 	if err := s.reserve(ctx, size); err != nil {
-		removeTmp()
 		return fmt.Errorf("store %s: %w", id, err)
 	}
-	defer func() {
-		if err != nil {
-			s.used.Add(-size)
-		}
-	}()
+	reserved := size
+	defer func() { s.used.Add(-reserved) }()
 	unlock, err := s.lock(ctx, id)
 	if err != nil {
-		removeTmp()
 		return err
 	}
 	defer unlock()
 	if ok, err := s.present(id); err != nil || ok {
-		removeTmp()
-		if ok {
-			s.used.Add(-size)
+		if ok && f != nil {
+			os.Remove(f.Name())
 		}
 		return err
 	}
-	if tmp != "" {
-		if err := os.Rename(tmp, s.path(id.Sum)); err != nil {
-			removeTmp()
+	if f != nil {
+		final = s.path(id.Sum)
+		if err := os.Rename(f.Name(), final); err != nil {
+			final = ""
 			return fmt.Errorf("store %s: %w", id, err)
+		}
+		if err := s.durable(ctx, f, filepath.Dir(final)); err != nil {
+			return fmt.Errorf("store %s: sync: %w", id, err)
 		}
 	}
 	added, err := s.db.AddObject(index.Object{ID: id, Size: size, Origin: origin}, hdr, data)
 	if err != nil {
-		if tmp != "" {
-			os.Remove(s.path(id.Sum))
-		}
 		return fmt.Errorf("store %s: %w", id, err)
 	}
-	if !added {
-		s.used.Add(-size)
-		return nil
+	if added {
+		reserved = 0 // the reservation is now the object's size
+		s.count.Add(1)
+		s.setVerified(id)
 	}
-	s.count.Add(1)
-	s.setVerified(id)
 	return nil
 }
 
@@ -193,16 +193,24 @@ func copyHashing(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader) (in
 	}
 }
 
-// durable makes f's bytes durable before it is renamed and recorded.
-func (s *Store) durable(ctx context.Context, f *os.File) error {
+// durable makes f's bytes and its entry in dir durable.
+func (s *Store) durable(ctx context.Context, f *os.File, dir string) error {
 	if s.sync == nil {
 		return nil
 	}
 	err := s.sync.sync(ctx)
-	if errors.Is(err, unix.ENOSYS) {
-		return f.Sync()
+	if !errors.Is(err, unix.ENOSYS) {
+		return err
 	}
-	return err
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // syncer is a group commit for durability: one syncfs(2) covers every
