@@ -83,15 +83,16 @@ func (o *signOptions) signer() (*repo.Signer, error) {
 }
 
 type commitOptions struct {
-	Repo      string
-	Branch    string
-	Subject   string
-	Body      string
-	Metadata  []string
-	Timestamp string
-	Orphan    bool
-	BindRefs  []string
-	Sign      signOptions
+	Repo       string
+	Branch     string
+	Subject    string
+	Body       string
+	Metadata   []string
+	Timestamp  string
+	Orphan     bool
+	BindRefs   []string
+	NoBindings bool
+	Sign       signOptions
 }
 
 func newCommitCmd(g *globalOptions) *cobra.Command {
@@ -117,6 +118,7 @@ func newCommitCmd(g *globalOptions) *cobra.Command {
 	c.Flags().StringVar(&o.Timestamp, "timestamp", "", "commit time: @UNIXSECONDS or RFC 3339 (default now)")
 	c.Flags().BoolVar(&o.Orphan, "orphan", false, "make a commit without a parent")
 	c.Flags().StringArrayVar(&o.BindRefs, "bind-ref", nil, "also allow the commit to be pulled as REF (ostree.ref-binding)")
+	c.Flags().BoolVar(&o.NoBindings, "no-bindings", false, "do not bind the commit to its refs or collection")
 	o.Sign.add(c)
 	return c
 }
@@ -125,7 +127,7 @@ func runCommit(cmd *cobra.Command, o *commitOptions, src string) (*repo.CommitRe
 	if o.Repo == "" || o.Branch == "" {
 		return nil, usagef("commit: --repo and --branch are required")
 	}
-	opts := repo.CommitOptions{Branch: o.Branch, Subject: o.Subject, Body: o.Body, Orphan: o.Orphan, BindRefs: o.BindRefs}
+	opts := repo.CommitOptions{Branch: o.Branch, Subject: o.Subject, Body: o.Body, Orphan: o.Orphan, BindRefs: o.BindRefs, NoBindings: o.NoBindings}
 	for _, m := range o.Metadata {
 		k, v, ok := strings.Cut(m, "=")
 		if !ok || k == "" {

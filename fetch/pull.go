@@ -37,6 +37,10 @@ func (f *Fetcher) Pull(ctx context.Context, remote, ref string, p *Progress) (*P
 	if p == nil {
 		p = &Progress{}
 	}
+	// A pull always looks at the remote's current summary.
+	if _, err := f.Summary(ctx, remote, true); err != nil {
+		return nil, err
+	}
 	c, err := f.ResolveRef(ctx, remote, ref)
 	if err != nil {
 		return nil, err

@@ -168,3 +168,7 @@ func countDiff(a, b []byte) int {
 	}
 	return n + max(len(a), len(b)) - min(len(a), len(b))
 }
+
+// runtime_NumGoroutine is runtime.NumGoroutine, named apart so that the
+// tests that count goroutines are easy to find.
+func runtime_NumGoroutine() int { return runtime.NumGoroutine() }

@@ -72,7 +72,10 @@ type CommitOptions struct {
 	Orphan bool
 	// BindRefs are refs besides Branch the commit may be pulled as.
 	BindRefs []string
-	Signer   *Signer
+	// NoBindings leaves out ostree.ref-binding and
+	// ostree.collection-binding (ostree commit --no-bindings).
+	NoBindings bool
+	Signer     *Signer
 	// Level is the deflate level of .filez objects (0: default 6).
 	Level int
 	// Workers bounds the files hashed and compressed at once (0: 2 per CPU).
@@ -163,23 +166,8 @@ func (r *Repo) CommitDir(ctx context.Context, src string, opts CommitOptions) (*
 			}
 		}
 	}
-	bind := []string{opts.Branch}
-	for _, b := range opts.BindRefs {
-		if err := ostree.ValidateRef(b); err != nil {
-			return nil, err
-		}
-		if !slices.Contains(bind, b) {
-			bind = append(bind, b)
-		}
-	}
-	sort.Strings(bind)
-	bindings := make([]any, len(bind))
-	for i, b := range bind {
-		bindings[i] = b
-	}
-	meta.Set(ostree.MetaRefBinding, "as", bindings)
-	if r.CollectionID != "" {
-		meta.Set(ostree.MetaCollectionBinding, "s", r.CollectionID)
+	if err := r.addBindings(&meta, opts); err != nil {
+		return nil, err
 	}
 	ts := opts.Timestamp
 	if ts.IsZero() {
@@ -213,6 +201,33 @@ func (r *Repo) CommitDir(ctx context.Context, src string, opts CommitOptions) (*
 	}
 	res.Checksum, res.Commit = sum, c
 	return res, nil
+}
+
+// addBindings records ostree.ref-binding (the branch and BindRefs, sorted)
+// and, for a repository with a collection id, ostree.collection-binding.
+func (r *Repo) addBindings(meta *gvariant.VarDict, opts CommitOptions) error {
+	if opts.NoBindings {
+		return nil
+	}
+	bind := []string{opts.Branch}
+	for _, b := range opts.BindRefs {
+		if err := ostree.ValidateRef(b); err != nil {
+			return err
+		}
+		if !slices.Contains(bind, b) {
+			bind = append(bind, b)
+		}
+	}
+	sort.Strings(bind)
+	bindings := make([]any, len(bind))
+	for i, b := range bind {
+		bindings[i] = b
+	}
+	meta.Set(ostree.MetaRefBinding, "as", bindings)
+	if r.CollectionID != "" {
+		meta.Set(ostree.MetaCollectionBinding, "s", r.CollectionID)
+	}
+	return nil
 }
 
 // SignCommit adds signatures to a stored commit's detached metadata.
