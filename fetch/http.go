@@ -289,6 +289,11 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 	if err == nil && body.n < resp.ContentLength {
 		err = fmt.Errorf("GET %s: %w after %d of %d bytes", u, io.ErrUnexpectedEOF, body.n, resp.ContentLength)
 	}
+	if err != nil && body.err != nil && !errors.Is(body.err, io.EOF) {
+		// The transfer broke (reset, truncation, stall): whatever the
+		// consumer made of the partial bytes, the cause is the network.
+		err = fmt.Errorf("GET %s: %w after %d bytes", u, body.err, body.n)
+	}
 	if err != nil {
 		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
 			return fmt.Errorf("GET %s: %w", u, cause)
@@ -306,6 +311,7 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 type watchedReader struct {
 	r      io.Reader
 	n, max int64
+	err    error // the last error the body returned
 	tooBig bool
 	start  time.Time
 	opts   *HTTPOptions
@@ -336,6 +342,9 @@ func (w *watchedReader) Read(p []byte) (int, error) {
 		p = p[:max(0, w.max+1-w.n)]
 	}
 	n, err := w.r.Read(p)
+	if err != nil {
+		w.err = err
+	}
 	if n > 0 {
 		w.n += int64(n)
 		w.c.bytes.add(int64(n))
