@@ -71,10 +71,13 @@ func (h *Handle) Close() error {
 		delete(s.open, o.id)
 	}
 	s.mu.Unlock()
-	if last {
-		return o.f.Close()
+	if !last {
+		return nil
 	}
-	return nil
+	// Used until now: an object held open for hours is not the least
+	// recently used the moment it closes.
+	s.db.Touch(o.id)
+	return o.f.Close()
 }
 
 // Open opens a stored content object. The first open of each object after

@@ -77,6 +77,64 @@ func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileH
 	return s.commit(ctx, id, f, n, &hdr, nil, origin)
 }
 
+// CreateTemp returns a new empty file in tmp/, on the same file system as
+// objects/, for a caller that produces content itself (applying a static
+// delta, say) and hands it over with PutFile instead of copying it
+// through PutContent. Open removes files left there.
+func (s *Store) CreateTemp() (*os.File, error) {
+	f, err := os.CreateTemp(s.tmpDir, "put-*")
+	if err != nil {
+		return nil, fmt.Errorf("create temp file: %w", err)
+	}
+	return f, nil
+}
+
+// PutFile stores the content written to f, a file from CreateTemp, as a
+// content object, like PutContent: it hashes hdr.Raw || the file (the
+// store never records what it has not verified), then renames the file
+// into place rather than copying it. PutFile takes f over: it is closed,
+// and removed unless it became the object.
+func (s *Store) PutFile(ctx context.Context, checksum string, hdr index.FileHeader, f *os.File, origin string) error {
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	sum, err := index.ParseSum(checksum)
+	if err != nil {
+		return fail(fmt.Errorf("store content object: %w", err))
+	}
+	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
+	if filepath.Dir(f.Name()) != s.tmpDir {
+		f.Close()
+		return fmt.Errorf("store %s: %s is not a file from CreateTemp", id, f.Name())
+	}
+	if len(hdr.Raw) == 0 {
+		return fail(fmt.Errorf("store %s: empty content-stream header", id))
+	}
+	if err := s.begin(); err != nil {
+		return fail(err)
+	}
+	defer s.ops.Done()
+	if ok, err := s.present(id); err != nil || ok {
+		return fail(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("store %s: %w", id, err))
+	}
+	h := sha256.New()
+	h.Write(hdr.Raw)
+	if _, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+		return fail(fmt.Errorf("store %s: read: %w", id, err))
+	}
+	if got := index.Sum(h.Sum(nil)); got != sum {
+		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
+	}
+	hdr.Size = uint64(fi.Size())
+	return s.commit(ctx, id, f, fi.Size(), &hdr, nil, origin)
+}
+
 // PutMeta stores a metadata object (dirtree, dirmeta, commit, commitmeta,
 // commit-tombstone). The bytes of the content-addressed types must hash
 // to checksum; commitmeta and tombstones are keyed by their commit's

@@ -516,3 +516,45 @@ func TestTempLeftoversRemoved(t *testing.T) {
 		t.Errorf("tmp/ = %v", files)
 	}
 }
+
+func TestPutFile(t *testing.T) {
+	ctx := context.Background()
+	home := t.TempDir()
+	s := openStore(t, home, Options{})
+	o := makeObj(1, 70000)
+	f, err := s.CreateTemp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(o.content)
+	if err := s.PutFile(ctx, o.sum, o.hdr, f, "delta"); err != nil {
+		t.Fatal(err)
+	}
+	expectContent(t, s, o)
+	if hdr, _ := s.Index().Header(o.id().Sum); hdr.Size != 70000 {
+		t.Errorf("header size = %d", hdr.Size)
+	}
+
+	// Wrong content: refused, and the file is gone.
+	bad := makeObj(2, 100)
+	f, _ = s.CreateTemp()
+	f.Write(o.content)
+	if err := s.PutFile(ctx, bad.sum, bad.hdr, f, "delta"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("PutFile of the wrong content = %v", err)
+	}
+	if files := dirFiles(t, filepath.Join(home, "tmp")); len(files) != 0 {
+		t.Errorf("tmp/ = %v", files)
+	}
+	// A file from elsewhere is refused and left alone.
+	other, err := os.Create(filepath.Join(t.TempDir(), "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutFile(ctx, bad.sum, bad.hdr, other, "delta"); err == nil {
+		t.Error("PutFile took a file outside tmp/")
+	}
+	if _, err := os.Stat(other.Name()); err != nil {
+		t.Errorf("foreign file removed: %v", err)
+	}
+	fsckClean(t, s)
+}
