@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lazytree/lazytree/internal/testutil"
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/sign"
+)
+
+// TestEd25519SignedExport signs a commit and the summary with ed25519 and
+// checks both signatures with the test-vector public key.
+func TestEd25519SignedExport(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeTree(t, src, map[string]string{"a": "a\n", "b/c": "c\n"})
+	pub := filepath.Join(dir, "pub")
+	key := testutil.VectorPath(t, "keys/test-ed25519.secret.b64")
+	lt(t, "init", "--repo", pub)
+	sum := strings.TrimSpace(lt(t, "commit", "--repo", pub, "-b", "x", "--sign-key", key, src))
+	lt(t, "export", "--repo", pub, "--sign-key", key)
+	pubKeys, err := os.ReadFile(testutil.VectorPath(t, "keys/test-ed25519.pub.b64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := sign.ParseEd25519PublicKeys(pubKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := ostree.ParseChecksum(sum)
+	commit, _ := os.ReadFile(filepath.Join(pub, ostree.ObjectPath(c, ostree.ObjCommit, true)))
+	metaBytes, _ := os.ReadFile(filepath.Join(pub, ostree.ObjectPath(c, ostree.ObjCommitMeta, true)))
+	meta, err := ostree.DecodeVarDict("commitmeta", metaBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sign.VerifyEd25519(keys, commit, ostree.Signatures(meta, sign.KeyEd25519)); err != nil {
+		t.Fatalf("commit signature: %v", err)
+	}
+	summary, _ := os.ReadFile(filepath.Join(pub, "summary"))
+	sigBytes, _ := os.ReadFile(filepath.Join(pub, "summary.sig"))
+	sigs, err := ostree.DecodeVarDict("summary.sig", sigBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sign.VerifyEd25519(keys, summary, ostree.Signatures(sigs, sign.KeyEd25519)); err != nil {
+		t.Fatalf("summary signature: %v", err)
+	}
+	summary[len(summary)/2] ^= 1
+	if sign.VerifyEd25519(keys, summary, ostree.Signatures(sigs, sign.KeyEd25519)) == nil {
+		t.Fatal("a flipped summary byte still verifies")
+	}
+
+	// A client trusting the ed25519 key pulls it.
+	srv := testutil.ServeDir(t, pub)
+	home := filepath.Join(dir, "home")
+	lt(t, "--home", home, "remote", "add", "ed", srv.URL, "--sign-pubkey-file", testutil.VectorPath(t, "keys/test-ed25519.pub.b64"))
+	if out := lt(t, "--home", home, "pull", "ed:x"); !strings.Contains(out, sum) {
+		t.Fatalf("pull: %s", out)
+	}
+}
+
+// TestRemoteAddFromFlatpakrepo adds the vector flatpak repo from its
+// .flatpakrepo file (URL and inline key) and lists its refs.
+func TestRemoteAddFromFlatpakrepo(t *testing.T) {
+	dir := t.TempDir()
+	srv := testutil.ServeDir(t, testutil.CopyVectorRepo(t, "flatpak-repo"))
+	tmpl, err := os.ReadFile(testutil.VectorPath(t, "flatpak/example.flatpakrepo.in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoFile := filepath.Join(dir, "test.flatpakrepo")
+	os.WriteFile(repoFile, []byte(strings.ReplaceAll(string(tmpl), "@URL@", srv.URL)), 0o644)
+	home := filepath.Join(dir, "home")
+	lt(t, "--home", home, "remote", "add", "fp", "--from", repoFile)
+	show := lt(t, "--home", home, "remote", "show", "fp", "--json")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(show), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["url"] != srv.URL || got["verify"] != "gpg,gpg-summary" {
+		t.Fatalf("remote show: %v", got)
+	}
+	out := lt(t, "--home", home, "ls-remote", "fp", "--json")
+	var refs []map[string]any
+	if err := json.Unmarshal([]byte(out), &refs); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(refs) != 2 || refs[0]["ref"] != "app/org.example.Hello/x86_64/stable" || refs[0]["installed_size"] != float64(2048) {
+		t.Fatalf("ls-remote: %s", out)
+	}
+	// Errors: no key, bad name, missing file.
+	if _, _, code := ltCode(t, "--home", home, "remote", "add", "nokey", srv.URL); code != 1 {
+		t.Fatalf("remote add without a key: exit %d", code)
+	}
+	if _, _, code := ltCode(t, "--home", home, "remote", "add", "x", "--from", filepath.Join(dir, "missing")); code != 1 {
+		t.Fatalf("remote add --from a missing file: exit %d", code)
+	}
+	if _, _, code := ltCode(t, "--home", home, "pull", "nocolon"); code != 2 {
+		t.Fatalf("pull nocolon: exit %d, want 2", code)
+	}
+}
