@@ -154,7 +154,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case corruptHit && body > 0:
 		fault, flip = FaultCorrupt, int64(cfg.draw(string(FaultCorrupt)+"/at", p, attempt)%uint64(body))
 	}
-	rw.WriteHeader(status)
+	// With no body to cut, a Reset or Stall after the headers would look
+	// like a complete response (and the connection would be reused while
+	// the handler still holds it): strike before the headers instead.
+	if cut < 0 || body > 0 {
+		rw.WriteHeader(status)
+	}
 	if cut < 0 {
 		if err := copyBody(rw, content, off, body, flip); err != nil {
 			// The response is short of its Content-Length; make sure the
@@ -166,7 +171,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := copyBody(rw, content, off, cut, -1); err != nil {
 		abort()
 	}
-	_ = http.NewResponseController(rw).Flush()
+	if body > 0 {
+		_ = http.NewResponseController(rw).Flush()
+	}
 	switch fault {
 	case FaultReset:
 		if c != nil {

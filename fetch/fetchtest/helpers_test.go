@@ -33,15 +33,15 @@ func makeTree(t *testing.T) (string, []byte) {
 		big[i] = byte(r.Uint32())
 	}
 	files := map[string][]byte{
-		"a.txt":                     []byte(smallTxt),
-		"big":                       big,
-		"empty":                     nil,
-		"sub/x":                     []byte("x"),
-		"objects/ab/cdef.filez":     []byte("object bytes"),
-		"objects/ab/0123.dirtree":   []byte("dirtree bytes"),
-		"objects/cd/4567.commit":    []byte("commit bytes"),
-		"deltas/ab/cd/superblock":   []byte("superblock"),
-		"../secret":                 []byte("secret"),
+		"a.txt":                   []byte(smallTxt),
+		"big":                     big,
+		"empty":                   nil,
+		"sub/x":                   []byte("x"),
+		"objects/ab/cdef.filez":   []byte("object bytes"),
+		"objects/ab/0123.dirtree": []byte("dirtree bytes"),
+		"objects/cd/4567.commit":  []byte("commit bytes"),
+		"deltas/ab/cd/superblock": []byte("superblock"),
+		"../secret":               []byte("secret"),
 	}
 	for name, data := range files {
 		p := filepath.Join(dir, name)
@@ -169,6 +169,11 @@ func countDiff(a, b []byte) int {
 	return n + max(len(a), len(b)) - min(len(a), len(b))
 }
 
-// runtime_NumGoroutine is runtime.NumGoroutine, named apart so that the
-// tests that count goroutines are easy to find.
-func runtime_NumGoroutine() int { return runtime.NumGoroutine() }
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

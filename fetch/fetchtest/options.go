@@ -57,7 +57,9 @@ type Options struct {
 	// ErrorStatuses instead of the file.
 	Status5xx Rule
 	// ErrorStatuses are the codes that Status5xx and FailFirstN choose
-	// from, by seed; each must be 5xx. Empty means 500, 502 and 503.
+	// from, by seed; each must be 5xx. Empty means 500, 502 and 503. The
+	// real ostree (2022.7) retries 500 only and fails a pull on any other
+	// 5xx: set {500} when it is the client.
 	ErrorStatuses []int
 	// Reset aborts the TCP connection with a RST (SO_LINGER 0) after
 	// Reset.After body bytes, or before the status line when After is
@@ -103,7 +105,10 @@ type Rule struct {
 	// After is where Reset, Stall and Truncate strike: the number of body
 	// bytes sent first (at most all but one, so the body is always cut).
 	// Seeded picks a point within the body; BeforeHeaders (Reset only)
-	// sends nothing at all. Status5xx, NotFound and Corrupt ignore it.
+	// sends nothing at all. Where there is no body (an empty file, HEAD),
+	// Reset and Stall strike before the headers, since a complete empty
+	// response would hide them. Status5xx, NotFound and Corrupt ignore
+	// After.
 	After int64
 }
 
