@@ -418,3 +418,36 @@ func TestRemoteConfig(t *testing.T) {
 		t.Fatalf("removed remote: %v", err)
 	}
 }
+
+// TestIndexedSummaryOnly lists and pulls a Flatpak repo that publishes only
+// summary.idx and sub-summaries, and refuses a tampered sub-summary.
+func TestIndexedSummaryOnly(t *testing.T) {
+	dir := testutil.CopyVectorRepo(t, "flatpak-repo")
+	os.Remove(filepath.Join(dir, "summary"))
+	os.Remove(filepath.Join(dir, "summary.sig"))
+	srv := testutil.ServeDir(t, dir)
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	refs, err := e.fetcher.Refs(ctxT(t), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 2 || refs[0].Name != "app/org.example.Hello/x86_64/stable" || refs[0].InstalledSize != 2048 || refs[0].DownloadSize != 553 {
+		t.Fatalf("refs from summary.idx: %+v", refs)
+	}
+	if refs[0].Timestamp != 1704067200 {
+		t.Fatalf("timestamp %d", refs[0].Timestamp)
+	}
+	if _, err := e.fetcher.Pull(ctxT(t), "r", "app/org.example.Hello/x86_64/stable", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A flipped byte in a sub-summary fails its digest.
+	matches, _ := filepath.Glob(filepath.Join(dir, "summaries", "*.gz"))
+	for _, m := range matches {
+		b := mustRead(t, m)
+		os.WriteFile(m, append(b[:len(b)-8:len(b)-8], make([]byte, 8)...), 0o644)
+	}
+	e2 := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	if _, err := e2.fetcher.Refs(ctxT(t), "r"); err == nil {
+		t.Fatal("a damaged sub-summary was accepted")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/bits"
 	"sort"
 	"strings"
 	"sync"
@@ -206,6 +205,16 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 	r := rs.r
 	sig, sigErr := rs.c.getAll(ctx, "summary.sig", ostree.MaxSummarySize)
 	data, err := rs.c.getAll(ctx, "summary", ostree.MaxSummarySize)
+	if errors.Is(err, ErrNotFound) {
+		// Flatpak repos may publish only summary.idx and sub-summaries.
+		s, _, idxSig, ierr := f.fetchIndexedSummary(ctx, rs)
+		if ierr == nil {
+			return f.acceptSummary(rs, s, idxSig)
+		}
+		if !errors.Is(ierr, ErrNotFound) {
+			return nil, ierr
+		}
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			if r.GPGVerifySummary || r.SignVerify {
@@ -247,8 +256,19 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %w", r.Name, err)
 	}
+	return f.acceptSummary(rs, s, sig)
+}
+
+// acceptSummary refuses a summary older than the last one seen, then
+// records it as the remote's current verified summary.
+func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig []byte) (*ostree.Summary, error) {
+	r := rs.r
+	stored, err := s.Encode()
+	if err != nil {
+		return nil, err
+	}
 	// Replay: never go back to an older summary than one already seen.
-	if old, oerr := f.db.Summary(r.Name); oerr == nil && !bytes.Equal(old.Data, data) {
+	if old, oerr := f.db.Summary(r.Name); oerr == nil && !bytes.Equal(old.Data, stored) {
 		if os, derr := ostree.DecodeSummary(old.Data); derr == nil {
 			oldT, ok1 := os.LastModified()
 			newT, ok2 := s.LastModified()
@@ -258,7 +278,7 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 			}
 		}
 	}
-	if err := f.db.SetSummary(r.Name, index.Summary{Data: data, Sig: sig, Verified: f.opts.Now()}); err != nil {
+	if err := f.db.SetSummary(r.Name, index.Summary{Data: stored, Sig: sig, Verified: f.opts.Now()}); err != nil {
 		return nil, err
 	}
 	rs.mu.Lock()
@@ -666,7 +686,7 @@ func flatpakCache(meta []any) map[string][2]uint64 {
 	for _, e := range inner.Value.([]any) {
 		de := e.(gvariant.DictEntry)
 		t := de.Value.([]any)
-		out[de.Key.(string)] = [2]uint64{bits.ReverseBytes64(t[0].(uint64)), bits.ReverseBytes64(t[1].(uint64))}
+		out[de.Key.(string)] = [2]uint64{be64(t[0].(uint64)), be64(t[1].(uint64))}
 	}
 	return out
 }

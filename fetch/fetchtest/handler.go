@@ -23,47 +23,45 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		abort()
 	}
 	defer s.handlers.Done()
-	cfg := s.config()
-	c, _ := r.Context().Value(connKey{}).(*conn)
+	x := &exchange{s: s, cfg: s.config(), r: r, rw: &recorder{ResponseWriter: w, s: s}, start: time.Now()}
+	x.c, _ = r.Context().Value(connKey{}).(*conn)
 	var connID uint64
-	if c != nil {
-		connID = c.id
+	if x.c != nil {
+		connID = x.c.id
 	}
-	p := r.URL.Path
-	start := time.Now()
-	attempt, h := s.log.begin(Request{
+	x.attempt, x.h = s.log.begin(Request{
 		Conn:   connID,
 		Method: r.Method,
-		Path:   p,
+		Path:   r.URL.Path,
 		Range:  r.Header.Get("Range"),
 		Proto:  r.Proto,
-		Start:  start,
+		Start:  x.start,
 	})
 	s.stats.requests.Add(1)
 	s.stats.inflight.Add(1)
-	rw := &recorder{ResponseWriter: w, s: s}
-	var fault Fault
-	var overridden bool
 	// Deferred so that it also runs when a fault aborts the handler.
-	defer func() {
-		s.stats.inflight.Add(-1)
-		if fault != FaultNone {
-			s.stats.faults.Add(1)
-			if l := cfg.Logger; l != nil {
-				l.Debug("fetchtest: injected fault", "fault", fault, "method", r.Method, "path", p, "attempt", attempt, "status", rw.status, "bytes", rw.bytes)
-			}
-		}
-		s.log.finish(h, func(q *Request) {
-			q.Status = rw.status
-			q.Bytes = rw.bytes
-			q.Fault = fault
-			q.Overridden = overridden
-			q.Duration = time.Since(start)
-			q.Done = true
-		})
-	}()
+	defer x.finish()
+	x.serve()
+}
 
-	if !s.sleep(r.Context(), cfg.delay(p, attempt)) {
+// exchange is one request being answered.
+type exchange struct {
+	s          *Server
+	cfg        *config
+	r          *http.Request
+	rw         *recorder
+	c          *conn // nil only if net/http stops calling ConnContext
+	h          logHandle
+	attempt    int
+	start      time.Time
+	fault      Fault
+	overridden bool
+	completed  bool
+}
+
+func (x *exchange) serve() {
+	s, cfg, r, rw, p := x.s, x.cfg, x.r, x.rw, x.r.URL.Path
+	if !s.sleep(r.Context(), cfg.delay(p, x.attempt)) {
 		abort()
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -79,36 +77,33 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch {
-	case cfg.notFound.hits(cfg, r, attempt):
-		fault = FaultNotFound
+	case cfg.notFound.hits(cfg, r, x.attempt):
+		x.fault = FaultNotFound
 		http.NotFound(rw, r)
 		return
-	case attempt < cfg.FailFirstN && cfg.failFirst.match(p):
-		fault = FaultFailFirst
-		code := cfg.errorStatus(fault, p, attempt)
+	case x.attempt < cfg.FailFirstN && cfg.failFirst.match(p):
+		x.fault = FaultFailFirst
+		code := cfg.errorStatus(x.fault, p, x.attempt)
 		http.Error(rw, http.StatusText(code), code)
 		return
-	case cfg.status.hits(cfg, r, attempt):
-		fault = FaultStatus
-		code := cfg.errorStatus(fault, p, attempt)
+	case cfg.status.hits(cfg, r, x.attempt):
+		x.fault = FaultStatus
+		code := cfg.errorStatus(x.fault, p, x.attempt)
 		http.Error(rw, http.StatusText(code), code)
 		return
 	}
 	// Draw every body fault now, so that each draw depends only on the
 	// request and not on what the file turns out to hold.
-	resetHit := cfg.reset.hits(cfg, r, attempt)
-	stallHit := cfg.stall.hits(cfg, r, attempt)
-	truncateHit := cfg.truncate.hits(cfg, r, attempt)
-	corruptHit := cfg.corrupt.hits(cfg, r, attempt)
+	resetHit := cfg.reset.hits(cfg, r, x.attempt)
+	stallHit := cfg.stall.hits(cfg, r, x.attempt)
+	truncateHit := cfg.truncate.hits(cfg, r, x.attempt)
+	corruptHit := cfg.corrupt.hits(cfg, r, x.attempt)
 	if resetHit && cfg.reset.After == BeforeHeaders {
-		fault = FaultReset
-		if c != nil {
-			c.reset()
-		}
-		abort()
+		x.fault = FaultReset
+		x.strike()
 	}
 
-	content, size, closeContent, over, status := s.open(cfg, p)
+	content, size, release, overridden, status := s.open(cfg, p)
 	if status != http.StatusOK {
 		if status == http.StatusNotFound {
 			http.NotFound(rw, r)
@@ -117,10 +112,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	defer closeContent()
-	overridden = over
+	defer release()
+	x.overridden = overridden
 	off, n := int64(0), size
-	status = http.StatusOK
 	if rh := r.Header.Get("Range"); rh != "" {
 		switch o, l, res := parseRange(rh, size); res {
 		case rangeOK:
@@ -146,13 +140,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	cut, flip := int64(-1), int64(-1)
 	switch {
 	case resetHit:
-		fault, cut = FaultReset, cfg.reset.cut(cfg, p, attempt, body)
+		x.fault, cut = FaultReset, cfg.reset.cut(cfg, p, x.attempt, body)
 	case stallHit:
-		fault, cut = FaultStall, cfg.stall.cut(cfg, p, attempt, body)
+		x.fault, cut = FaultStall, cfg.stall.cut(cfg, p, x.attempt, body)
 	case truncateHit && body > 0:
-		fault, cut = FaultTruncate, cfg.truncate.cut(cfg, p, attempt, body)
+		x.fault, cut = FaultTruncate, cfg.truncate.cut(cfg, p, x.attempt, body)
 	case corruptHit && body > 0:
-		fault, flip = FaultCorrupt, int64(cfg.draw(string(FaultCorrupt)+"/at", p, attempt)%uint64(body))
+		x.fault, flip = FaultCorrupt, int64(cfg.draw(string(FaultCorrupt)+"/at", p, x.attempt)%uint64(body))
 	}
 	// With no body to cut, a Reset or Stall after the headers would look
 	// like a complete response (and the connection would be reused while
@@ -161,34 +155,82 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.WriteHeader(status)
 	}
 	if cut < 0 {
-		if err := copyBody(rw, content, off, body, flip); err != nil {
+		if err := copyBody(rw, content, off, body, flip, x.complete); err != nil {
 			// The response is short of its Content-Length; make sure the
 			// client sees an error rather than a short body.
 			abort()
 		}
 		return
 	}
-	if err := copyBody(rw, content, off, cut, -1); err != nil {
+	if err := copyBody(rw, content, off, cut, -1, nil); err != nil {
 		abort()
 	}
 	if body > 0 {
 		_ = http.NewResponseController(rw).Flush()
 	}
-	switch fault {
+	x.strike()
+}
+
+// strike ends the response with x.fault (Reset, Stall or Truncate) after
+// what has been written so far.
+func (x *exchange) strike() {
+	switch x.fault {
 	case FaultReset:
-		if c != nil {
-			c.reset()
+		x.complete(0)
+		if x.c != nil {
+			x.c.reset()
 		}
 	case FaultStall:
 		select {
-		case <-r.Context().Done():
-		case <-s.done:
+		case <-x.r.Context().Done():
+		case <-x.s.done:
 		}
+	case FaultTruncate:
+		x.complete(0)
 	}
 	// A handler that panics with ErrAbortHandler makes net/http close an
 	// HTTP/1 connection (after flushing what was written: a truncated
 	// body) or reset an HTTP/2 stream.
 	abort()
+}
+
+// complete records the outcome in the log and Stats, counting pending
+// body bytes about to be written. It is called before the client can see
+// the end of the response or its fault, so that a client that has seen
+// either finds the log final.
+func (x *exchange) complete(pending int64) {
+	if x.completed {
+		return
+	}
+	x.completed = true
+	s := x.s
+	s.stats.inflight.Add(-1)
+	if x.fault != FaultNone {
+		s.stats.faults.Add(1)
+		if l := x.cfg.Logger; l != nil {
+			l.Debug("fetchtest: injected fault", "fault", x.fault, "method", x.r.Method, "path", x.r.URL.Path,
+				"attempt", x.attempt, "status", x.rw.status, "bytes", x.rw.bytes+pending)
+		}
+	}
+	s.log.finish(x.h, func(q *Request) {
+		q.Status = x.rw.status
+		q.Bytes = x.rw.bytes + pending
+		q.Fault = x.fault
+		q.Overridden = x.overridden
+		q.Duration = time.Since(x.start)
+		q.Done = true
+	})
+}
+
+// finish completes the log when nothing did before (error statuses, which
+// net/http sends after the handler returns, and aborts), and otherwise
+// corrects the byte count if the last write fell short.
+func (x *exchange) finish() {
+	if !x.completed {
+		x.complete(0)
+		return
+	}
+	x.s.log.finish(x.h, func(q *Request) { q.Bytes = x.rw.bytes })
 }
 
 // abort ends the response abruptly; see http.ErrAbortHandler.
@@ -235,8 +277,9 @@ func notFound(err error) bool {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyBody writes n bytes of src from off, flipping the byte at flip
-// (relative to off) when flip >= 0.
-func copyBody(w io.Writer, src io.ReaderAt, off, n, flip int64) error {
+// (relative to off) when flip >= 0, and calling last (when set) with the
+// size of the final write just before it.
+func copyBody(w io.Writer, src io.ReaderAt, off, n, flip int64, last func(pending int64)) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -251,6 +294,9 @@ func copyBody(w io.Writer, src io.ReaderAt, off, n, flip int64) error {
 		}
 		if flip >= done && flip < done+int64(k) {
 			buf[flip-done] ^= 0xff
+		}
+		if last != nil && done+int64(k) == n {
+			last(int64(k))
 		}
 		if _, err := w.Write(buf[:k]); err != nil {
 			return err

@@ -34,7 +34,9 @@ type Request struct {
 	Overridden bool
 	// Start is when the request arrived; Duration how long it took to
 	// answer, until the last byte or the fault. Done is false while the
-	// request is still being answered (a stall, a slow link).
+	// request is still being answered (a slow link, a stall until the
+	// server notices that the client left). The entry is final before the
+	// client can see the end of the response, or its reset or truncation.
 	Start    time.Time
 	Duration time.Duration
 	Done     bool

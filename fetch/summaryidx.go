@@ -1,0 +1,105 @@
+package fetch
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"math/bits"
+	"sort"
+
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/gvariant"
+)
+
+var typeSummaryIndex = gvariant.MustType("(a{s(ayaaya{sv})}a{sv})")
+
+// fetchIndexedSummary reads Flatpak's summary.idx (verified like a
+// summary) and every sub-summary it names (each checked against the
+// digest in the index), and merges them into one summary: refs from all
+// subsets, the index's global metadata, and each ref's xa.data sizes
+// gathered into an xa.cache entry so that listings show them.
+func (f *Fetcher) fetchIndexedSummary(ctx context.Context, rs *remoteState) (*ostree.Summary, []byte, []byte, error) {
+	r := rs.r
+	data, err := rs.c.getAll(ctx, "summary.idx", ostree.MaxSummarySize)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sig, sigErr := rs.c.getAll(ctx, "summaries/"+ostree.Sum(data).String()+".idx.sig", ostree.MaxSummarySize)
+	if sigErr != nil {
+		sig, sigErr = rs.c.getAll(ctx, "summary.idx.sig", ostree.MaxSummarySize)
+	}
+	if r.GPGVerifySummary || r.SignVerify {
+		if sigErr != nil {
+			return nil, nil, nil, &VerifyError{r.Name, "summary.idx", "summary signature", fmt.Errorf("summary.idx.sig: %w", sigErr)}
+		}
+		dict, err := ostree.DecodeVarDict("summary.idx.sig", sig)
+		if err != nil {
+			return nil, nil, nil, &VerifyError{r.Name, "summary.idx.sig", "summary signature", err}
+		}
+		if err := r.verifySignatures("summary.idx", data, dict, r.GPGVerifySummary, r.SignVerify); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	v, err := gvariant.Decode(typeSummaryIndex, data)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("remote %s: summary.idx: %w", r.Name, err)
+	}
+	top := v.([]any)
+	merged := &ostree.Summary{Metadata: top[1].([]any)}
+	seen := map[string]bool{}
+	var cache []any
+	for _, e := range top[0].([]any) {
+		de := e.(gvariant.DictEntry)
+		digest, err := ostree.ChecksumFromBytes(de.Value.([]any)[0].([]byte))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("remote %s: summary.idx: subset %q: %w", r.Name, de.Key, err)
+		}
+		gz, err := rs.c.getAll(ctx, "summaries/"+digest.String()+".gz", ostree.MaxSummarySize)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: %w", r.Name, de.Key, err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: %w", r.Name, de.Key, err)
+		}
+		sub, err := io.ReadAll(io.LimitReader(zr, ostree.MaxSummarySize+1))
+		if err != nil || len(sub) > ostree.MaxSummarySize {
+			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: unreadable or too large (%v)", r.Name, de.Key, err)
+		}
+		if got := ostree.Sum(sub); got != digest {
+			return nil, nil, nil, &VerifyError{r.Name, "sub-summary " + de.Key.(string), "checksum", &ostree.ChecksumError{Object: "summaries/" + digest.String(), Got: got, Want: digest}}
+		}
+		s, err := ostree.DecodeSummary(sub)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: %w", r.Name, de.Key, err)
+		}
+		for _, ref := range s.Refs {
+			if seen[ref.Name] {
+				continue
+			}
+			seen[ref.Name] = true
+			merged.Refs = append(merged.Refs, ref)
+			if xd, err := gvariant.LookupTyped(ref.Metadata, "xa.data", "(tts)"); err == nil {
+				t := xd.([]any)
+				cache = append(cache, gvariant.DictEntry{Key: ref.Name, Value: t})
+			}
+		}
+	}
+	sort.Slice(merged.Refs, func(i, j int) bool { return merged.Refs[i].Name < merged.Refs[j].Name })
+	sort.Slice(cache, func(i, j int) bool {
+		return cache[i].(gvariant.DictEntry).Key.(string) < cache[j].(gvariant.DictEntry).Key.(string)
+	})
+	if len(cache) > 0 {
+		if _, ok := gvariant.Lookup(merged.Metadata, "xa.cache"); !ok {
+			merged.Metadata = append(append([]any(nil), merged.Metadata...),
+				gvariant.DictEntry{Key: "xa.cache", Value: gvariant.NewVariant("v", gvariant.NewVariant("a{s(tts)}", cache))})
+		}
+	}
+	return merged, data, sig, nil
+}
+
+
+// be64 converts the big-endian integers Flatpak stores.
+func be64(v uint64) uint64 { return bits.ReverseBytes64(v) }
