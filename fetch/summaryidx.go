@@ -100,6 +100,5 @@ func (f *Fetcher) fetchIndexedSummary(ctx context.Context, rs *remoteState) (*os
 	return merged, data, sig, nil
 }
 
-
 // be64 converts the big-endian integers Flatpak stores.
 func be64(v uint64) uint64 { return bits.ReverseBytes64(v) }
