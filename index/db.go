@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -69,6 +70,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := removeEmptyLogs(dir, log); err != nil {
+		return nil, fmt.Errorf("open index %s: %w", dir, err)
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(memTableSize).
@@ -126,6 +130,34 @@ func checkLock(dir string) error {
 		return fmt.Errorf("open index %s: lock: %w", dir, err)
 	}
 	return unix.Flock(int(f.Fd()), unix.LOCK_UN)
+}
+
+// removeEmptyLogs works around a Badger v4 start-up failure. A process
+// killed between Badger creating a value-log (.vlog) or memtable WAL
+// (.mem) file and sizing it leaves a zero-length file, and the next
+// badger.Open fails with "... Create a new file": valueLog.open and
+// openMemTables treat the z.NewFile their file open reports for an empty
+// file as an error. An empty file holds no entries, so removing it loses
+// nothing. objcache's TestKill found both.
+func removeEmptyLogs(dir string, log *slog.Logger) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if ext := filepath.Ext(e.Name()); !e.Type().IsRegular() || ext != ".vlog" && ext != ".mem" {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Size() != 0 {
+			continue
+		}
+		log.Warn("index: removing an empty log file left by a crash", "file", e.Name())
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // start records whether the last session closed cleanly, marks this one

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -505,4 +507,36 @@ func FuzzDecode(f *testing.F) {
 			t.Errorf("profile of %d bytes decoded to %d entries", len(v), len(entries))
 		}
 	})
+}
+
+// A kill between Badger creating a value-log or memtable file and sizing
+// it leaves an empty file that Badger itself cannot open past.
+func TestOpenAfterEmptyLogFiles(t *testing.T) {
+	for _, ext := range []string{"vlog", "mem"} {
+		t.Run(ext, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addFile(t, db, 1, 10)
+			crash(db)
+			ents, _ := os.ReadDir(dir)
+			maxFid := 0
+			for _, e := range ents {
+				var fid int
+				if _, err := fmt.Sscanf(e.Name(), "%06d."+ext, &fid); err == nil && fid > maxFid {
+					maxFid = fid
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%06d.%s", maxFid+1, ext)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			db = openTest(t, dir)
+			if _, err := db.Object(fileID(1)); err != nil {
+				t.Errorf("record lost: %v", err)
+			}
+			checkClean(t, db)
+		})
+	}
 }

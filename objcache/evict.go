@@ -88,11 +88,14 @@ func (s *Store) evictLocked(ctx context.Context, target int64) (r GCResult, err 
 		for i, id := range ids {
 			s.unlock(id, locks[i])
 		}
-		if len(ids) == 0 || errors.Is(err, errNothingEvictable) {
+		if errors.Is(err, errNothingEvictable) {
 			break
 		}
 		if err != nil {
 			return r, err
+		}
+		if len(ids) == 0 {
+			break
 		}
 	}
 	if r.Evicted > 0 {

@@ -65,7 +65,7 @@ func (s *Store) Fsck(ctx context.Context) (*FsckReport, error) {
 		}
 		g.Go(func() error {
 			what, err := s.checkObject(gctx, o)
-			if err != nil {
+			if err != nil || what == gone {
 				return err
 			}
 			mu.Lock()
@@ -99,8 +99,12 @@ func (s *Store) Fsck(ctx context.Context) (*FsckReport, error) {
 	return r, nil
 }
 
+// gone is what checkObject says of an object evicted or dropped since
+// the scan saw it.
+const gone = "gone"
+
 // checkObject verifies one object and drops it if it is bad. It returns
-// "" when the object is good, "missing", or what is wrong with it.
+// "" when the object is good, gone, "missing", or what is wrong with it.
 func (s *Store) checkObject(ctx context.Context, o index.Object) (string, error) {
 	unlock, err := s.lock(ctx, o.ID)
 	if err != nil {
@@ -110,7 +114,7 @@ func (s *Store) checkObject(ctx context.Context, o index.Object) (string, error)
 	// Evicted or dropped since the scan read it?
 	cur, err := s.db.Object(o.ID)
 	if errors.Is(err, index.ErrNotFound) || (err == nil && cur.State != index.StatePresent) {
-		return "", nil
+		return gone, nil
 	}
 	if err != nil {
 		return "", err

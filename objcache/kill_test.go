@@ -84,7 +84,7 @@ func killChild(home string) {
 						fmt.Println("put:", err)
 						os.Exit(1)
 					}
-					if c := n.Add(1); c%100 == 0 {
+					if c := n.Add(1); c%10 == 0 {
 						out.Lock()
 						fmt.Println("n", c)
 						out.Unlock()
@@ -113,8 +113,17 @@ func TestKill(t *testing.T) {
 	for round := range rounds {
 		// Kill some children during start-up, including right after a crash
 		// that nobody checked, so that reconciliation itself is interrupted.
-		early := round%4 == 3 || (round > 0 && round%6 == 0)
-		n, err := runAndKill(home, early, r)
+		// Others are killed a random time after they are ready, or once
+		// they have written a few hundred objects (a slow machine, or the
+		// race detector, must not make the test write too little).
+		mode := killTimed
+		switch {
+		case round%4 == 3 || (round > 0 && round%6 == 0):
+			mode = killEarly
+		case round%2 == 0:
+			mode = killAfterWrites
+		}
+		n, err := runAndKill(home, mode, r)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -172,7 +181,7 @@ func TestKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := runAndKill(home, false, r); err != nil {
+	if _, err := runAndKill(home, killTimed, r); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(objPath(home, o.sum)); err != nil {
@@ -185,10 +194,16 @@ func TestKill(t *testing.T) {
 	fsckClean(t, s)
 }
 
-// runAndKill starts a child on home, kills it with SIGKILL at a random
-// moment (early: possibly before it has opened the cache) and returns how
-// many content objects it reported.
-func runAndKill(home string, early bool, r *rand.Rand) (int64, error) {
+// When runAndKill kills its child.
+const (
+	killEarly       = iota // 0-80 ms after the start, maybe before Open returns
+	killTimed              // 50-300 ms after the child is ready
+	killAfterWrites        // 0-40 ms after it reports 200 objects written
+)
+
+// runAndKill starts a child on home, kills it with SIGKILL at a moment
+// chosen by mode and returns how many content objects it reported.
+func runAndKill(home string, mode int, r *rand.Rand) (int64, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), killChildEnv+"="+home)
 	stdout, err := cmd.StdoutPipe()
@@ -209,37 +224,48 @@ func runAndKill(home string, early bool, r *rand.Rand) (int64, error) {
 	}()
 	var n int64
 	var failure string
+	ready := false
 	read := func(l string) {
 		if c, ok := strings.CutPrefix(l, "n "); ok {
 			if v, err := strconv.ParseInt(c, 10, 64); err == nil {
 				n = v
 			}
-		} else if l != "ready" && failure == "" {
+		} else if l == "ready" {
+			ready = true
+		} else if failure == "" {
 			failure = l
 		}
 	}
-	if early {
-		time.Sleep(time.Duration(r.IntN(80)) * time.Millisecond)
-	} else {
-		timeout := time.After(20 * time.Second)
-	wait:
-		for {
+	// waitFor reads the child's output until done says so.
+	waitFor := func(done func() bool) error {
+		timeout := time.After(30 * time.Second)
+		for !done() {
 			select {
 			case l, ok := <-lines:
 				if !ok {
-					break wait
+					return fmt.Errorf("child exited early: %s", failure)
 				}
 				read(l)
-				if l == "ready" {
-					break wait
-				}
 			case <-timeout:
-				cmd.Process.Kill()
-				cmd.Wait()
-				return 0, fmt.Errorf("child not ready after 20 s")
+				return fmt.Errorf("child made no progress in 30 s (%d objects)", n)
 			}
 		}
+		return nil
+	}
+	switch mode {
+	case killEarly:
+		time.Sleep(time.Duration(r.IntN(80)) * time.Millisecond)
+	case killTimed:
+		err = waitFor(func() bool { return ready })
 		time.Sleep(time.Duration(50+r.IntN(250)) * time.Millisecond)
+	case killAfterWrites:
+		err = waitFor(func() bool { return n >= 200 })
+		time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
+	}
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return n, err
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	for l := range lines {

@@ -97,6 +97,7 @@ type StartupReport struct {
 const (
 	metaUsage    = "objcache.usage"
 	metaCounters = "objcache.counters"
+	metaState    = "objcache.state"
 )
 
 // Open opens the cache in home (creating home/index, home/objects and
@@ -172,7 +173,14 @@ func (s *Store) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.startup = StartupReport{Clean: s.db.WasClean(), TempRemoved: n}
+	// Both flags must say clean: the index's is durable before anything
+	// changes (a power cut cannot lose it), ours is not set back to clean
+	// when an Open fails half-way through reconciling.
+	state, _ := s.db.Meta(metaState)
+	s.startup = StartupReport{Clean: s.db.WasClean() && string(state) == "clean", TempRemoved: n}
+	if err := s.db.SetMeta(metaState, []byte("running")); err != nil {
+		return err
+	}
 	if v, err := s.db.Meta(metaCounters); err == nil && len(v) == 16 {
 		s.baseHits = binary.BigEndian.Uint64(v)
 		s.baseMiss = binary.BigEndian.Uint64(v[8:])
@@ -310,7 +318,11 @@ func (s *Store) Close() error {
 	err := s.saveCounters()
 	usage := binary.BigEndian.AppendUint64(nil, uint64(s.used.Load()))
 	usage = binary.BigEndian.AppendUint64(usage, uint64(s.count.Load()))
-	err = errors.Join(err, s.db.SetMeta(metaUsage, usage), s.db.Close())
+	err = errors.Join(err, s.db.SetMeta(metaUsage, usage))
+	if err == nil {
+		err = s.db.SetMeta(metaState, []byte("clean"))
+	}
+	err = errors.Join(err, s.db.Close())
 	if err != nil {
 		return fmt.Errorf("close cache %s: %w", s.home, err)
 	}
