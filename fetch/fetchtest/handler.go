@@ -370,13 +370,19 @@ func (r *recorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// Write counts bytes before it writes them, so that the counts are
+// never behind what the client has seen, and takes back what failed.
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.bytes += int64(len(b))
+	r.s.stats.body.Add(int64(len(b)))
 	n, err := r.ResponseWriter.Write(b)
-	r.bytes += int64(n)
-	r.s.stats.body.Add(int64(n))
+	if short := int64(len(b) - n); short > 0 {
+		r.bytes -= short
+		r.s.stats.body.Add(-short)
+	}
 	return n, err
 }
 

@@ -88,9 +88,7 @@ func (c *conn) Read(b []byte) (int, error) {
 func (c *conn) Write(b []byte) (int, error) {
 	cfg := c.s.config()
 	if cfg.Bandwidth <= 0 && cfg.ConnBandwidth <= 0 {
-		n, err := c.Conn.Write(b)
-		c.s.stats.wire.Add(int64(n))
-		return n, err
+		return c.write(b)
 	}
 	size := chunk(cfg.Bandwidth, cfg.ConnBandwidth)
 	written := 0
@@ -109,14 +107,24 @@ func (c *conn) Write(b []byte) (int, error) {
 		if !c.sleep(time.Until(until)) {
 			return written, errConnClosed
 		}
-		n, err := c.Conn.Write(b[written : written+k])
+		n, err := c.write(b[written : written+k])
 		written += n
-		c.s.stats.wire.Add(int64(n))
 		if err != nil {
 			return written, err
 		}
 	}
 	return written, nil
+}
+
+// write counts bytes before it writes them, so that WireBytes is never
+// behind what the client has seen, and takes back what failed.
+func (c *conn) write(b []byte) (int, error) {
+	c.s.stats.wire.Add(int64(len(b)))
+	n, err := c.Conn.Write(b)
+	if n < len(b) {
+		c.s.stats.wire.Add(int64(n - len(b)))
+	}
+	return n, err
 }
 
 // sleep waits d, or less when the connection or the server closes, and
