@@ -314,6 +314,8 @@ func (db *DB) Sync() error { return db.bdb.Sync() }
 // work (compactions, replay) at info, so that goes to Debug.
 type badgerLogger struct{ l *slog.Logger }
 
+var _ badger.Logger = badgerLogger{}
+
 func (b badgerLogger) Errorf(f string, a ...any) {
 	b.l.Error("badger: " + trimNL(fmt.Sprintf(f, a...)))
 }

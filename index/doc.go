@@ -21,7 +21,10 @@
 // added and removed in chunks through a pending state that Open rolls
 // back (pins.go). Open also tells the caller whether the last session
 // closed cleanly (WasClean), so that it can reconcile its files after a
-// crash. Check verifies every invariant below.
+// crash. Check verifies every invariant below. Before Badger opens, Open
+// removes empty .vlog and .mem files: a kill between Badger creating one
+// and sizing it otherwise makes every later open fail (found by
+// objcache's kill test).
 //
 // # Keys and values
 //

@@ -77,8 +77,10 @@
 // empties tmp/ and, when the index was not closed cleanly, reconciles
 // each objects/xx directory with its records (dropping records without a
 // file, which a power cut or a hand in objects/ can cause, and deleting
-// files without a record). Fsck rehashes everything and checks the
-// index's invariants.
+// files without a record). "Cleanly" takes both the index's flag and the
+// store's own ("objcache.state" in the index's meta), so that an Open
+// that fails part-way through reconciling is redone. Fsck rehashes
+// everything and checks the index's invariants.
 //
 // # Goroutines
 //

@@ -32,6 +32,8 @@ type Handle struct {
 	closed atomic.Bool
 }
 
+var _ io.ReaderAt = (*Handle)(nil)
+
 // File returns the shared file, for FUSE passthrough or pread. It is
 // valid until Close.
 func (h *Handle) File() *os.File { return h.o.f }
