@@ -700,3 +700,17 @@ func SortedRefNames(refs []RefInfo) []string {
 	sort.Strings(out)
 	return out
 }
+
+// HTTPStats sums the HTTP counters of every remote.
+func (f *Fetcher) HTTPStats() map[string]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int64{}
+	for _, rs := range f.remotes {
+		out["requests"] += rs.c.requests.get()
+		out["bytes"] += rs.c.bytes.get()
+		out["retries"] += rs.c.retries.get()
+		out["failovers"] += rs.c.failovers.get()
+	}
+	return out
+}

@@ -1,0 +1,470 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/objcache"
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// Prefetch modes (DESIGN.md, "Fetch strategies").
+const (
+	PrefetchNone     = "none"
+	PrefetchMetadata = "metadata"
+	PrefetchProfile  = "profile"
+	PrefetchFull     = "full"
+)
+
+// ValidPrefetch reports whether mode is a known prefetch mode.
+func ValidPrefetch(mode string) bool {
+	switch mode {
+	case PrefetchNone, PrefetchMetadata, PrefetchProfile, PrefetchFull:
+		return true
+	}
+	return false
+}
+
+// SourceOptions configure a MountSource.
+type SourceOptions struct {
+	// Prefetch is what to fetch in the background once a commit is first
+	// used (default none).
+	Prefetch string
+	// RefreshInterval is how often refs are refreshed from the summaries
+	// (default: the fetcher's SummaryTTL).
+	RefreshInterval time.Duration
+	// BackgroundWorkers bounds prefetch concurrency, so that on-demand
+	// reads keep most of the connections (default 4).
+	BackgroundWorkers int
+}
+
+// MountSource serves a lazy mount from a Fetcher: it answers refs from the
+// verified summaries, checks every commit against the ref it was found
+// under (bindings, downgrades), fetches objects on demand, prefetches in
+// the background, and records access profiles. It has the methods the
+// fusefs.Source interface asks for; cli checks that at compile time.
+type MountSource struct {
+	f    *Fetcher
+	opts SourceOptions
+	ctx  context.Context // background work; cancelled by Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu         sync.Mutex
+	refs       map[string]map[string]ostree.Checksum // remote -> ref -> commit
+	commitRefs map[ostree.Checksum][2]string         // commit -> (remote, ref)
+	prefetched map[ostree.Checksum]bool
+	profiles   map[ostree.Checksum]*profile
+	refErrors  map[string]string
+	bgSem      chan struct{}
+}
+
+type profile struct {
+	seen  map[string]bool
+	paths []string
+	dirty bool
+}
+
+// NewSource returns a MountSource; call Close when the mount is gone.
+func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
+	if opts.Prefetch == "" {
+		opts.Prefetch = PrefetchNone
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = f.opts.SummaryTTL
+	}
+	if opts.BackgroundWorkers <= 0 {
+		opts.BackgroundWorkers = 4
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
+		refs: map[string]map[string]ostree.Checksum{}, commitRefs: map[ostree.Checksum][2]string{},
+		prefetched: map[ostree.Checksum]bool{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
+		bgSem: make(chan struct{}, opts.BackgroundWorkers)}
+	s.wg.Add(1)
+	go s.loop()
+	return s
+}
+
+// Close stops background work and saves access profiles.
+func (s *MountSource) Close() error {
+	s.stop()
+	s.wg.Wait()
+	return s.flushProfiles()
+}
+
+func (s *MountSource) loop() {
+	defer s.wg.Done()
+	refresh := time.NewTicker(s.opts.RefreshInterval)
+	defer refresh.Stop()
+	flush := time.NewTicker(5 * time.Second)
+	defer flush.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-refresh.C:
+			s.Refresh(s.ctx)
+		case <-flush.C:
+			s.flushProfiles()
+		}
+	}
+}
+
+// Refresh fetches every remote's summary again (lazytree mount --refresh
+// and the TTL); a moved ref shows its new commit to new lookups.
+func (s *MountSource) Refresh(ctx context.Context) {
+	for _, r := range s.f.Remotes() {
+		if _, err := s.f.Summary(ctx, r, true); err == nil {
+			s.loadRefs(ctx, r)
+		}
+	}
+}
+
+// Remotes lists the configured remotes.
+func (s *MountSource) Remotes() []string { return s.f.Remotes() }
+
+// Refs returns the verified refs of a remote, from its summary (or, for a
+// remote without one, the refs verified before).
+func (s *MountSource) Refs(ctx context.Context, remote string) (map[string]ostree.Checksum, error) {
+	s.mu.Lock()
+	if m, ok := s.refs[remote]; ok {
+		s.mu.Unlock()
+		return m, nil
+	}
+	s.mu.Unlock()
+	return s.loadRefs(ctx, remote)
+}
+
+func (s *MountSource) loadRefs(ctx context.Context, remote string) (map[string]ostree.Checksum, error) {
+	refs, err := s.f.Refs(ctx, remote)
+	if err != nil {
+		s.mu.Lock()
+		s.refErrors[remote] = err.Error()
+		s.mu.Unlock()
+		return nil, err
+	}
+	m := map[string]ostree.Checksum{}
+	for _, r := range refs {
+		m[r.Name] = r.Commit
+	}
+	if len(refs) == 0 {
+		// No summary: the refs verified before.
+		if known, err := s.f.db.Refs(remote); err == nil {
+			for name, r := range known {
+				m[name] = ostree.Checksum(r.Commit)
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.refErrors, remote)
+	s.refs[remote] = m
+	for name, c := range m {
+		s.commitRefs[c] = [2]string{remote, name}
+	}
+	return m, nil
+}
+
+// Commit returns a verified commit. A commit reached through a ref is
+// checked against that ref (bindings, no downgrade); one asked for by
+// checksum alone must already be cached or be fetchable from a remote
+// that verifies it.
+func (s *MountSource) Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
+	s.mu.Lock()
+	rr, ok := s.commitRefs[c]
+	s.mu.Unlock()
+	var cm *ostree.Commit
+	var err error
+	if ok {
+		cm, err = s.f.Commit(ctx, rr[0], rr[1], c)
+	} else {
+		cm, err = s.f.Commit(ctx, "", "", c)
+		if errors.Is(err, objcache.ErrNotPresent) {
+			// Try every remote; each verifies signatures as configured.
+			for _, r := range s.f.Remotes() {
+				if cm, err = s.f.Commit(ctx, r, "", c); err == nil {
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.startPrefetch(c, cm, rr[0])
+	return cm, nil
+}
+
+// DirTree returns a verified dirtree.
+func (s *MountSource) DirTree(ctx context.Context, c ostree.Checksum) (*ostree.DirTree, error) {
+	return s.f.DirTree(ctx, "", c)
+}
+
+// DirMeta returns a verified dirmeta.
+func (s *MountSource) DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMeta, error) {
+	return s.f.DirMeta(ctx, "", c)
+}
+
+// FileHeader returns a verified content header.
+func (s *MountSource) FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error) {
+	return s.f.FileHeader(ctx, "", c)
+}
+
+// PeekFileHeader returns a header only if the index has it.
+func (s *MountSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
+	h, err := s.f.db.Header(index.Sum(c))
+	if err != nil {
+		return nil, false
+	}
+	fh, err := ostree.ParseStreamHeader(h.Raw)
+	if err != nil {
+		return nil, false
+	}
+	fh.Size = h.Size
+	return fh, true
+}
+
+// Open returns the verified, cached content of a file.
+func (s *MountSource) Open(ctx context.Context, c ostree.Checksum) (*objcache.Handle, error) {
+	return s.f.Content(ctx, "", c)
+}
+
+// RecordAccess notes an opened path for the commit's access profile.
+func (s *MountSource) RecordAccess(commit ostree.Checksum, p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr := s.profiles[commit]
+	if pr == nil {
+		pr = &profile{seen: map[string]bool{}}
+		if old, err := s.f.db.Profile(index.Sum(commit)); err == nil {
+			for _, o := range old {
+				pr.seen[o] = true
+			}
+			pr.paths = old
+		}
+		s.profiles[commit] = pr
+	}
+	if pr.seen[p] {
+		return
+	}
+	pr.seen[p] = true
+	pr.paths = append(pr.paths, p)
+	pr.dirty = true
+}
+
+func (s *MountSource) flushProfiles() error {
+	s.mu.Lock()
+	var todo []struct {
+		c     ostree.Checksum
+		paths []string
+	}
+	for c, pr := range s.profiles {
+		if pr.dirty {
+			todo = append(todo, struct {
+				c     ostree.Checksum
+				paths []string
+			}{c, append([]string(nil), pr.paths...)})
+			pr.dirty = false
+		}
+	}
+	s.mu.Unlock()
+	var first error
+	for _, t := range todo {
+		if err := s.f.db.SetProfile(index.Sum(t.c), t.paths); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Status returns the counters for status.json.
+func (s *MountSource) Status() any {
+	st := s.f.Stats()
+	used, objects := s.f.store.Usage()
+	s.mu.Lock()
+	refErrs := map[string]string{}
+	for k, v := range s.refErrors {
+		refErrs[k] = v
+	}
+	s.mu.Unlock()
+	return map[string]any{
+		"objects_fetched": st.ObjectsFetched.Load(),
+		"bytes_fetched":   st.BytesFetched.Load(),
+		"cache_hits":      st.CacheHits.Load(),
+		"in_flight":       st.InFlight.Load(),
+		"fetch_errors":    st.Errors.Load(),
+		"recent_errors":   st.RecentErrors(),
+		"http":            s.f.HTTPStats(),
+		"cache_bytes":     used,
+		"cache_objects":   objects,
+		"prefetch":        s.opts.Prefetch,
+		"ref_errors":      refErrs,
+	}
+}
+
+// startPrefetch begins background fetching of a commit once, per mode.
+func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote string) {
+	if s.opts.Prefetch == PrefetchNone {
+		return
+	}
+	s.mu.Lock()
+	if s.prefetched[c] {
+		s.mu.Unlock()
+		return
+	}
+	s.prefetched[c] = true
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		var err error
+		switch s.opts.Prefetch {
+		case PrefetchMetadata:
+			err = s.prefetchTree(cm, remote, false)
+		case PrefetchFull:
+			err = s.prefetchTree(cm, remote, true)
+		case PrefetchProfile:
+			err = s.prefetchProfile(c, cm, remote)
+		}
+		if err != nil && s.ctx.Err() == nil {
+			s.f.stats.record(remote, "prefetch "+c.String(), err)
+		}
+	}()
+}
+
+// prefetchTree walks the commit breadth first with the background workers.
+func (s *MountSource) prefetchTree(cm *ostree.Commit, remote string, content bool) error {
+	level := []ostree.Checksum{cm.RootTree}
+	seen := map[ostree.Checksum]bool{}
+	for len(level) > 0 {
+		var mu sync.Mutex
+		var next []ostree.Checksum
+		var wg sync.WaitGroup
+		var firstErr error
+		for _, tc := range level {
+			select {
+			case s.bgSem <- struct{}{}:
+			case <-s.ctx.Done():
+				wg.Wait()
+				return s.ctx.Err()
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-s.bgSem }()
+				t, err := s.f.DirTree(s.ctx, remote, tc)
+				if err == nil {
+					for _, d := range t.Dirs {
+						if _, err2 := s.f.DirMeta(s.ctx, remote, d.Meta); err2 != nil && err == nil {
+							err = err2
+						}
+					}
+					if content {
+						for _, e := range t.Files {
+							if err2 := s.f.FetchContent(s.ctx, remote, e.Checksum); err2 != nil && err == nil {
+								err = err2
+							}
+						}
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					return
+				}
+				for _, d := range t.Dirs {
+					if !seen[d.Tree] {
+						seen[d.Tree] = true
+						next = append(next, d.Tree)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return firstErr
+		}
+		level = next
+	}
+	return nil
+}
+
+// prefetchProfile replays the files earlier runs of this commit opened, in
+// their order.
+func (s *MountSource) prefetchProfile(c ostree.Checksum, cm *ostree.Commit, remote string) error {
+	paths, err := s.f.db.Profile(index.Sum(c))
+	if err != nil {
+		if errors.Is(err, index.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		sum, err := s.resolve(cm, remote, p)
+		if err != nil {
+			continue // the profile may name files of another layout
+		}
+		select {
+		case s.bgSem <- struct{}{}:
+		case <-s.ctx.Done():
+			wg.Wait()
+			return s.ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.bgSem }()
+			s.f.FetchContent(s.ctx, remote, sum)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// resolve finds the content checksum of a path inside a commit.
+func (s *MountSource) resolve(cm *ostree.Commit, remote, p string) (ostree.Checksum, error) {
+	tree := cm.RootTree
+	parts := strings.Split(path.Clean(p), "/")
+	for i, name := range parts {
+		t, err := s.f.DirTree(s.ctx, remote, tree)
+		if err != nil {
+			return ostree.Checksum{}, err
+		}
+		if i == len(parts)-1 {
+			if f, ok := t.LookupFile(name); ok {
+				return f.Checksum, nil
+			}
+			break
+		}
+		d, ok := t.LookupDir(name)
+		if !ok {
+			break
+		}
+		tree = d.Tree
+	}
+	return ostree.Checksum{}, fmt.Errorf("%s: %w", p, ErrNotFound)
+}
+
+// RefNames returns the known refs of a remote, sorted (for listings).
+func (s *MountSource) RefNames(remote string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for r := range s.refs[remote] {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
