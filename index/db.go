@@ -27,6 +27,9 @@ type Options struct {
 	GCInterval time.Duration
 	// Now returns the time; tests set it. Default time.Now.
 	Now func() time.Time
+	// HeaderCache is how many file headers to keep in memory (default
+	// 65536, about 15 MB with typical headers; negative: none).
+	HeaderCache int
 }
 
 // DB is the index. It is safe for concurrent use.
@@ -40,6 +43,8 @@ type DB struct {
 	access   map[ObjectID]int64 // pending access times (unix ns)
 
 	pinMu sync.Mutex // serializes pin and unpin operations
+
+	headers *headerCache // nil when disabled
 
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -97,6 +102,12 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	if db.now == nil {
 		db.now = time.Now
+	}
+	switch {
+	case opts.HeaderCache == 0:
+		db.headers = newHeaderCache(65536)
+	case opts.HeaderCache > 0:
+		db.headers = newHeaderCache(opts.HeaderCache)
 	}
 	if err := db.start(); err != nil {
 		bdb.Close()

@@ -540,3 +540,58 @@ func TestOpenAfterEmptyLogFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestHeaderCache(t *testing.T) {
+	for _, size := range []int{0, 16, -1} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			db, err := Open(t.TempDir(), Options{HeaderCache: size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			// A header from a tree index, before the content.
+			unverified := FileHeader{Mode: 0o100600, Raw: []byte("from the tree index")}
+			if err := db.PutHeader(sumOf(1), unverified); err != nil {
+				t.Fatal(err)
+			}
+			if h, err := db.Header(sumOf(1)); err != nil || h.Mode != 0o100600 {
+				t.Fatalf("Header = %+v, %v", h, err)
+			}
+			// The content arrives with the header it was verified with,
+			// which wins; a later PutHeader does not replace it.
+			verified := FileHeader{Mode: 0o100644, Raw: []byte("verified")}
+			if _, err := db.AddObject(Object{ID: fileID(1), Size: 1}, &verified, nil); err != nil {
+				t.Fatal(err)
+			}
+			db.PutHeader(sumOf(1), unverified)
+			h, err := db.Header(sumOf(1))
+			if err != nil || h.Mode != 0o100644 || string(h.Raw) != "verified" {
+				t.Fatalf("Header after AddObject = %+v, %v", h, err)
+			}
+			// Callers get copies.
+			h.Raw[0] = 'X'
+			if h, _ := db.Header(sumOf(1)); string(h.Raw) != "verified" {
+				t.Errorf("the cache shares Raw with callers: %q", h.Raw)
+			}
+			// Many headers: the cache stays bounded and every lookup right.
+			for i := 2; i < 200; i++ {
+				h := testHeader(i)
+				db.PutHeader(sumOf(i), h)
+			}
+			for i := 2; i < 200; i++ {
+				if h, err := db.Header(sumOf(i)); err != nil || h.Size != uint64(i) {
+					t.Fatalf("Header(%d) = %+v, %v", i, h, err)
+				}
+			}
+			if db.headers != nil {
+				n := 0
+				for i := range db.headers.shards {
+					n += len(db.headers.shards[i].m)
+				}
+				if size == 16 && n > 16 {
+					t.Errorf("cache of 16 holds %d", n)
+				}
+			}
+		})
+	}
+}

@@ -125,6 +125,9 @@ func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("add %s: %w", o.ID, err)
 	}
+	if added && hdr != nil && db.headers != nil {
+		db.headers.set(o.ID.Sum, *hdr)
+	}
 	return added, nil
 }
 
@@ -377,6 +380,14 @@ func (db *DB) scanPage(prefix, seek []byte, n int) ([]Object, []byte, error) {
 
 // Header returns the cached header of a content object.
 func (db *DB) Header(sum Sum) (FileHeader, error) {
+	var gen uint64
+	if db.headers != nil {
+		var h FileHeader
+		var ok bool
+		if h, gen, ok = db.headers.get(sum); ok {
+			return h, nil
+		}
+	}
 	var h FileHeader
 	err := db.view(func(txn *badger.Txn) error {
 		it, err := txn.Get(headerKey(sum))
@@ -393,6 +404,9 @@ func (db *DB) Header(sum Sum) (FileHeader, error) {
 	}
 	if err != nil {
 		return FileHeader{}, fmt.Errorf("header of %s.file: %w", sum, err)
+	}
+	if db.headers != nil {
+		db.headers.fill(sum, h, gen)
 	}
 	return h, nil
 }
@@ -412,6 +426,9 @@ func (db *DB) PutHeader(sum Sum, h FileHeader) error {
 		}
 		return txn.Set(headerKey(sum), encodeHeader(&h))
 	})
+	if db.headers != nil {
+		db.headers.forget(sum)
+	}
 	if err != nil {
 		return fmt.Errorf("store header of %s.file: %w", sum, err)
 	}
