@@ -63,6 +63,8 @@
 //	                                   "pinseq" (u64, last pin id), and
 //	                                   whatever callers keep with SetMeta
 //
+// Header lookups go through an in-memory cache of recently used headers
+// (Options.HeaderCache), since stat is the hottest lookup a mount makes.
 // File headers outlive eviction (stat of an evicted file stays free) and
 // are not counted against the cache quota; they are small, but nothing
 // removes headers of objects that are never cached again.
