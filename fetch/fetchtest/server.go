@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ type Server struct {
 	http2 bool
 	srv   *http.Server
 	cfg   atomic.Pointer[config]
+	setMu sync.Mutex // serializes SetOptions and Update
 	link  link
 	log   requestLog
 	stats counters
@@ -115,13 +117,21 @@ func (s *Server) Close() {
 
 // Options returns the options in force.
 func (s *Server) Options() Options {
-	return s.config().Options
+	o := s.config().Options
+	o.ErrorStatuses = slices.Clone(o.ErrorStatuses)
+	return o
 }
 
 // SetOptions replaces the options for requests that start from now on
 // (limits apply at once to transfers under way). It refuses invalid
 // options, and a change of HTTP2, and keeps the old ones then.
 func (s *Server) SetOptions(o Options) error {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
+	return s.setOptions(o)
+}
+
+func (s *Server) setOptions(o Options) error {
 	if o.HTTP2 != s.http2 {
 		return fmt.Errorf("%w: HTTP2 cannot change after New", ErrInvalidOptions)
 	}
@@ -133,14 +143,17 @@ func (s *Server) SetOptions(o Options) error {
 	return nil
 }
 
-// Update edits the options in force with f, as SetOptions does; a test
-// "fixes the server" with, say, Update(func(o *Options) { o.Corrupt = Rule{} }).
-// Concurrent Updates may lose each other's edits; make them from one
-// goroutine.
+// Update edits the options in force with f and applies the result as
+// SetOptions does; a test "fixes the server" with, say,
+// Update(func(o *Options) { o.Corrupt = Rule{} }). Updates and SetOptions
+// are serialized, so concurrent edits are not lost; f must not call
+// either.
 func (s *Server) Update(f func(*Options)) error {
+	s.setMu.Lock()
+	defer s.setMu.Unlock()
 	o := s.Options()
 	f(&o)
-	return s.SetOptions(o)
+	return s.setOptions(o)
 }
 
 func (s *Server) config() *config { return s.cfg.Load() }
