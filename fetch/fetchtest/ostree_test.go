@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lazytree/lazytree/fetch/fetchtest"
 	"github.com/lazytree/lazytree/internal/testutil"
@@ -110,4 +111,34 @@ func TestOstreePullThrough500(t *testing.T) {
 		t.Fatalf("no 500 was injected in %d requests", len(s.Log()))
 	}
 	t.Logf("%d of %d requests answered 500", failed, len(s.Log()))
+}
+
+// TestOstreePullEmulated pulls through the emulated network, as `lazytree
+// bench` does with ostree as a peer. HTTP2 is on: libcurl speaks
+// HTTP/1.1 to an http:// URL, which must still work.
+func TestOstreePullEmulated(t *testing.T) {
+	testutil.RequireTool(t, "ostree")
+	const latency = 20 * time.Millisecond
+	s := serve(t, testutil.CopyVectorRepo(t, "repo"), fetchtest.Options{
+		Latency:     latency,
+		Jitter:      5 * time.Millisecond,
+		ConnLatency: latency,
+		Bandwidth:   2 << 20,
+		HTTP2:       true,
+	})
+	start := time.Now()
+	repo, _ := ostreePull(t, s.URL())
+	elapsed := time.Since(start)
+	wantCommit(t, repo)
+	// summary.sig, summary, config, then the delta index and superblock
+	// (or the commit) come one after another: five round trips at least.
+	if elapsed < 5*latency {
+		t.Fatalf("pull took %v, less than five round trips of %v", elapsed, latency)
+	}
+	for _, r := range s.Log() {
+		if r.Proto != "HTTP/1.1" || r.Duration < latency {
+			t.Fatalf("request %+v", r)
+		}
+	}
+	t.Logf("pull took %v, %d requests, %d bytes", elapsed, s.Stats().Requests, s.Stats().WireBytes)
 }
