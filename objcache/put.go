@@ -173,55 +173,68 @@ func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, checksum string,
 // then the group flush makes its bytes and its directory entry durable,
 // and only then is it recorded. So a record never names a file that a
 // power cut could take away, and one flush covers both.
-func (s *Store) commit(ctx context.Context, id index.ObjectID, f *os.File, size int64, hdr *index.FileHeader, data []byte, origin string) (err error) {
-	var final string
+func (s *Store) commit(ctx context.Context, id index.ObjectID, f *os.File, size int64, hdr *index.FileHeader, data []byte, origin string) error {
 	if f != nil {
-		defer func() {
-			f.Close()
-			if err != nil {
-				os.Remove(f.Name())
-				if final != "" {
-					os.Remove(final)
-				}
-			}
-		}()
+		defer f.Close()
 	}
-	if err := s.reserve(ctx, size); err != nil {
-		return fmt.Errorf("store %s: %w", id, err)
-	}
-	reserved := size
-	defer func() { s.used.Add(-reserved) }()
-	unlock, err := s.lock(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if ok, err := s.present(id); err != nil || ok {
-		if ok && f != nil {
+	removeTmp := func() {
+		if f != nil {
 			os.Remove(f.Name())
 		}
+	}
+	if err := s.reserve(ctx, size); err != nil {
+		removeTmp()
+		return fmt.Errorf("store %s: %w", id, err)
+	}
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		removeTmp()
+		s.used.Add(-size)
 		return err
 	}
+	// Every change to the object's file happens before unlock: once it
+	// is unlocked, another writer may rename its own copy into place.
+	defer unlock()
+	added, err := s.commitLocked(ctx, id, f, size, hdr, data, origin)
+	if !added {
+		s.used.Add(-size)
+	}
+	return err
+}
+
+// commitLocked is commit's part under id's busy entry. It reports whether
+// the object was added (false: it was present already, or an error).
+func (s *Store) commitLocked(ctx context.Context, id index.ObjectID, f *os.File, size int64, hdr *index.FileHeader, data []byte, origin string) (bool, error) {
+	if ok, err := s.present(id); err != nil || ok {
+		if f != nil {
+			os.Remove(f.Name())
+		}
+		return false, err
+	}
+	var final string
 	if f != nil {
 		final = s.path(id.Sum)
 		if err := os.Rename(f.Name(), final); err != nil {
-			final = ""
-			return fmt.Errorf("store %s: %w", id, err)
+			os.Remove(f.Name())
+			return false, fmt.Errorf("store %s: %w", id, err)
 		}
 		if err := s.durable(ctx, f, filepath.Dir(final)); err != nil {
-			return fmt.Errorf("store %s: sync: %w", id, err)
+			os.Remove(final)
+			return false, fmt.Errorf("store %s: sync: %w", id, err)
 		}
 	}
 	added, err := s.db.AddObject(index.Object{ID: id, Size: size, Origin: origin}, hdr, data)
 	if err != nil {
-		return fmt.Errorf("store %s: %w", id, err)
+		if final != "" {
+			os.Remove(final)
+		}
+		return false, fmt.Errorf("store %s: %w", id, err)
 	}
 	if added {
-		reserved = 0 // the reservation is now the object's size
 		s.count.Add(1)
 		s.setVerified(id)
 	}
-	return nil
+	return added, nil
 }
 
 // copyHashing copies r to w and into h, checking ctx between chunks.
