@@ -3,7 +3,10 @@
 //
 // It owns the records; it never stores file content (objcache keeps that
 // in files and calls AddObject once a file is durable) and never speaks
-// HTTP or parses OSTree formats. Checksums are raw 32-byte Sums and types
+// HTTP or parses OSTree formats. AddObject, Drop, Evict and LRU change
+// or read what objcache accounts for and are meant for it alone; other
+// packages store and remove objects through objcache and use the rest
+// (headers, refs, summaries, profiles, pins) directly. Checksums are raw 32-byte Sums and types
 // are OSTree's numbers, so the ostree package's values convert directly.
 //
 // # Goroutines
