@@ -85,6 +85,9 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), "pull", refArgs{remote, ref}, cmd.OutOrStdout()); handled {
+				return err
+			}
 			s, err := openSession(cmd.Context(), g)
 			if err != nil {
 				return err
@@ -96,7 +99,7 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s:%s %s: %d objects, %d fetched (%s)\n", Escape(remote), Escape(ref), res.Commit, res.Objects, res.Fetched, humanBytes(uint64(res.Bytes)))
+			printPull(cmd.OutOrStdout(), remote, ref, res)
 			return nil
 		},
 	}
@@ -112,6 +115,9 @@ func newPinCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), "pin", refArgs{remote, ref}, cmd.OutOrStdout()); handled {
+				return err
+			}
 			s, err := openSession(cmd.Context(), g)
 			if err != nil {
 				return err
@@ -123,7 +129,7 @@ func newPinCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pinned %s:%s at %s (%d objects)\n", Escape(remote), Escape(ref), res.Commit, res.Objects)
+			printPin(cmd.OutOrStdout(), remote, ref, res)
 			return nil
 		},
 	}
@@ -139,6 +145,9 @@ func newUnpinCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), "unpin", refArgs{remote, ref}, cmd.OutOrStdout()); handled {
+				return err
+			}
 			s, err := openSession(cmd.Context(), g)
 			if err != nil {
 				return err
@@ -147,4 +156,15 @@ func newUnpinCmd(g *globalOptions) *cobra.Command {
 			return s.fetcher.Unpin(cmd.Context(), remote, ref)
 		},
 	}
+}
+
+// refArgs are the arguments of the pull, pin and unpin daemon operations.
+type refArgs struct{ Remote, Ref string }
+
+func printPull(w io.Writer, remote, ref string, res *fetch.PullResult) {
+	fmt.Fprintf(w, "%s:%s %s: %d objects, %d fetched (%s)\n", Escape(remote), Escape(ref), res.Commit, res.Objects, res.Fetched, humanBytes(uint64(res.Bytes)))
+}
+
+func printPin(w io.Writer, remote, ref string, res *fetch.PullResult) {
+	fmt.Fprintf(w, "pinned %s:%s at %s (%d objects)\n", Escape(remote), Escape(ref), res.Commit, res.Objects)
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -113,7 +114,10 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 			if err := cfg.Remove(args[0]); err != nil {
 				return err
 			}
-			return cfg.Save()
+			if err := cfg.Save(); err != nil {
+				return err
+			}
+			return reloadDaemon(g)
 		},
 	}
 	for _, sub := range []*cobra.Command{list, show} {
@@ -221,7 +225,17 @@ func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string,
 	if err := cfg.Add(name, add); err != nil {
 		return "", err
 	}
-	return name, cfg.Save()
+	if err := cfg.Save(); err != nil {
+		return "", err
+	}
+	return name, reloadDaemon(g)
+}
+
+// reloadDaemon tells a running daemon that the remotes changed, so a new
+// remote appears in the mount without a restart.
+func reloadDaemon(g *globalOptions) error {
+	_, err := callDaemon(context.Background(), g.HomeDir(), "reload", nil, io.Discard)
+	return err
 }
 
 func newLsRemoteCmd(g *globalOptions) *cobra.Command {
