@@ -1,0 +1,34 @@
+// Package delta reads, applies and writes OSTree static deltas
+// (ostree-format.md section 4): the superblock, its part headers and
+// fallbacks, part files (uncompressed or xz), and the opcode stream that
+// turns a part into objects, bsdiff included.
+//
+// It owns the format and nothing else. It never touches the file system or
+// the network: parts and superblocks come in as bytes, existing objects
+// come from a Source, produced objects go to a Sink, and Generate reads a
+// repository through the Objects interface and hands parts to a
+// PartWriter. Deciding which delta to use, fetching parts and fallbacks,
+// checking the superblock digest against a signed summary or index, and
+// checking the embedded commit's signature are the caller's job.
+//
+// What it guarantees:
+//   - Every object Apply produces is verified before the sink may keep it:
+//     metadata by sha256 (and structure) before PutMetadata, content by
+//     its content checksum before ContentWriter.Commit. A mismatch is an
+//     *ostree.ChecksumError naming the object.
+//   - Hostile input never panics and never allocates without bound:
+//     superblocks are capped at MaxSuperblockSize, parts at MaxPartSize
+//     (decompressed: also about twice the header's usize), xz streams are
+//     walked before decoding so that an oversized dictionary or output is
+//     refused first, every varint, offset and index is range-checked, and
+//     Apply writes no more than the part header's usize. Malformed input
+//     gives errors matching ostree.ErrCorrupt; valid input this package
+//     does not implement (part version ≠ 0, compression other than none
+//     and xz, signed superblocks) gives ErrUnsupported.
+//   - Large objects stream: 'o'/'w'/'B' content is written to the sink in
+//     64 KiB pieces (bspatch included), and the read source is random
+//     access (Blob), never loaded whole by this package.
+//
+// Goroutines: Apply and the parsers start none. Generate compresses parts
+// on up to GenerateOptions.Workers goroutines, all ended when it returns.
+package delta
