@@ -1,0 +1,126 @@
+// Package fusefs is lazytree's FUSE layer: it shows every ref of every
+// remote, and any commit by checksum, as one read-only tree, over a small
+// Source interface (source.go) that fetches, verifies and caches objects.
+// It owns the layout, inode numbers and attributes, directory listings,
+// xattrs and symlinks, kernel caching, FUSE passthrough, the single
+// error-to-errno mapping (toErrno in errno.go) and .lazytree/status.json.
+// It never fetches, parses or verifies anything itself, and never imports
+// fetch, objcache or index: cli wires a Source in.
+//
+// # Layout
+//
+//	MOUNT/<remote>/<ref components...>/   ref name components are directories;
+//	                                      the last one is the commit's root tree
+//	MOUNT/.commits/<checksum>/            any commit (lookup only; listing shows
+//	                                      the 64 most recently used)
+//	MOUNT/.lazytree/status.json           regenerated on every open
+//
+// A ref that is also a directory prefix of a longer ref ("a/b" and "a/b/c",
+// impossible in refs/heads but possible in a summary) shows as the ref;
+// the longer one is hidden. Invalid ref names are never shown.
+//
+// # Inodes and attributes
+//
+// Files and symlinks are numbered by content checksum, so identical files
+// share an inode (they look like hard links, and share the page cache).
+// Directories are numbered from their parent's number and their name, from
+// a root number per (remote, ref, commit) or per .commits checksum: the
+// same path always has the same number, and two identical dirtrees, or the
+// same commit under two refs, never share one (the kernel allows one
+// dentry per directory inode). See attr.go.
+//
+// Directory mode, owner and xattrs come from the dirmeta; file size, mode,
+// owner, symlink target and xattrs from the content header. Setuid and
+// setgid bits and security.capability are never shown (the mount is also
+// nosuid); the sticky bit is. Link counts are 1 (which also stops find(1)
+// from counting subdirectories). All times are 0, like an ostree checkout:
+// OSTree keeps no per-file times, and a commit timestamp on every file
+// would make identical files in two commits look different to tools that
+// compare mtimes (make, rsync).
+//
+// # Kernel caching and ref moves
+//
+// Everything inside a commit is immutable: entries, attributes and
+// negative lookups are cached for Options.TreeTimeout (24 h), files are
+// opened with FOPEN_KEEP_CACHE and directories with FOPEN_CACHE_DIR. The
+// root, remote and ref directories use Options.RefTimeout (1 s) and never
+// cache negative entries, so a moved ref shows within a second anyway;
+// Server.Refresh (or Options.RefreshInterval) compares the refs with what
+// the kernel was told and invalidates moved, added and removed ones at
+// once (NotifyEntry). A moved ref gets a new root inode, so new lookups see
+// the new commit while open files and working directories keep the old
+// tree, which stays reachable under .commits.
+//
+// READDIRPLUS answers with attributes only for subdirectories (their
+// dirmeta is small and shared) and for files whose header the Source can
+// give without I/O (the optional HeaderPeeker). Listing a directory
+// therefore never fetches its files; `ls -l` of a cold directory looks
+// them up one by one.
+//
+// # Reads, and when the first byte is served
+//
+// Open asks the Source for the file's content, which the Source returns
+// only after verifying the whole object: nothing is served before the
+// SHA-256 over header and content matches the name. OSTree has no
+// per-chunk digests, so a prefix of a content object cannot be verified on
+// its own; serving it speculatively would let a program read, or the
+// kernel map and execute, bytes that may later turn out to be forged, and
+// failing the read afterwards does not undo that. DESIGN.md's rule
+// ("every byte served has been verified") wins. The cost is latency for
+// large files on a cold cache: the first byte of a file waits for its
+// whole object, which is bounded by Options.RequestTimeout and is paid
+// once (then it is cached). Prefetch (profiles, deltas) hides it for known
+// workloads. Serving early safely needs authenticated chunk digests, e.g.
+// per-64-KiB hashes stored in lazytree's tree index, whose checksum is in
+// the signed summary; when that exists, the Source can return a File
+// whose ReadAt blocks per verified chunk, and this package needs no change
+// beyond turning passthrough off for such files.
+//
+// # Passthrough (what we found)
+//
+// On this machine (Linux 6.18, root) the kernel offers FUSE passthrough
+// (CAP_PASSTHROUGH in INIT) and go-fuse v2.12.1 uses it: on the first open
+// of an inode it asks the file handle for a descriptor (PassthroughFd,
+// i.e. File.Fd) and registers it with FUSE_DEV_IOC_BACKING_OPEN; later
+// opens of the same inode share the backing file until the last release.
+// Reads and mmap (so exec) of such files never reach the daemon: the
+// tests read 1 MiB with zero READ requests, and run programs from the
+// mount both ways. go-fuse clears FOPEN_KEEP_CACHE for passthrough opens;
+// the page cache is then the backing file's own. If registration fails
+// (not root, a kernel without CONFIG_FUSE_PASSTHROUGH, or a backing file on
+// a stacked file system such as overlayfs, deeper than max_stack_depth 1)
+// go-fuse silently turns passthrough off for the whole mount and reads go
+// through File.ReadAt. status.json reports passthrough_kernel and
+// passthrough_opens (backing files registered); bytes read through
+// passthrough are not in bytes_served. Options.NoPassthrough forces the
+// ReadAt path.
+//
+// # Failures
+//
+// Every Source call made for a request runs under Options.RequestTimeout
+// (30 s) on top of the request's context, which go-fuse cancels when the
+// kernel sends INTERRUPT. toErrno maps: ErrNotFound to ENOENT (except for
+// an object a verified tree names, which is EIO), an interrupt to EINTR,
+// and everything else, timeouts and ostree.ErrCorrupt included, to EIO.
+// Failures other than a plain ENOENT are counted and the last
+// Options.MaxErrors kept, with the request, the path under .commits, the
+// object and the cause, in status.json. Failures are never cached, so a
+// repaired object reads without a remount.
+//
+// # Goroutines and processes
+//
+// go-fuse's serve loop runs request goroutines until the mount goes away.
+// Each Source call runs in a goroutine of its own so that a request can
+// give up on a Source that ignores its context; such a call finishes in
+// the background and an open File it returns is closed. With
+// Options.RefreshInterval a goroutine calls Refresh until Unmount.
+//
+// Never fork+exec a program that lives in the mount directly from the
+// process that serves it: Go forks with vfork, and the parent thread sits
+// in a raw system call until the child's exec completes, which can need a
+// stop-the-world that never comes while exec waits for this very server.
+// Start a helper that is not on the mount (e.g. /bin/sh -c 'exec "$0"') or
+// a separate process. go-fuse also leaves the /dev/fuse descriptor of a
+// direct mount inheritable; Mount marks it close-on-exec so that no child
+// holds the connection.
+package fusefs

@@ -1,0 +1,223 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// fsys is the state one mount shares between its nodes.
+type fsys struct {
+	src        Source
+	peek       HeaderPeeker // nil when src has none
+	opts       Options
+	log        *slog.Logger
+	st         *stats
+	mountpoint string
+	root       *rootNode
+	recent     *recentCommits
+
+	// passthroughKernel is set once the kernel's INIT has been seen.
+	passthroughKernel atomic.Bool
+}
+
+func newFS(src Source, opts Options, mountpoint string) *fsys {
+	f := &fsys{
+		src:        src,
+		opts:       opts,
+		log:        opts.Logger,
+		st:         newStats(opts.MaxErrors),
+		mountpoint: mountpoint,
+		recent:     &recentCommits{max: 64},
+	}
+	f.peek, _ = src.(HeaderPeeker)
+	f.root = &rootNode{f: f}
+	return f
+}
+
+// call runs one Source call under the request's deadline. It returns when
+// the call returns, the deadline passes, or the kernel interrupts the
+// request, whichever comes first; a call that outlives its request is
+// left to finish on its own and its result (an open File) is discarded.
+// That way a Source that ignores its context still cannot hang a request.
+func call[T any](f *fsys, ctx context.Context, fn func(context.Context) (T, error), discard func(T)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.RequestTimeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	var (
+		mu        sync.Mutex
+		abandoned bool
+		ch        = make(chan result, 1)
+	)
+	f.st.inflight.Add(1)
+	go func() {
+		v, err := fn(ctx)
+		f.st.inflight.Add(-1)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			if err == nil && discard != nil {
+				discard(v)
+			}
+			return
+		}
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	abandoned = true
+	mu.Unlock()
+	select {
+	case r := <-ch: // it finished while we were giving up
+		return r.v, r.err
+	default:
+	}
+	var zero T
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return zero, fmt.Errorf("no answer from the object source within %v: %w", f.opts.RequestTimeout, context.DeadlineExceeded)
+	}
+	return zero, fmt.Errorf("interrupted: %w", ctx.Err())
+}
+
+// failure turns err into the errno for a request and records it for
+// status.json (except a plain "no such name").
+func (f *fsys) failure(o op, where, object string, err error) syscall.Errno {
+	errno := toErrno(err)
+	if errno == syscall.ENOENT && !errors.Is(err, errMissing) {
+		return errno
+	}
+	f.st.fail(o, where, object, errno, err)
+	f.log.Debug("request failed", "op", o.String(), "path", where, "object", object, "errno", errnoName(errno), "err", err)
+	return errno
+}
+
+func (f *fsys) status() Status {
+	st := f.st.snapshot()
+	st.PassthroughKernel = f.passthroughKernel.Load()
+	return Status{
+		Time:       time.Now().UTC(),
+		Mountpoint: f.mountpoint,
+		FS:         st,
+		Source:     f.src.Status(),
+	}
+}
+
+// treeEntry sets the kernel cache timeouts for something inside a commit.
+func (f *fsys) treeEntry(out *fuse.EntryOut) {
+	out.SetEntryTimeout(f.opts.TreeTimeout)
+	out.SetAttrTimeout(f.opts.TreeTimeout)
+}
+
+// refEntry sets the kernel cache timeouts for the root, remote and ref
+// directories, which change when refs move.
+func (f *fsys) refEntry(out *fuse.EntryOut) {
+	out.SetEntryTimeout(f.opts.RefTimeout)
+	out.SetAttrTimeout(f.opts.RefTimeout)
+}
+
+// noNegativeEntry makes go-fuse answer a failed lookup with a plain
+// ENOENT instead of a cached negative entry: a remote, ref or commit that
+// does not exist now may exist a moment later. (go-fuse only turns ENOENT
+// into a negative entry when the reply has no timeout of its own.)
+func noNegativeEntry(out *fuse.EntryOut) { out.SetEntryTimeout(time.Nanosecond) }
+
+// refresh invalidates kernel entries for refs that changed.
+func (f *fsys) refresh(ctx context.Context) error {
+	root := f.root.EmbeddedInode()
+	remotes := f.src.Remotes()
+	var errs []error
+	for name, child := range root.Children() {
+		rd, ok := child.Operations().(*refDirNode)
+		if !ok {
+			continue
+		}
+		if _, found := slices.BinarySearch(remotes, name); !found {
+			root.NotifyEntry(name)
+			continue
+		}
+		refs, err := f.src.Refs(ctx, rd.remote)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("refresh %s: %w", rd.remote, err))
+			continue
+		}
+		rd.invalidateChanged(refs)
+	}
+	return errors.Join(errs...)
+}
+
+// recentCommits remembers the commits most recently resolved (through a
+// ref or by checksum) for listing .commits.
+type recentCommits struct {
+	mu   sync.Mutex
+	max  int
+	list []ostree.Checksum // most recent last
+}
+
+func (r *recentCommits) add(c ostree.Checksum) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := slices.Index(r.list, c); i >= 0 {
+		r.list = slices.Delete(r.list, i, i+1)
+	}
+	r.list = append(r.list, c)
+	if len(r.list) > r.max {
+		r.list = slices.Delete(r.list, 0, len(r.list)-r.max)
+	}
+}
+
+func (r *recentCommits) snapshot() []ostree.Checksum {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.list)
+}
+
+// Compile-time checks that the nodes implement what go-fuse calls.
+var (
+	_ fs.NodeLookuper       = (*rootNode)(nil)
+	_ fs.NodeReaddirer      = (*rootNode)(nil)
+	_ fs.NodeGetattrer      = (*rootNode)(nil)
+	_ fs.NodeLookuper       = (*refDirNode)(nil)
+	_ fs.NodeReaddirer      = (*refDirNode)(nil)
+	_ fs.NodeGetattrer      = (*refDirNode)(nil)
+	_ fs.NodeLookuper       = (*commitsNode)(nil)
+	_ fs.NodeReaddirer      = (*commitsNode)(nil)
+	_ fs.NodeGetattrer      = (*commitsNode)(nil)
+	_ fs.NodeLookuper       = (*dirNode)(nil)
+	_ fs.NodeOpendirHandler = (*dirNode)(nil)
+	_ fs.NodeGetattrer      = (*dirNode)(nil)
+	_ fs.NodeGetxattrer     = (*dirNode)(nil)
+	_ fs.NodeListxattrer    = (*dirNode)(nil)
+	_ fs.NodeGetattrer      = (*fileNode)(nil)
+	_ fs.NodeOpener         = (*fileNode)(nil)
+	_ fs.NodeReadlinker     = (*fileNode)(nil)
+	_ fs.NodeGetxattrer     = (*fileNode)(nil)
+	_ fs.NodeListxattrer    = (*fileNode)(nil)
+	_ fs.NodeGetattrer      = (*statusNode)(nil)
+	_ fs.NodeOpener         = (*statusNode)(nil)
+
+	_ fs.FileReaddirenter    = (*dirHandle)(nil)
+	_ fs.FileLookuper        = (*dirHandle)(nil)
+	_ fs.FileSeekdirer       = (*dirHandle)(nil)
+	_ fs.FileReader          = (*fileHandle)(nil)
+	_ fs.FileReleaser        = (*fileHandle)(nil)
+	_ fs.FilePassthroughFder = (*fileHandle)(nil)
+	_ fs.FileReader          = (*statusHandle)(nil)
+)

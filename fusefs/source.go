@@ -1,0 +1,93 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// ErrNotFound is what a Source returns (wrapped or not) for a remote, ref
+// or commit that does not exist. The mount shows it as ENOENT. An object
+// that a verified dirtree names but that cannot be had is not "not found"
+// to the user (the name is listed): fusefs reports that as EIO, whatever
+// the Source returned.
+var ErrNotFound = errors.New("not found")
+
+// Source is everything the mount needs from the object store. The
+// fetch-backed source in package fetch implements it for the daemon;
+// internal/reposource implements it over a local archive repository for
+// tests.
+//
+// Verification: every object a Source returns has been checked against its
+// checksum (and a commit against its signature when the remote asks for
+// one). fusefs never sees, and therefore never serves, an unverified byte.
+//
+// Errors: a missing remote, ref or commit is ErrNotFound; an object that
+// failed verification wraps ostree.ErrCorrupt; a call that ran out of time
+// returns an error that wraps ctx.Err() (context.DeadlineExceeded, or
+// context.Canceled after a kernel INTERRUPT). Any other error is treated as
+// an I/O error. fusefs maps all of them to errnos in one place (toErrno).
+//
+// Context: every call that may block gets a context that carries the
+// per-request deadline (Options.RequestTimeout) and is cancelled when the
+// kernel interrupts the request. A Source should stop waiting when it is
+// done; fusefs also stops waiting for it, so a Source that ignores the
+// context leaks a goroutine but never hangs a request. A Source that shares
+// one fetch between callers must not cancel it because one caller left.
+//
+// Concurrency: every method is called from many goroutines at once.
+type Source interface {
+	// Remotes returns the configured remote names, sorted. It must not
+	// block: it is called on every lookup in the mount's root.
+	Remotes() []string
+	// Refs returns the current verified refs of a remote (ref name to
+	// commit). It should answer from memory (the Source refreshes refs on
+	// its own schedule) because fusefs calls it whenever the kernel
+	// revalidates a ref directory. The map is not modified by the caller.
+	Refs(ctx context.Context, remote string) (map[string]ostree.Checksum, error)
+	// Commit returns a verified commit object.
+	Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error)
+	// DirTree returns a verified dirtree object.
+	DirTree(ctx context.Context, c ostree.Checksum) (*ostree.DirTree, error)
+	// DirMeta returns a verified dirmeta object.
+	DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMeta, error)
+	// FileHeader returns the verified header of a content object: size,
+	// mode, owner, symlink target and xattrs.
+	FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error)
+	// Open returns the verified content of a regular file. The File stays
+	// valid (and its object in the cache) until Close.
+	Open(ctx context.Context, c ostree.Checksum) (File, error)
+	// Status returns JSON-marshalable counters for .lazytree/status.json.
+	Status() any
+	// RecordAccess notes that path (relative to the commit's root, with
+	// "/" separators, e.g. "files/bin/sh") was opened, for access
+	// profiles. It is called on every open, so it must not block and
+	// should ignore repeats; it is best effort and returns nothing.
+	RecordAccess(commit ostree.Checksum, path string)
+}
+
+// File is the verified content of one regular file.
+//
+// Fd must be the descriptor of a regular file whose bytes are exactly the
+// content (no header, no compression): the kernel reads it directly when
+// FUSE passthrough is active, and ReadAt is used otherwise. Size is the
+// content length. ReadAt is called concurrently. Close is called once, when
+// the kernel releases the file handle.
+type File interface {
+	io.ReaderAt
+	Fd() uintptr
+	Size() int64
+	Close() error
+}
+
+// HeaderPeeker is an optional interface of a Source: PeekFileHeader
+// returns a verified header only if the Source has it at hand (in memory
+// or in a local index), without any network I/O. fusefs uses it to fill in
+// READDIRPLUS answers; without it, listing a directory never costs a fetch
+// per file, and the attributes of its files are looked up one by one when
+// someone asks for them.
+type HeaderPeeker interface {
+	PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool)
+}

@@ -1,0 +1,369 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// dirNode is a directory inside a commit (or a commit's root). Everything
+// about it is immutable; its dirtree is fetched on the first lookup or
+// listing and kept while the kernel keeps the node.
+type dirNode struct {
+	fs.Inode
+	f         *fsys
+	commit    ostree.Checksum
+	path      string // relative to the commit root; "" for the root
+	treeSum   ostree.Checksum
+	attr      fuse.Attr
+	xattrs    []ostree.Xattr // without the hidden ones
+	parentIno uint64
+
+	tree atomic.Pointer[ostree.DirTree]
+}
+
+// where names the directory for status.json as a path under the mount
+// that reaches it whatever ref it was found through.
+func (n *dirNode) where() string { return commitPath(n.commit, n.path) }
+
+func commitPath(commit ostree.Checksum, path string) string {
+	if path == "" {
+		return commitsDirName + "/" + commit.String()
+	}
+	return commitsDirName + "/" + commit.String() + "/" + path
+}
+
+func joinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+func (n *dirNode) loadTree(ctx context.Context) (*ostree.DirTree, error) {
+	if t := n.tree.Load(); t != nil {
+		return t, nil
+	}
+	t, err := call(n.f, ctx, func(ctx context.Context) (*ostree.DirTree, error) {
+		return n.f.src.DirTree(ctx, n.treeSum)
+	}, nil)
+	if err != nil {
+		return nil, referenced(err)
+	}
+	n.tree.Store(t)
+	return t, nil
+}
+
+func (n *dirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.f.st.count(opGetattr)
+	out.Attr = n.attr
+	out.SetTimeout(n.f.opts.TreeTimeout)
+	return 0
+}
+
+func (n *dirNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	n.f.st.count(opGetxattr)
+	return getxattr(n.xattrs, attr, dest)
+}
+
+func (n *dirNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	n.f.st.count(opListxattr)
+	return listxattr(n.xattrs, dest)
+}
+
+func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	n.f.st.count(opLookup)
+	return n.lookup(ctx, name, out, false)
+}
+
+// errNoPeek is the answer to a READDIRPLUS entry whose header would cost a
+// fetch: the kernel gets no attributes for it (nodeid 0) and looks it up
+// when someone asks.
+var errNoPeek = syscall.EAGAIN
+
+// lookup resolves name. With plus (READDIRPLUS), a file whose header the
+// Source does not have at hand is skipped rather than fetched.
+func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, plus bool) (*fs.Inode, syscall.Errno) {
+	if ch := n.GetChild(name); ch != nil {
+		// Immutable: a child once found is the answer for good.
+		if a, ok := nodeAttr(ch); ok {
+			out.Attr = a
+			n.f.treeEntry(out)
+			return ch, 0
+		}
+	}
+	t, err := n.loadTree(ctx)
+	if err != nil {
+		return nil, n.f.failure(opLookup, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
+	}
+	if d, ok := t.LookupDir(name); ok {
+		m, err := call(n.f, ctx, func(ctx context.Context) (*ostree.DirMeta, error) {
+			return n.f.src.DirMeta(ctx, d.Meta)
+		}, nil)
+		if err != nil {
+			return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(d.Meta, ostree.ObjDirMeta), referenced(err))
+		}
+		ino := dirIno(n.attr.Ino, name)
+		child := &dirNode{
+			f:         n.f,
+			commit:    n.commit,
+			path:      joinPath(n.path, name),
+			treeSum:   d.Tree,
+			attr:      dirAttr(ino, m),
+			xattrs:    visibleXattrs(m.Xattrs),
+			parentIno: n.attr.Ino,
+		}
+		out.Attr = child.attr
+		n.f.treeEntry(out)
+		return n.NewInode(ctx, child, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
+	}
+	if fe, ok := t.LookupFile(name); ok {
+		var h *ostree.FileHeader
+		if plus {
+			if n.f.peek == nil {
+				return nil, errNoPeek
+			}
+			if h, ok = n.f.peek.PeekFileHeader(fe.Checksum); !ok {
+				return nil, errNoPeek
+			}
+		} else {
+			h, err = call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
+				return n.f.src.FileHeader(ctx, fe.Checksum)
+			}, nil)
+			if err != nil {
+				return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(fe.Checksum, ostree.ObjFile), referenced(err))
+			}
+		}
+		child := newFileNode(n.f, fe.Checksum, h)
+		out.Attr = child.attr
+		n.f.treeEntry(out)
+		return n.NewInode(ctx, child, fs.StableAttr{Mode: fileType(h), Ino: child.attr.Ino}), 0
+	}
+	// Not in this immutable tree: go-fuse caches the negative entry for
+	// TreeTimeout.
+	return nil, syscall.ENOENT
+}
+
+// nodeAttr returns the attributes of a node inside a commit.
+func nodeAttr(in *fs.Inode) (fuse.Attr, bool) {
+	switch n := in.Operations().(type) {
+	case *dirNode:
+		return n.attr, true
+	case *fileNode:
+		return n.attr, true
+	}
+	return fuse.Attr{}, false
+}
+
+func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	n.f.st.count(opReaddir)
+	t, err := n.loadTree(ctx)
+	if err != nil {
+		return nil, 0, n.f.failure(opReaddir, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
+	}
+	return &dirHandle{n: n, entries: n.dirEntries(t)}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// dirEntries lists the directory in byte order, with "." and "..". A
+// file's type is given only when it is known without a fetch (a node
+// exists, or the Source can peek at its header); otherwise it is
+// DT_UNKNOWN and readers that care stat the entry.
+func (n *dirNode) dirEntries(t *ostree.DirTree) []fuse.DirEntry {
+	out := make([]fuse.DirEntry, 0, len(t.Files)+len(t.Dirs)+2)
+	out = append(out,
+		fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: n.attr.Ino},
+		fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: n.parentIno})
+	children := n.Children()
+	i, j := 0, 0
+	for i < len(t.Files) || j < len(t.Dirs) {
+		if j == len(t.Dirs) || (i < len(t.Files) && t.Files[i].Name < t.Dirs[j].Name) {
+			fe := t.Files[i]
+			i++
+			var mode uint32
+			if ch, ok := children[fe.Name]; ok {
+				mode = ch.StableAttr().Mode
+			} else if n.f.peek != nil {
+				if h, ok := n.f.peek.PeekFileHeader(fe.Checksum); ok {
+					mode = fileType(h)
+				}
+			}
+			out = append(out, fuse.DirEntry{Name: fe.Name, Mode: mode, Ino: contentIno(fe.Checksum)})
+			continue
+		}
+		d := t.Dirs[j]
+		j++
+		out = append(out, fuse.DirEntry{Name: d.Name, Mode: syscall.S_IFDIR, Ino: dirIno(n.attr.Ino, d.Name)})
+	}
+	return out
+}
+
+// dirHandle is an open directory inside a commit. go-fuse serialises the
+// calls on one handle.
+type dirHandle struct {
+	n       *dirNode
+	entries []fuse.DirEntry
+	next    int
+}
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if h.next >= len(h.entries) {
+		return nil, 0
+	}
+	e := h.entries[h.next]
+	h.next++
+	e.Off = uint64(h.next)
+	return &e, 0
+}
+
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(h.entries)) {
+		return syscall.EINVAL
+	}
+	h.next = int(off)
+	return 0
+}
+
+// Lookup answers the attribute half of READDIRPLUS.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return h.n.lookup(ctx, name, out, true)
+}
+
+// fileNode is a regular file or symlink, shared by every path (in every
+// commit) where the same content object appears.
+type fileNode struct {
+	fs.Inode
+	f      *fsys
+	sum    ostree.Checksum
+	attr   fuse.Attr
+	target string
+	xattrs []ostree.Xattr
+}
+
+func newFileNode(f *fsys, sum ostree.Checksum, h *ostree.FileHeader) *fileNode {
+	return &fileNode{
+		f:      f,
+		sum:    sum,
+		attr:   fileAttr(contentIno(sum), h),
+		target: h.Target,
+		xattrs: visibleXattrs(h.Xattrs),
+	}
+}
+
+// location returns a commit and path where the file was found (one of
+// them, when the object appears in several places).
+func (n *fileNode) location() (commit ostree.Checksum, path string, ok bool) {
+	name, parent := n.Parent()
+	if parent == nil {
+		return commit, "", false
+	}
+	d, ok := parent.Operations().(*dirNode)
+	if !ok {
+		return commit, "", false
+	}
+	return d.commit, joinPath(d.path, name), true
+}
+
+func (n *fileNode) where() string {
+	if c, p, ok := n.location(); ok {
+		return commitPath(c, p)
+	}
+	return ""
+}
+
+func (n *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.f.st.count(opGetattr)
+	out.Attr = n.attr
+	out.SetTimeout(n.f.opts.TreeTimeout)
+	return 0
+}
+
+func (n *fileNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	n.f.st.count(opReadlink)
+	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+		return nil, syscall.EINVAL
+	}
+	return []byte(n.target), 0
+}
+
+func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	n.f.st.count(opGetxattr)
+	return getxattr(n.xattrs, attr, dest)
+}
+
+func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	n.f.st.count(opListxattr)
+	return listxattr(n.xattrs, dest)
+}
+
+// Open fetches (or finds in the cache) the verified content. Nothing is
+// served before the Source has verified the whole object.
+func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	n.f.st.count(opOpen)
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, 0, syscall.EROFS
+	}
+	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, 0, syscall.ELOOP
+	}
+	obj := ostree.ObjectName(n.sum, ostree.ObjFile)
+	file, err := call(n.f, ctx, func(ctx context.Context) (File, error) {
+		return n.f.src.Open(ctx, n.sum)
+	}, func(f File) { f.Close() })
+	if err != nil {
+		return nil, 0, n.f.failure(opOpen, n.where(), obj, referenced(err))
+	}
+	if got := file.Size(); got != int64(n.attr.Size) {
+		file.Close()
+		err := fmt.Errorf("content is %d bytes, header says %d: %w", got, n.attr.Size, ostree.ErrCorrupt)
+		return nil, 0, n.f.failure(opOpen, n.where(), obj, err)
+	}
+	if c, p, ok := n.location(); ok {
+		n.f.src.RecordAccess(c, p)
+	}
+	n.f.st.opens.Add(1)
+	n.f.st.openFiles.Add(1)
+	return &fileHandle{n: n, file: file}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// fileHandle is an open regular file. With passthrough the kernel reads
+// the Source's file itself and Read is never called.
+type fileHandle struct {
+	n    *fileNode
+	file File
+}
+
+// PassthroughFd hands the kernel the cached file. go-fuse asks once per
+// inode while it has no backing file registered, and falls back to Read
+// for the whole mount if the kernel refuses.
+func (h *fileHandle) PassthroughFd() (int, bool) {
+	if h.n.f.opts.NoPassthrough {
+		return 0, false
+	}
+	h.n.f.st.passthroughOpens.Add(1)
+	return int(h.file.Fd()), true
+}
+
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f := h.n.f
+	f.st.count(opRead)
+	n, err := h.file.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, f.failure(opRead, h.n.where(), ostree.ObjectName(h.n.sum, ostree.ObjFile), err)
+	}
+	f.st.bytesServed.Add(uint64(n))
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	h.n.f.st.openFiles.Add(-1)
+	h.file.Close()
+	return 0
+}
