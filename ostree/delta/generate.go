@@ -277,7 +277,7 @@ func (g *generator) walk(tree, meta ostree.Checksum, seen map[ostree.Checksum]bo
 
 func (g *generator) addMetadata(ref ObjRef, data []byte) error {
 	b := g.xzPart
-	if err := g.makeRoom(b, uint64(len(data))); err != nil {
+	if err := g.makeRoom(b, uint64(len(data)), uint64(len(data)), 32); err != nil {
 		return err
 	}
 	b.objects = append(b.objects, ref)
@@ -301,6 +301,12 @@ func (g *generator) addContent(c ostree.Checksum, buf []byte) ([]byte, error) {
 	defer r.Close()
 	if err := h.Validate(); err != nil {
 		return buf, fmt.Errorf("%s: %w: %v", ref, ostree.ErrCorrupt, err)
+	}
+	for i := 1; i < len(h.Xattrs); i++ {
+		if h.Xattrs[i-1].Name >= h.Xattrs[i].Name {
+			// Parts carry xattr lists sorted, as every ostree writes them.
+			return buf, fmt.Errorf("%s: %w: xattrs unsorted or duplicated at %q", ref, ostree.ErrCorrupt, h.Xattrs[i].Name)
+		}
 	}
 	if !h.IsSymlink() && h.Size > uint64(g.opts.FallbackSize) {
 		size, err := g.src.StoredSize(g.ctx, c)
@@ -336,15 +342,17 @@ func (g *generator) addContent(c ostree.Checksum, buf []byte) ([]byte, error) {
 	if !g.opts.AlwaysXZ && !h.IsSymlink() && !g.compressible(data) {
 		b = g.rawPart
 	}
-	if err := g.makeRoom(b, uint64(len(data))); err != nil {
+	usize := h.Size
+	if h.IsSymlink() {
+		usize = 0 // ostree does not count symlink targets
+	}
+	if err := g.makeRoom(b, uint64(len(data)), usize, 32+modeSize+xattrsSize(h.Xattrs)); err != nil {
 		return buf, err
 	}
 	b.objects = append(b.objects, ref)
 	b.op('S', b.mode(Mode{h.UID, h.GID, h.Mode}), b.xattrs(h.Xattrs), uint64(len(data)), uint64(len(b.payload)))
 	b.payload = append(b.payload, data...)
-	if !h.IsSymlink() {
-		b.usize += h.Size
-	}
+	b.usize += usize
 	return buf, nil
 }
 
@@ -373,12 +381,29 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// makeRoom closes b's part first if n more payload bytes would overflow it.
-func (g *generator) makeRoom(b *partBuilder, n uint64) error {
-	if len(b.objects) > 0 && uint64(len(b.payload))+n > g.opts.MaxPartSize {
+// makeRoom closes b's part first if an object with this much payload,
+// usize and table and op overhead would overflow it: past MaxPartSize of
+// payload, or past what OpenPart accepts for the part's usize.
+func (g *generator) makeRoom(b *partBuilder, payload, usize, overhead uint64) error {
+	if len(b.objects) == 0 {
+		return nil
+	}
+	body := uint64(len(b.payload)) + uint64(len(b.ops)) + b.tables + payload + overhead + 1024
+	if uint64(len(b.payload))+payload > g.opts.MaxPartSize || body > partLimit(b.usize+usize, len(b.objects)+1) {
 		return g.flush(b)
 	}
 	return nil
+}
+
+// Encoded sizes (with framing, generously) of table entries.
+const modeSize = 12
+
+func xattrsSize(xs []ostree.Xattr) uint64 {
+	n := uint64(8)
+	for _, x := range xs {
+		n += uint64(len(x.Name)+1+len(x.Value)) + 16
+	}
+	return n
 }
 
 // flush turns b into a part: numbered now, compressed by a worker, and
@@ -479,6 +504,7 @@ type partBuilder struct {
 	ops       []byte
 	objects   []ObjRef
 	usize     uint64
+	tables    uint64 // encoded size of the mode and xattr tables
 }
 
 func newPartBuilder(raw bool) *partBuilder {
@@ -498,6 +524,7 @@ func (b *partBuilder) mode(m Mode) uint64 {
 		i = uint64(len(b.modeList))
 		b.modeIdx[m] = i
 		b.modeList = append(b.modeList, m)
+		b.tables += modeSize
 	}
 	return i
 }
@@ -515,6 +542,7 @@ func (b *partBuilder) xattrs(xs []ostree.Xattr) uint64 {
 		i = uint64(len(b.xattrList))
 		b.xattrIdx[string(key)] = i
 		b.xattrList = append(b.xattrList, xs)
+		b.tables += xattrsSize(xs)
 	}
 	return i
 }

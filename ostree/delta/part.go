@@ -71,15 +71,8 @@ func OpenPart(data []byte, hdr PartHeader, inline bool) (*Part, error) {
 	case CompressionNone:
 		body = data[1:]
 	case CompressionXZ:
-		// The payload is at most usize for splices; the rest is symlink
-		// targets, the mode and xattr tables and the ops, which grow
-		// with the number of objects.
-		limit := uint64(MaxPartSize)
-		if hdr.USize < limit/2 && len(hdr.Objects) < MaxPartSize/(8<<10) {
-			limit = min(limit, 2*hdr.USize+16<<20+uint64(len(hdr.Objects))*(8<<10))
-		}
 		var err error
-		if body, err = unxz(data[1:], int64(limit)); err != nil {
+		if body, err = unxz(data[1:], int64(partLimit(hdr.USize, len(hdr.Objects)))); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	default:
@@ -92,6 +85,22 @@ func OpenPart(data []byte, hdr PartHeader, inline bool) (*Part, error) {
 	p.usize = hdr.USize
 	return p, nil
 }
+
+// partLimit is the most a part with this usize and object count may
+// decompress to. The payload is at most usize for splices (less for
+// rollsum and bsdiff); the rest is symlink targets, the mode and xattr
+// tables and the ops, which grow with the number of objects. Generate
+// keeps its parts within it.
+func partLimit(usize uint64, objects int) uint64 {
+	limit := uint64(MaxPartSize)
+	if usize < limit/2 && objects < MaxPartSize/perObjectSlack {
+		limit = min(limit, 2*usize+16<<20+uint64(objects)*perObjectSlack)
+	}
+	return limit
+}
+
+// perObjectSlack is what partLimit allows per object beyond usize.
+const perObjectSlack = 8 << 10
 
 func decodePart(body []byte) (*Part, error) {
 	v, err := gvariant.Decode(TypePart, body)
