@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lazytree/lazytree/fetch"
+	"github.com/lazytree/lazytree/ostree"
 	"io"
 	"io/fs"
 	"math"
@@ -48,7 +50,7 @@ func newCacheStatsCmd(g *globalOptions) *cobra.Command {
 		Short: "Show objects, bytes, pins, hit ratio and use by remote",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCacheStats(cmd.Context(), g.HomeDir(), o, cmd.OutOrStdout())
+			return runCacheCmd(cmd.Context(), g.HomeDir(), cacheArgs{Cmd: "stats", Stats: o}, cmd.OutOrStdout())
 		},
 	}
 	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
@@ -69,7 +71,7 @@ func newCacheGCCmd(g *globalOptions) *cobra.Command {
 			"(e.g. 500M, 10G; powers of 1024), by default the quota's low-water mark.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCacheGC(cmd.Context(), g.HomeDir(), o, cmd.OutOrStdout())
+			return runCacheCmd(cmd.Context(), g.HomeDir(), cacheArgs{Cmd: "gc", GC: o}, cmd.OutOrStdout())
 		},
 	}
 	c.Flags().StringVar(&o.To, "to", "", "target size (default: 90% of the quota)")
@@ -92,10 +94,10 @@ func newCacheFsckCmd(g *globalOptions) *cobra.Command {
 			"again when next needed). Exits 1 if anything was wrong.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCacheFsck(cmd.Context(), g.HomeDir(), o, cmd.OutOrStdout())
+			return runCacheCmd(cmd.Context(), g.HomeDir(), cacheArgs{Cmd: "fsck", Fsck: o}, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().BoolVar(&o.Repair, "repair", false, "also fetch dropped objects again (not available yet)")
+	c.Flags().BoolVar(&o.Repair, "repair", false, "also fetch dropped objects again from the remotes")
 	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
 	return c
 }
@@ -111,7 +113,7 @@ func newPinsCmd(g *globalOptions) *cobra.Command {
 		Short: "List pinned refs and commits",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPins(cmd.Context(), g.HomeDir(), o, cmd.OutOrStdout())
+			return runCacheCmd(cmd.Context(), g.HomeDir(), cacheArgs{Cmd: "pins", Pins: o}, cmd.OutOrStdout())
 		},
 	}
 	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
@@ -121,6 +123,60 @@ func newPinsCmd(g *globalOptions) *cobra.Command {
 // errNoCache: the home has no cache yet. Reading commands report an
 // empty cache rather than create one.
 var errNoCache = errors.New("no cache")
+
+// daemonSessionKey carries the daemon's session in a context: cache
+// commands sent to the daemon use its open store instead of opening one.
+type daemonSessionKey struct{}
+
+func withDaemonSession(ctx context.Context, s *session) context.Context {
+	return context.WithValue(ctx, daemonSessionKey{}, s)
+}
+
+// acquireCache returns the daemon's store (inside the daemon) or opens the
+// cache of home; release closes what was opened and nothing else.
+func acquireCache(ctx context.Context, home string) (*objcache.Store, func() error, error) {
+	if ds, ok := ctx.Value(daemonSessionKey{}).(*session); ok {
+		return ds.store, func() error { return nil }, nil
+	}
+	s, err := openCache(ctx, home)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.Close, nil
+}
+
+// cacheArgs carry a cache command to the daemon.
+type cacheArgs struct {
+	Cmd   string
+	Stats cacheStatsOptions
+	GC    cacheGCOptions
+	Fsck  cacheFsckOptions
+	Pins  pinsOptions
+}
+
+// runCacheCmd runs a cache command in the daemon when one is running.
+func runCacheCmd(ctx context.Context, home string, a cacheArgs, w io.Writer) error {
+	if handled, err := callDaemon(ctx, home, "cache", a, w); handled {
+		return err
+	}
+	return runCacheLocal(ctx, home, a, w)
+}
+
+// runCacheLocal runs a cache command in this process (which may be the
+// daemon, see withDaemonSession).
+func runCacheLocal(ctx context.Context, home string, a cacheArgs, w io.Writer) error {
+	switch a.Cmd {
+	case "stats":
+		return runCacheStats(ctx, home, a.Stats, w)
+	case "gc":
+		return runCacheGC(ctx, home, a.GC, w)
+	case "fsck":
+		return runCacheFsck(ctx, home, a.Fsck, w)
+	case "pins":
+		return runPins(ctx, home, a.Pins, w)
+	}
+	return fmt.Errorf("unknown cache command %q", a.Cmd)
+}
 
 // openCache opens the cache in home for a command that runs without the
 // daemon.
@@ -149,7 +205,7 @@ type cacheStatsJSON struct {
 }
 
 func runCacheStats(ctx context.Context, home string, o cacheStatsOptions, w io.Writer) error {
-	s, err := openCache(ctx, home)
+	s, release, err := acquireCache(ctx, home)
 	var st *objcache.Stats
 	switch {
 	case errors.Is(err, errNoCache):
@@ -157,11 +213,11 @@ func runCacheStats(ctx context.Context, home string, o cacheStatsOptions, w io.W
 	case err != nil:
 		return err
 	default:
-		defer s.Close()
+		defer release()
 		if st, err = s.Stats(ctx); err != nil {
 			return err
 		}
-		if err := s.Close(); err != nil {
+		if err := release(); err != nil {
 			return err
 		}
 	}
@@ -223,7 +279,7 @@ func runCacheGC(ctx context.Context, home string, o cacheGCOptions, w io.Writer)
 		}
 		target = n
 	}
-	s, err := openCache(ctx, home)
+	s, release, err := acquireCache(ctx, home)
 	if errors.Is(err, errNoCache) {
 		fmt.Fprintf(w, "no cache at %s\n", Escape(home))
 		return nil
@@ -231,7 +287,7 @@ func runCacheGC(ctx context.Context, home string, o cacheGCOptions, w io.Writer)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer release()
 	if target < 0 {
 		target = int64(float64(s.MaxBytes()) * objcache.DefaultLowWater)
 	}
@@ -239,7 +295,7 @@ func runCacheGC(ctx context.Context, home string, o cacheGCOptions, w io.Writer)
 	if err != nil {
 		return err
 	}
-	if err := s.Close(); err != nil {
+	if err := release(); err != nil {
 		return err
 	}
 	if o.JSON {
@@ -263,14 +319,51 @@ type fsckJSON struct {
 	// what fsck reports: opening the cache is where they are repaired.
 	TempRemoved int  `json:"temp_removed"`
 	Clean       bool `json:"clean"`
-	// Repair says what --repair could not do.
-	Repair string `json:"repair,omitempty"`
+	// Repaired lists the objects --repair fetched again; RepairErrors
+	// those it could not.
+	Repaired     []string `json:"repaired,omitempty"`
+	RepairErrors []string `json:"repair_errors,omitempty"`
 }
 
-const repairNote = "fetching dropped objects again is not available yet (no fetcher); nothing was fetched"
+// repairCache fetches dropped objects again from the configured remotes,
+// each verified like any fetch.
+func repairCache(ctx context.Context, home string, s *objcache.Store, problems []objcache.Problem, startDropped []string) (repaired, failed []string) {
+	f := (*fetch.Fetcher)(nil)
+	if ds, ok := ctx.Value(daemonSessionKey{}).(*session); ok {
+		f = ds.fetcher
+	} else {
+		cfg, err := fetch.LoadConfig(home)
+		if err != nil {
+			return nil, []string{err.Error()}
+		}
+		f = fetch.New(s, cfg, fetch.Options{})
+	}
+	names := append([]string(nil), startDropped...)
+	for _, p := range problems {
+		names = append(names, p.Object)
+	}
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		id, err := index.ParseObjectName(name)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if err := f.Refetch(ctx, ostree.Checksum(id.Sum), ostree.ObjectType(id.Type)); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		repaired = append(repaired, name)
+	}
+	return repaired, failed
+}
 
 func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Writer) error {
-	s, err := openCache(ctx, home)
+	s, release, err := acquireCache(ctx, home)
 	if errors.Is(err, errNoCache) {
 		fmt.Fprintf(w, "no cache at %s\n", Escape(home))
 		return nil
@@ -278,13 +371,18 @@ func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Wri
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer release()
 	start := s.Startup()
 	r, err := s.Fsck(ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.Close(); err != nil {
+	var repaired []string
+	var repairErrs []string
+	if o.Repair {
+		repaired, repairErrs = repairCache(ctx, home, s, append(append([]objcache.Problem(nil), r.Corrupt...), r.Missing...), start.RecordsDropped)
+	}
+	if err := release(); err != nil {
 		return err
 	}
 	for _, name := range start.RecordsDropped {
@@ -294,9 +392,7 @@ func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Wri
 	dropped := len(r.Corrupt) + len(r.Missing)
 	if o.JSON {
 		out := fsckJSON{FsckReport: r, TempRemoved: start.TempRemoved, Clean: r.Clean()}
-		if o.Repair && dropped > 0 {
-			out.Repair = repairNote
-		}
+		out.Repaired, out.RepairErrors = repaired, repairErrs
 		if err := writeCacheJSON(w, out); err != nil {
 			return err
 		}
@@ -321,8 +417,19 @@ func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Wri
 			fmt.Fprintf(w, "dropped %d objects from the cache; they are fetched again when next needed\n", dropped)
 		}
 	}
-	if o.Repair && dropped > 0 && !o.JSON {
-		fmt.Fprintf(w, "--repair: %s\n", repairNote)
+	if o.Repair && !o.JSON {
+		for _, name := range repaired {
+			fmt.Fprintf(w, "fetched %s again\n", name)
+		}
+		for _, e := range repairErrs {
+			fmt.Fprintf(w, "could not fetch again: %s\n", Escape(e))
+		}
+	}
+	if len(repairErrs) > 0 {
+		return fmt.Errorf("cache fsck --repair: %d objects could not be fetched again", len(repairErrs))
+	}
+	if o.Repair && len(repaired) == dropped && len(r.Index) == 0 {
+		return nil
 	}
 	if !r.Clean() {
 		return fmt.Errorf("cache fsck: %d corrupt, %d missing, %d index problems", len(r.Corrupt), len(r.Missing), len(r.Index))
@@ -344,17 +451,17 @@ type pinJSON struct {
 
 func runPins(ctx context.Context, home string, o pinsOptions, w io.Writer) error {
 	var pins []index.Pin
-	s, err := openCache(ctx, home)
+	s, release, err := acquireCache(ctx, home)
 	switch {
 	case errors.Is(err, errNoCache):
 	case err != nil:
 		return err
 	default:
-		defer s.Close()
+		defer release()
 		if pins, err = s.Pins(ctx); err != nil {
 			return err
 		}
-		if err := s.Close(); err != nil {
+		if err := release(); err != nil {
 			return err
 		}
 	}

@@ -186,12 +186,12 @@ func TestCacheFsck(t *testing.T) {
 	if code != ExitFailure {
 		t.Errorf("fsck of a corrupt cache: exit %d", code)
 	}
-	for _, want := range []string{"corrupt " + objs[2].sum + ".file: checksum mismatch", "dropped 1 objects", "--repair: fetching dropped objects again is not available yet"} {
+	for _, want := range []string{"corrupt " + objs[2].sum + ".file: checksum mismatch", "dropped 1 objects", "could not fetch again: " + objs[2].sum + ".file", "no remote configured"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fsck output lacks %q:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(errOut, "1 corrupt, 0 missing") {
+	if !strings.Contains(errOut, "1 objects could not be fetched again") {
 		t.Errorf("fsck error: %s", errOut)
 	}
 	// Dropped: the next fsck is clean.

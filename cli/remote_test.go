@@ -104,3 +104,37 @@ func TestRemoteAddFromFlatpakrepo(t *testing.T) {
 		t.Fatalf("pull nocolon: exit %d, want 2", code)
 	}
 }
+
+// TestFsckRepairRefetches corrupts a pulled object; fsck --repair drops it
+// and fetches it again from the remote, verified.
+func TestFsckRepairRefetches(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeTree(t, src, map[string]string{"a.txt": strings.Repeat("repair me ", 50)})
+	pub := filepath.Join(dir, "pub")
+	lt(t, "init", "--repo", pub)
+	lt(t, "commit", "--repo", pub, "-b", "x", src)
+	lt(t, "export", "--repo", pub)
+	srv := testutil.ServeDir(t, pub)
+	home := filepath.Join(dir, "home")
+	lt(t, "--home", home, "remote", "add", "r", srv.URL, "--no-gpg-verify")
+	lt(t, "--home", home, "pull", "r:x")
+	files, _ := filepath.Glob(filepath.Join(home, "objects", "*", "*.file"))
+	if len(files) != 1 {
+		t.Fatalf("%d content files in the cache", len(files))
+	}
+	b, _ := os.ReadFile(files[0])
+	b[3] ^= 0xff
+	os.WriteFile(files[0], b, 0o644)
+	out, errOut, code := ltCode(t, "--home", home, "cache", "fsck", "--repair")
+	if code != 0 || !strings.Contains(out, "fetched ") || !strings.Contains(out, "again") {
+		t.Fatalf("fsck --repair: exit %d\n%s%s", code, out, errOut)
+	}
+	got, _ := os.ReadFile(files[0])
+	if string(got) != strings.Repeat("repair me ", 50) {
+		t.Fatal("the refetched object has the wrong bytes")
+	}
+	if out, _, code := ltCode(t, "--home", home, "cache", "fsck"); code != 0 {
+		t.Fatalf("fsck after repair: exit %d\n%s", code, out)
+	}
+}

@@ -654,22 +654,30 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // object is fetched and verified first (a header from an unverified
 // prefix is never trusted).
 func (f *Fetcher) FileHeader(ctx context.Context, remote string, c ostree.Checksum) (*ostree.FileHeader, error) {
-	if h, err := f.db.Header(index.Sum(c)); err == nil {
-		return ostree.ParseStreamHeader(h.Raw)
+	if fh, ok := f.cachedHeader(c); ok {
+		return fh, nil
 	}
 	if err := f.FetchContent(ctx, remote, c); err != nil {
 		return nil, err
 	}
+	if fh, ok := f.cachedHeader(c); ok {
+		return fh, nil
+	}
+	return nil, fmt.Errorf("%s: header missing from the index after the fetch", ostree.ObjectName(c, ostree.ObjFile))
+}
+
+// cachedHeader returns a header from the index, without network I/O.
+func (f *Fetcher) cachedHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
 	h, err := f.db.Header(index.Sum(c))
 	if err != nil {
-		return nil, fmt.Errorf("%s: header: %w", ostree.ObjectName(c, ostree.ObjFile), err)
+		return nil, false
 	}
 	fh, err := ostree.ParseStreamHeader(h.Raw)
 	if err != nil {
-		return nil, err
+		return nil, false
 	}
 	fh.Size = h.Size
-	return fh, nil
+	return fh, true
 }
 
 // flatpakCache reads Flatpak's xa.cache: ref -> (installed, download).
@@ -713,4 +721,30 @@ func (f *Fetcher) HTTPStats() map[string]int64 {
 		out["failovers"] += rs.c.failovers.get()
 	}
 	return out
+}
+
+// Refetch fetches one object again (after fsck dropped it), trying each
+// remote until one serves it verified. Commits are refetched without a ref
+// (their signatures are still checked); detached metadata comes with its
+// commit.
+func (f *Fetcher) Refetch(ctx context.Context, c ostree.Checksum, t ostree.ObjectType) error {
+	var last error = fmt.Errorf("%s: no remote configured", ostree.ObjectName(c, t))
+	for _, r := range f.Remotes() {
+		var err error
+		switch t {
+		case ostree.ObjFile:
+			err = f.FetchContent(ctx, r, c)
+		case ostree.ObjDirTree, ostree.ObjDirMeta:
+			_, err = f.meta(ctx, r, t, c)
+		case ostree.ObjCommit, ostree.ObjCommitMeta:
+			_, err = f.fetchCommit(ctx, r, "", c)
+		default:
+			return fmt.Errorf("%s: cannot refetch this type", ostree.ObjectName(c, t))
+		}
+		if err == nil {
+			return nil
+		}
+		last = err
+	}
+	return last
 }

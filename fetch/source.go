@@ -220,16 +220,7 @@ func (s *MountSource) FileHeader(ctx context.Context, c ostree.Checksum) (*ostre
 
 // PeekFileHeader returns a header only if the index has it.
 func (s *MountSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
-	h, err := s.f.db.Header(index.Sum(c))
-	if err != nil {
-		return nil, false
-	}
-	fh, err := ostree.ParseStreamHeader(h.Raw)
-	if err != nil {
-		return nil, false
-	}
-	fh.Size = h.Size
-	return fh, true
+	return s.f.cachedHeader(c)
 }
 
 // Open returns the verified, cached content of a file.
