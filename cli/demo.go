@@ -1,0 +1,311 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lazytree/lazytree/fetch"
+	"github.com/lazytree/lazytree/fetch/fetchtest"
+	"github.com/lazytree/lazytree/fusefs"
+	"github.com/lazytree/lazytree/ostree/repo"
+)
+
+func init() { register(newDemoCmd) }
+
+// demoBinaries are host programs copied into the demo runtime (those that
+// exist), with every library they need and the loader.
+var demoBinaries = []string{
+	"bash", "sh", "ls", "cat", "echo", "head", "tail", "wc", "sort", "uniq", "cut", "tr", "sed", "grep",
+	"find", "xargs", "date", "env", "id", "uname", "du", "df", "cp", "mv", "rm", "mkdir", "ln", "chmod",
+	"stat", "md5sum", "sha256sum", "gzip", "tar", "diff", "perl", "gpg", "ostree", "less", "tee", "seq",
+}
+
+type demoOptions struct {
+	Latency  time.Duration
+	Prefetch string
+}
+
+func newDemoCmd(g *globalOptions) *cobra.Command {
+	o := &demoOptions{}
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "The whole story on a built-in sample, offline: publish a runtime, mount it lazily, run a program from it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDemo(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	c.Flags().DurationVar(&o.Latency, "latency", 25*time.Millisecond, "latency added to every request")
+	c.Flags().StringVar(&o.Prefetch, "prefetch", fetch.PrefetchNone, "prefetch mode of the mount")
+	return c
+}
+
+// runDemo builds a runtime from host binaries, publishes it signed, serves
+// it with added latency, mounts it lazily and runs a program from it twice
+// (cold, then warm). Everything it made is removed when it returns, also
+// after Ctrl-C (ctx is cancelled by SIGINT and SIGTERM).
+func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
+	work, err := os.MkdirTemp("", "lazytree-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+
+	step("building a runtime from this host's programs and their libraries")
+	rt := filepath.Join(work, "runtime")
+	nfiles, err := buildDemoRuntime(rt)
+	if err != nil {
+		return err
+	}
+	pub, secret, pubKey := filepath.Join(work, "repo"), filepath.Join(work, "demo.secret"), filepath.Join(work, "demo.pub")
+	pk, sk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	os.WriteFile(secret, []byte(base64.StdEncoding.EncodeToString(sk)+"\n"), 0o600)
+	os.WriteFile(pubKey, []byte(base64.StdEncoding.EncodeToString(pk)+"\n"), 0o644)
+	r, err := repo.Init(pub, "")
+	if err != nil {
+		return err
+	}
+	const ref = "runtime/org.lazytree.Demo/x86_64/1"
+	signer := &repo.Signer{Ed25519: sk}
+	start := time.Now()
+	res, err := r.CommitDir(ctx, rt, repo.CommitOptions{Branch: ref, Subject: "lazytree demo runtime", Signer: signer})
+	if err != nil {
+		return err
+	}
+	if _, err := r.Export(repo.ExportOptions{Signer: signer}); err != nil {
+		return err
+	}
+	refBytes, err := dirSize(filepath.Join(pub, "objects"))
+	if err != nil {
+		return err
+	}
+	step("committed %d files (%s, %s compressed) as %s, signed with a throwaway ed25519 key, in %s",
+		nfiles, humanBytes(uint64(res.Bytes)), humanBytes(uint64(refBytes)), ref, time.Since(start).Round(time.Millisecond))
+
+	srv, err := fetchtest.New(pub, fetchtest.Options{Latency: o.Latency})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	step("serving it on %s with %s added to every request", srv.URL(), o.Latency)
+
+	home := filepath.Join(work, "home")
+	g := &globalOptions{Home: home}
+	if _, err := runRemoteAdd(g, &remoteAddOptions{SignPubkey: []string{pubKey}}, []string{"demo", srv.URL()}); err != nil {
+		return err
+	}
+	mp := filepath.Join(work, "mnt")
+	dctx, stopDaemon := context.WithCancel(ctx)
+	ready := make(chan *fusefs.Server, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runDaemon(dctx, g, mp, &mountOptions{Prefetch: o.Prefetch, Timeout: 30 * time.Second, LogLevel: slog.LevelWarn}, func(s *fusefs.Server) { ready <- s })
+	}()
+	defer func() {
+		stopDaemon()
+		<-done
+	}()
+	select {
+	case s := <-ready:
+		step("mounted lazily at %s (FUSE passthrough: %v); nothing fetched yet", mp, s.PassthroughKernel())
+	case err := <-done:
+		return fmt.Errorf("mount: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
+	root := filepath.Join(mp, "demo", ref, "files")
+	loader := filepath.Join(root, "lib64", "ld-linux-x86-64.so.2")
+	argv := []string{loader, "--library-path", filepath.Join(root, "lib"), filepath.Join(root, "bin", "bash"), "-c",
+		`echo "hello from bash $BASH_VERSION, loaded lazily from the mount"`}
+	step("running %s from the mount, through the runtime's own loader and libraries", "bin/bash")
+	for _, run := range []string{"cold", "warm"} {
+		srv.Reset()
+		before := srv.Stats()
+		first, total, line, err := timeFirstOutput(ctx, argv)
+		if err != nil {
+			return fmt.Errorf("%s run: %w", run, err)
+		}
+		st := srv.Stats()
+		fmt.Fprintf(out, "    %s: %q\n", run, line)
+		fmt.Fprintf(out, "    %s start: first output after %s (exit after %s); fetched %s of %s in the ref (%.1f%%) in %d requests\n",
+			run, first.Round(time.Millisecond), total.Round(time.Millisecond),
+			humanBytes(uint64(st.Bytes-before.Bytes)), humanBytes(uint64(refBytes)),
+			100*float64(st.Bytes-before.Bytes)/float64(max(refBytes, 1)), st.Requests-before.Requests)
+	}
+	step("done; unmounting and cleaning up")
+	return nil
+}
+
+// timeFirstOutput runs argv in a child process and returns the time to its
+// first line of output, the time to exit, and that line.
+func timeFirstOutput(ctx context.Context, argv []string) (first, total time.Duration, line string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/nonexistent", "LC_ALL=C"}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, "", err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, "", err
+	}
+	br := bufio.NewReader(stdout)
+	line, rerr := br.ReadString('\n')
+	first = time.Since(start)
+	io.Copy(io.Discard, br)
+	if err := cmd.Wait(); err != nil {
+		return 0, 0, "", fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	if rerr != nil && line == "" {
+		return 0, 0, "", errors.New("no output")
+	}
+	return first, time.Since(start), strings.TrimSpace(line), nil
+}
+
+// buildDemoRuntime lays out a Flatpak-style runtime: metadata, files/bin,
+// files/lib (every library the binaries need), files/lib64 (the loader).
+func buildDemoRuntime(dir string) (int, error) {
+	bin, lib, lib64 := filepath.Join(dir, "files", "bin"), filepath.Join(dir, "files", "lib"), filepath.Join(dir, "files", "lib64")
+	for _, d := range []string{bin, lib, lib64} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, err
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "metadata"), []byte("[Runtime]\nname=org.lazytree.Demo\nruntime=org.lazytree.Demo/x86_64/1\n"), 0o644)
+	n := 1
+	libs := map[string]bool{}
+	var interp string
+	for _, b := range demoBinaries {
+		p, err := exec.LookPath(b)
+		if err != nil {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			continue
+		}
+		f, err := elf.Open(real)
+		if err != nil {
+			continue // a script
+		}
+		needed, _ := f.ImportedLibraries()
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				buf := make([]byte, prog.Filesz)
+				prog.ReadAt(buf, 0)
+				interp = strings.TrimRight(string(buf), "\x00")
+			}
+		}
+		f.Close()
+		if err := copyFile(real, filepath.Join(bin, b), 0o755); err != nil {
+			return 0, err
+		}
+		n++
+		if err := addLibs(needed, libs); err != nil {
+			return 0, err
+		}
+	}
+	if interp == "" {
+		return 0, errors.New("demo: no dynamically linked host programs found")
+	}
+	for l := range libs {
+		if err := copyFile(l, filepath.Join(lib, filepath.Base(l)), 0o755); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	real, err := filepath.EvalSymlinks(interp)
+	if err != nil {
+		return 0, err
+	}
+	if err := copyFile(real, filepath.Join(lib64, filepath.Base(interp)), 0o755); err != nil {
+		return 0, err
+	}
+	return n + 1, nil
+}
+
+var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+
+// addLibs resolves sonames to host files, recursively.
+func addLibs(needed []string, seen map[string]bool) error {
+	for _, so := range needed {
+		var path string
+		for _, d := range libDirs {
+			if real, err := filepath.EvalSymlinks(filepath.Join(d, so)); err == nil {
+				path = real
+				break
+			}
+		}
+		if path == "" {
+			return fmt.Errorf("demo: library %s not found", so)
+		}
+		key := filepath.Join(filepath.Dir(path), so)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		// Copied under the soname, which is what the loader looks for.
+		f, err := elf.Open(path)
+		if err != nil {
+			return err
+		}
+		more, _ := f.ImportedLibraries()
+		f.Close()
+		if err := addLibs(more, seen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	outf, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(outf, in); err != nil {
+		outf.Close()
+		return err
+	}
+	return outf.Close()
+}
+
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,357 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/lazytree/lazytree/fetch"
+	"github.com/lazytree/lazytree/fusefs"
+	"github.com/lazytree/lazytree/objcache"
+)
+
+func init() {
+	register(newMountCmd)
+	register(newUnmountCmd)
+}
+
+type mountOptions struct {
+	Foreground bool
+	CacheSize  string
+	Prefetch   string
+	Refresh    bool
+	Timeout    time.Duration
+	// LogLevel is the daemon's log threshold (default info).
+	LogLevel slog.Level
+}
+
+// defaultMountpoint is /run/lazytree for root, else $XDG_RUNTIME_DIR/lazytree.
+func defaultMountpoint() string {
+	if os.Geteuid() == 0 {
+		return "/run/lazytree"
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		return filepath.Join(x, "lazytree")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("lazytree-%d", os.Getuid()))
+}
+
+func newMountCmd(g *globalOptions) *cobra.Command {
+	o := &mountOptions{}
+	c := &cobra.Command{
+		Use:   "mount [MOUNTPOINT]",
+		Short: "Mount every ref of every remote, fetched on demand",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mp := defaultMountpoint()
+			if len(args) == 1 {
+				mp = args[0]
+			}
+			if !fetch.ValidPrefetch(o.Prefetch) {
+				return usagef("--prefetch %q: want none, metadata, profile or full", o.Prefetch)
+			}
+			if o.Refresh {
+				handled, err := callDaemon(cmd.Context(), g.HomeDir(), "refresh", nil, cmd.OutOrStdout())
+				if !handled {
+					return errors.New("mount --refresh: no daemon is running")
+				}
+				return err
+			}
+			if !o.Foreground {
+				return startDaemon(cmd.Context(), g, mp, cmd.OutOrStdout())
+			}
+			return runDaemon(cmd.Context(), g, mp, o, func(s *fusefs.Server) {
+				fmt.Fprintf(cmd.OutOrStdout(), "mounted %s (passthrough: %v)\n", s.Mountpoint(), s.PassthroughKernel())
+			})
+		},
+	}
+	c.Flags().BoolVar(&o.Foreground, "foreground", false, "serve in this process instead of a background daemon")
+	c.Flags().StringVar(&o.CacheSize, "cache-size", "", "cache quota, e.g. 10G (default from config, else 10 GiB)")
+	c.Flags().StringVar(&o.Prefetch, "prefetch", fetch.PrefetchNone, "background fetching: none, metadata, profile or full")
+	c.Flags().BoolVar(&o.Refresh, "refresh", false, "make the running daemon refresh refs from the summaries now")
+	c.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "deadline of a fetch under a file system request")
+	return c
+}
+
+// startDaemon runs `lazytree mount --foreground` detached, and returns once
+// its control socket answers (or it died).
+func startDaemon(ctx context.Context, g *globalOptions, mp string, out io.Writer) error {
+	home := g.HomeDir()
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return err
+	}
+	args := append([]string{"--home", home}, os.Args[1:]...)
+	args = append(args, "--foreground")
+	if !strings.Contains(strings.Join(os.Args, " "), mp) {
+		args = append(args, mp)
+	}
+	logPath := filepath.Join(home, "daemon.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	died := make(chan error, 1)
+	go func() { died <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-died:
+			return fmt.Errorf("daemon exited (%v); see %s", err, logPath)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		var sb strings.Builder
+		if handled, err := callDaemon(ctx, home, "status", nil, &sb); handled && err == nil {
+			fmt.Fprintf(out, "daemon %d serving %s (log %s)\n", cmd.Process.Pid, mp, logPath)
+			return nil
+		}
+	}
+	cmd.Process.Kill()
+	return fmt.Errorf("daemon did not start within 60 s; see %s", logPath)
+}
+
+// runDaemon owns the cache, serves the mount and the control socket until
+// ctx ends, SIGTERM, or an unmount request.
+func runDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions, ready func(*fusefs.Server)) error {
+	home := g.HomeDir()
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		return fmt.Errorf("mount point %s: %w", mp, err)
+	}
+	cfg, err := fetch.LoadConfig(home)
+	if err != nil {
+		return err
+	}
+	max, err := cacheQuota(cfg, o.CacheSize)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	store, err := objcache.Open(ctx, home, objcache.Options{MaxBytes: max, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open cache in %s: %w", home, err)
+	}
+	defer store.Close()
+	f := fetch.New(store, cfg, fetch.Options{Logger: logger})
+	src := fetch.NewSource(f, fetch.SourceOptions{Prefetch: o.Prefetch})
+	defer src.Close()
+	srv, err := fusefs.Mount(mp, mountSource{src}, fusefs.Options{RequestTimeout: o.Timeout, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer srv.Unmount()
+	sess := &session{home: home, cfg: cfg, store: store, fetcher: f}
+	stop := make(chan struct{}, 1)
+	handlers := daemonHandlers(sess, src, srv, stop)
+	ctl, err := listenControl(home, handlers)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	if ready != nil {
+		ready(srv)
+	}
+	sigs := make(chan os.Signal, 1)
+	signalNotify(sigs)
+	defer signalStop(sigs)
+	select {
+	case <-ctx.Done():
+	case <-sigs:
+	case <-stop:
+	}
+	logger.Info("unmounting", "mountpoint", mp)
+	return nil
+}
+
+// daemonHandlers are the operations the control socket offers.
+func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, stop chan struct{}) map[string]controlHandler {
+	refspec := func(args json.RawMessage) (string, string, error) {
+		var a struct{ Remote, Ref string }
+		if err := json.Unmarshal(args, &a); err != nil {
+			return "", "", err
+		}
+		return a.Remote, a.Ref, nil
+	}
+	return map[string]controlHandler{
+		"status": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
+			return writeJSON(w, map[string]any{"mountpoint": srv.Mountpoint(), "pid": os.Getpid(), "source": src.Status()})
+		},
+		"refresh": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
+			src.Refresh(ctx)
+			return srv.Refresh(ctx)
+		},
+		"reload": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
+			cfg, err := fetch.LoadConfig(s.home)
+			if err != nil {
+				return err
+			}
+			s.cfg = cfg
+			s.fetcher.SetConfig(cfg)
+			return srv.Refresh(ctx)
+		},
+		"pull": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
+			remote, ref, err := refspec(args)
+			if err != nil {
+				return err
+			}
+			res, err := s.fetcher.Pull(ctx, remote, ref, nil)
+			if err != nil {
+				return err
+			}
+			printPull(w, remote, ref, res)
+			return nil
+		},
+		"pin": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
+			remote, ref, err := refspec(args)
+			if err != nil {
+				return err
+			}
+			res, err := s.fetcher.Pin(ctx, remote, ref, nil)
+			if err != nil {
+				return err
+			}
+			printPin(w, remote, ref, res)
+			return nil
+		},
+		"unpin": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
+			remote, ref, err := refspec(args)
+			if err != nil {
+				return err
+			}
+			return s.fetcher.Unpin(ctx, remote, ref)
+		},
+		"cache": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
+			var a cacheArgs
+			if err := json.Unmarshal(args, &a); err != nil {
+				return err
+			}
+			return runCacheLocal(withDaemonSession(ctx, s), s.home, a, w)
+		},
+		"unmount": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
+			select {
+			case stop <- struct{}{}:
+			default:
+			}
+			fmt.Fprintf(w, "unmounting %s\n", srv.Mountpoint())
+			return nil
+		},
+	}
+}
+
+func newUnmountCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unmount [MOUNTPOINT]",
+		Short: "Stop the daemon and unmount",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mp := defaultMountpoint()
+			if len(args) == 1 {
+				mp = args[0]
+			}
+			handled, err := callDaemon(cmd.Context(), g.HomeDir(), "unmount", nil, cmd.OutOrStdout())
+			if handled {
+				if err != nil {
+					return err
+				}
+				// Wait for the daemon to let go of the mount.
+				for i := 0; i < 100; i++ {
+					if !isMountpoint(mp) {
+						return nil
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				return fmt.Errorf("unmount %s: the daemon did not unmount within 10 s", mp)
+			}
+			if !isMountpoint(mp) {
+				return fmt.Errorf("unmount %s: not mounted and no daemon running", mp)
+			}
+			// A daemon that died left its mount behind.
+			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s: %w", mp, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unmounted stale mount %s\n", mp)
+			return nil
+		},
+	}
+}
+
+// isMountpoint reports whether path is listed in /proc/self/mountinfo.
+func isMountpoint(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMountinfo(f[4]) == abs {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// cacheQuota is --cache-size, else [cache] size= in config, else 0 (the
+// store's default).
+func cacheQuota(cfg *fetch.Config, flag string) (int64, error) {
+	v := flag
+	if v == "" {
+		v, _ = cfg.KeyFile().String("cache", "size")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := parseByteSize(v)
+	if err != nil {
+		return 0, usagef("cache size %q: %v", v, err)
+	}
+	return n, nil
+}

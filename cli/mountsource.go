@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/lazytree/lazytree/fetch"
+	"github.com/lazytree/lazytree/fusefs"
+	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/objcache"
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// mountSource adapts fetch.MountSource to fusefs.Source: it turns the
+// fetch layer's "no such remote/ref/commit" into fusefs.ErrNotFound and
+// hands out cache handles as fusefs.File.
+type mountSource struct {
+	*fetch.MountSource
+}
+
+var (
+	_ fusefs.Source       = mountSource{}
+	_ fusefs.HeaderPeeker = mountSource{}
+	_ fusefs.File         = (*objcache.Handle)(nil)
+)
+
+func notFound(err error) error {
+	if errors.Is(err, fetch.ErrNoRemote) || errors.Is(err, fetch.ErrNotFound) ||
+		errors.Is(err, objcache.ErrNotPresent) || errors.Is(err, index.ErrNotFound) {
+		return fmt.Errorf("%w: %w", fusefs.ErrNotFound, err)
+	}
+	return err
+}
+
+func (m mountSource) Refs(ctx context.Context, remote string) (map[string]ostree.Checksum, error) {
+	r, err := m.MountSource.Refs(ctx, remote)
+	return r, notFound(err)
+}
+
+func (m mountSource) Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
+	cm, err := m.MountSource.Commit(ctx, c)
+	return cm, notFound(err)
+}
+
+func (m mountSource) Open(ctx context.Context, c ostree.Checksum) (fusefs.File, error) {
+	h, err := m.MountSource.Open(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
