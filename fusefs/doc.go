@@ -51,11 +51,13 @@
 // the new commit while open files and working directories keep the old
 // tree, which stays reachable under .commits.
 //
-// READDIRPLUS answers with attributes only for subdirectories (their
-// dirmeta is small and shared) and for files whose header the Source can
-// give without I/O (the optional HeaderPeeker). Listing a directory
-// therefore never fetches its files; `ls -l` of a cold directory looks
-// them up one by one.
+// READDIRPLUS never calls the Source (one request covers a whole
+// directory; waiting on the Source per name would multiply its deadline):
+// it carries attributes for entries fusefs already knows and for files
+// whose header the Source can give without I/O (the optional
+// HeaderPeeker), and none for the rest, which the kernel then looks up
+// when someone asks. Listing a directory therefore never fetches its
+// files; `ls -l` of a cold directory looks them up one by one.
 //
 // # Reads, and when the first byte is served
 //
@@ -69,12 +71,13 @@
 // ("every byte served has been verified") wins. The cost is latency for
 // large files on a cold cache: the first byte of a file waits for its
 // whole object, which is bounded by Options.RequestTimeout and is paid
-// once (then it is cached). Prefetch (profiles, deltas) hides it for known
-// workloads. Serving early safely needs authenticated chunk digests, e.g.
-// per-64-KiB hashes stored in lazytree's tree index, whose checksum is in
-// the signed summary; when that exists, the Source can return a File
-// whose ReadAt blocks per verified chunk, and this package needs no change
-// beyond turning passthrough off for such files.
+// once (then it is cached); an open that times out leaves the Source's
+// shared fetch running, so a retry picks it up. Prefetch (profiles,
+// deltas) hides the wait for known workloads. Serving early safely needs
+// authenticated chunk digests, e.g. per-64-KiB hashes in lazytree's tree
+// index, whose checksum is in the signed summary; with those a Source
+// could return a File whose ReadAt waits per verified chunk, and this
+// package would only have to skip passthrough for such files.
 //
 // # Passthrough (what we found)
 //
@@ -91,15 +94,15 @@
 // a stacked file system such as overlayfs, deeper than max_stack_depth 1)
 // go-fuse silently turns passthrough off for the whole mount and reads go
 // through File.ReadAt. status.json reports passthrough_kernel and
-// passthrough_opens (backing files registered); bytes read through
+// passthrough_files (backing files registered); bytes read through
 // passthrough are not in bytes_served. Options.NoPassthrough forces the
 // ReadAt path.
 //
 // # Failures
 //
-// Every Source call made for a request runs under Options.RequestTimeout
-// (30 s) on top of the request's context, which go-fuse cancels when the
-// kernel sends INTERRUPT. toErrno maps: ErrNotFound to ENOENT (except for
+// The Source calls made for one request run, together, under
+// Options.RequestTimeout (30 s), on top of the request's context, which
+// go-fuse cancels when the kernel sends INTERRUPT. toErrno maps: ErrNotFound to ENOENT (except for
 // an object a verified tree names, which is EIO), an interrupt to EINTR,
 // and everything else, timeouts and ostree.ErrCorrupt included, to EIO.
 // Failures other than a plain ENOENT are counted and the last

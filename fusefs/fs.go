@@ -46,7 +46,15 @@ func newFS(src Source, opts Options, mountpoint string) *fsys {
 	return f
 }
 
-// call runs one Source call under the request's deadline. It returns when
+// request bounds the Source calls made for one FUSE request, together, by
+// Options.RequestTimeout; ctx (go-fuse's) is cancelled by a kernel
+// INTERRUPT.
+func (f *fsys) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, f.opts.RequestTimeout)
+}
+
+// call runs one Source call under the request's deadline (and never
+// longer than RequestTimeout, for callers outside a request). It returns when
 // the call returns, the deadline passes, or the kernel interrupts the
 // request, whichever comes first; a call that outlives its request is
 // left to finish on its own and its result (an open File) is discarded.

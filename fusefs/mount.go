@@ -18,8 +18,8 @@ import (
 
 // Options configure a mount. The zero value is a good default.
 type Options struct {
-	// RequestTimeout bounds every Source call made for one FUSE request;
-	// past it the request fails with EIO (default 30 s).
+	// RequestTimeout bounds the Source calls made for one FUSE request,
+	// together; past it the request fails with EIO (default 30 s).
 	RequestTimeout time.Duration
 	// TreeTimeout is how long the kernel may cache entries, attributes and
 	// negative lookups inside a commit, which never change (default 24 h).

@@ -742,17 +742,17 @@ func TestPassthrough(t *testing.T) {
 			}
 			st := srv.Status().FS
 			t.Logf("kernel offers passthrough: %v; reads through the daemon: %d (%d bytes); backing files: %d",
-				st.PassthroughKernel, st.Ops["read"], st.BytesServed, st.PassthroughOpens)
+				st.PassthroughKernel, st.Ops["read"], st.BytesServed, st.PassthroughFiles)
 			switch {
 			case passthrough && st.PassthroughKernel:
-				if st.Ops["read"] != 0 || st.PassthroughOpens == 0 {
+				if st.Ops["read"] != 0 || st.PassthroughFiles == 0 {
 					t.Errorf("passthrough on, yet %d reads reached the daemon", st.Ops["read"])
 				}
 			case passthrough:
 				testutil.SkipOrFail(t, "the kernel does not offer FUSE passthrough")
 			default:
-				if st.BytesServed != uint64(len(want)) || st.PassthroughOpens != 0 {
-					t.Errorf("passthrough off: %d bytes served, %d backing files", st.BytesServed, st.PassthroughOpens)
+				if st.BytesServed != uint64(len(want)) || st.PassthroughFiles != 0 {
+					t.Errorf("passthrough off: %d bytes served, %d backing files", st.BytesServed, st.PassthroughFiles)
 				}
 			}
 		})

@@ -114,6 +114,8 @@ func (n *refDirNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.At
 
 func (n *refDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	n.f.st.count(opLookup)
+	ctx, cancel := n.f.request(ctx)
+	defer cancel()
 	refs, err := n.refs(ctx)
 	if err != nil {
 		noNegativeEntry(out)
@@ -163,6 +165,8 @@ func (n *refDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 
 func (n *refDirNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	n.f.st.count(opReaddir)
+	ctx, cancel := n.f.request(ctx)
+	defer cancel()
 	refs, err := n.refs(ctx)
 	if err != nil {
 		return nil, n.f.failure(opReaddir, n.where(), "", err)
@@ -254,6 +258,8 @@ func (n *commitsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 			return ch, 0
 		}
 	}
+	ctx, cancel := n.f.request(ctx)
+	defer cancel()
 	root, err := n.f.commitRoot(ctx, c, commitIno(c))
 	if err != nil {
 		noNegativeEntry(out)

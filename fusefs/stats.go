@@ -40,8 +40,9 @@ type ErrorRecord struct {
 }
 
 // Stats are fusefs's own counters. Bytes read through FUSE passthrough
-// never reach the daemon and are not in BytesServed; PassthroughOpens says
-// how many opens handed the kernel a backing file.
+// never reach the daemon and are not in BytesServed; PassthroughFiles
+// counts the backing files handed to the kernel (one per inode, shared by
+// its concurrent opens).
 type Stats struct {
 	Ops              map[string]uint64 `json:"ops"`
 	Errors           uint64            `json:"errors"`
@@ -50,7 +51,7 @@ type Stats struct {
 	BytesServed      uint64            `json:"bytes_served"`
 	Opens            uint64            `json:"opens"`
 	OpenFiles        int64             `json:"open_files"`
-	PassthroughOpens uint64            `json:"passthrough_opens"`
+	PassthroughFiles uint64            `json:"passthrough_files"`
 	// PassthroughKernel says whether the kernel offered FUSE passthrough
 	// when the mount started.
 	PassthroughKernel bool          `json:"passthrough_kernel"`
@@ -76,7 +77,7 @@ type stats struct {
 	bytesServed      atomic.Uint64
 	opens            atomic.Uint64
 	openFiles        atomic.Int64
-	passthroughOpens atomic.Uint64
+	passthroughFiles atomic.Uint64
 	inflight         atomic.Int64
 
 	mu   sync.Mutex
@@ -120,7 +121,7 @@ func (s *stats) snapshot() Stats {
 		BytesServed:      s.bytesServed.Load(),
 		Opens:            s.opens.Load(),
 		OpenFiles:        s.openFiles.Load(),
-		PassthroughOpens: s.passthroughOpens.Load(),
+		PassthroughFiles: s.passthroughFiles.Load(),
 		SourceInFlight:   s.inflight.Load(),
 	}
 	for i := range s.ops {

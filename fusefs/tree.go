@@ -84,13 +84,16 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	return n.lookup(ctx, name, out, false)
 }
 
-// errNoPeek is the answer to a READDIRPLUS entry whose header would cost a
-// fetch: the kernel gets no attributes for it (nodeid 0) and looks it up
+// errNoPeek is the answer to a READDIRPLUS entry that would cost a Source
+// call: the kernel gets no attributes for it (nodeid 0) and looks it up
 // when someone asks.
 var errNoPeek = syscall.EAGAIN
 
-// lookup resolves name. With plus (READDIRPLUS), a file whose header the
-// Source does not have at hand is skipped rather than fetched.
+// lookup resolves name. With plus (READDIRPLUS) it never calls the Source
+// (one READDIRPLUS request covers many names, so waiting on the Source
+// per name could multiply the request's deadline): it answers for known
+// children and for files whose header the Source can peek at, and skips
+// the rest.
 func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, plus bool) (*fs.Inode, syscall.Errno) {
 	if ch := n.GetChild(name); ch != nil {
 		// Immutable: a child once found is the answer for good.
@@ -100,6 +103,11 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 			return ch, 0
 		}
 	}
+	if plus {
+		return n.peekChild(ctx, name, out)
+	}
+	ctx, cancel := n.f.request(ctx)
+	defer cancel()
 	t, err := n.loadTree(ctx)
 	if err != nil {
 		return nil, n.f.failure(opLookup, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
@@ -111,45 +119,60 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 		if err != nil {
 			return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(d.Meta, ostree.ObjDirMeta), referenced(err))
 		}
-		ino := dirIno(n.attr.Ino, name)
-		child := &dirNode{
-			f:         n.f,
-			commit:    n.commit,
-			path:      joinPath(n.path, name),
-			treeSum:   d.Tree,
-			attr:      dirAttr(ino, m),
-			xattrs:    visibleXattrs(m.Xattrs),
-			parentIno: n.attr.Ino,
-		}
-		out.Attr = child.attr
-		n.f.treeEntry(out)
-		return n.NewInode(ctx, child, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
+		return n.addDir(ctx, name, d, m, out), 0
 	}
 	if fe, ok := t.LookupFile(name); ok {
-		var h *ostree.FileHeader
-		if plus {
-			if n.f.peek == nil {
-				return nil, errNoPeek
-			}
-			if h, ok = n.f.peek.PeekFileHeader(fe.Checksum); !ok {
-				return nil, errNoPeek
-			}
-		} else {
-			h, err = call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
-				return n.f.src.FileHeader(ctx, fe.Checksum)
-			}, nil)
-			if err != nil {
-				return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(fe.Checksum, ostree.ObjFile), referenced(err))
-			}
+		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
+			return n.f.src.FileHeader(ctx, fe.Checksum)
+		}, nil)
+		if err != nil {
+			return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(fe.Checksum, ostree.ObjFile), referenced(err))
 		}
-		child := newFileNode(n.f, fe.Checksum, h)
-		out.Attr = child.attr
-		n.f.treeEntry(out)
-		return n.NewInode(ctx, child, fs.StableAttr{Mode: fileType(h), Ino: child.attr.Ino}), 0
+		return n.addFile(ctx, fe.Checksum, h, out), 0
 	}
 	// Not in this immutable tree: go-fuse caches the negative entry for
 	// TreeTimeout.
 	return nil, syscall.ENOENT
+}
+
+// peekChild is lookup for READDIRPLUS: no Source calls.
+func (n *dirNode) peekChild(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t := n.tree.Load()
+	if t == nil || n.f.peek == nil {
+		return nil, errNoPeek
+	}
+	fe, ok := t.LookupFile(name)
+	if !ok {
+		return nil, errNoPeek
+	}
+	h, ok := n.f.peek.PeekFileHeader(fe.Checksum)
+	if !ok {
+		return nil, errNoPeek
+	}
+	return n.addFile(ctx, fe.Checksum, h, out), 0
+}
+
+func (n *dirNode) addDir(ctx context.Context, name string, d ostree.TreeDir, m *ostree.DirMeta, out *fuse.EntryOut) *fs.Inode {
+	ino := dirIno(n.attr.Ino, name)
+	child := &dirNode{
+		f:         n.f,
+		commit:    n.commit,
+		path:      joinPath(n.path, name),
+		treeSum:   d.Tree,
+		attr:      dirAttr(ino, m),
+		xattrs:    visibleXattrs(m.Xattrs),
+		parentIno: n.attr.Ino,
+	}
+	out.Attr = child.attr
+	n.f.treeEntry(out)
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino})
+}
+
+func (n *dirNode) addFile(ctx context.Context, sum ostree.Checksum, h *ostree.FileHeader, out *fuse.EntryOut) *fs.Inode {
+	child := newFileNode(n.f, sum, h)
+	out.Attr = child.attr
+	n.f.treeEntry(out)
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: fileType(h), Ino: child.attr.Ino})
 }
 
 // nodeAttr returns the attributes of a node inside a commit.
@@ -165,6 +188,8 @@ func nodeAttr(in *fs.Inode) (fuse.Attr, bool) {
 
 func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	n.f.st.count(opReaddir)
+	ctx, cancel := n.f.request(ctx)
+	defer cancel()
 	t, err := n.loadTree(ctx)
 	if err != nil {
 		return nil, 0, n.f.failure(opReaddir, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
@@ -314,6 +339,8 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		return nil, 0, syscall.ELOOP
 	}
 	obj := ostree.ObjectName(n.sum, ostree.ObjFile)
+	ctx, cancel := n.f.request(ctx)
+	defer cancel()
 	file, err := call(n.f, ctx, func(ctx context.Context) (File, error) {
 		return n.f.src.Open(ctx, n.sum)
 	}, func(f File) { f.Close() })
@@ -347,7 +374,7 @@ func (h *fileHandle) PassthroughFd() (int, bool) {
 	if h.n.f.opts.NoPassthrough {
 		return 0, false
 	}
-	h.n.f.st.passthroughOpens.Add(1)
+	h.n.f.st.passthroughFiles.Add(1)
 	return int(h.file.Fd()), true
 }
 
