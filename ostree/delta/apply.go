@@ -120,6 +120,7 @@ type applier struct {
 	reading   Blob // active read source, or nil
 	cached    Blob // last source opened, kept across 'R' and 'c'
 	cachedSum ostree.Checksum
+	opens     int // calls to src.OpenContent
 	buf       []byte
 }
 
@@ -422,6 +423,13 @@ func (a *applier) setSource(ctx context.Context, c ostree.Checksum) error {
 		return nil
 	}
 	a.closeCached()
+	// ostree's generator sets one source per object (rollsum re-sets the
+	// same one, which the cache absorbs). Bound the opens so that a part
+	// alternating between two large sources cannot make us read them
+	// over and over.
+	if a.opens++; a.opens > len(a.objs) {
+		return fmt.Errorf("%w: more read sources than objects", ostree.ErrCorrupt)
+	}
 	if a.src == nil {
 		return fmt.Errorf("set read source %s: the delta needs existing objects and no source was given", c)
 	}

@@ -240,6 +240,16 @@ func TestApplyHostile(t *testing.T) {
 		{"bspatch without source", func(s *synthetic) {
 			s.part.Ops = *(&opsBuilder{}).op('S', 12, 0).op('S', 0, 0, 13, 12).op('S', 1, 0, 9, 25).op('o', 0, 0, 18).op('B', 0, 24)
 		}, false, "no read source"},
+		{"alternating read sources", func(s *synthetic) {
+			var other ostree.Checksum
+			copy(other[:], s.part.Payload[:32])
+			(*s.src)[other] = []byte("another source")
+			var b opsBuilder
+			for range 4 {
+				b.op('r', 34).op('r', 0)
+			}
+			s.part.Ops = b
+		}, false, "more read sources than objects"},
 		{"bspatch with nothing open", setOps(func(b *opsBuilder) { b.op('B', 0, 24) }), false, "no object open"},
 		{"symlink target with NUL", func(s *synthetic) { s.part.Payload[25+2] = 0 }, false, "symlink target"},
 		{"empty symlink target", func(s *synthetic) {

@@ -167,6 +167,17 @@ func ParseSuperblock(data []byte) (*Superblock, error) {
 	swap := s.Endianness == BigEndian
 	s.Parts = make([]PartHeader, len(headers))
 	prefix := s.Path() + "/"
+	// The keys under the delta's path, indexed once: a lookup per part
+	// would be quadratic in a hostile superblock.
+	own := map[string]gvariant.Variant{}
+	for _, m := range s.Metadata {
+		de := m.(gvariant.DictEntry)
+		if k := de.Key.(string); strings.HasPrefix(k, prefix) {
+			if _, dup := own[k]; !dup {
+				own[k] = de.Value.(gvariant.Variant)
+			}
+		}
+	}
 	for i, h := range headers {
 		hf := h.([]any)
 		p := &s.Parts[i]
@@ -190,7 +201,7 @@ func ParseSuperblock(data []byte) (*Superblock, error) {
 		if p.Objects, err = parseObjects(hf[4].([]byte)); err != nil {
 			return nil, corrupt(pw, "%v", err)
 		}
-		if iv, ok := gvariant.Lookup(s.Metadata, prefix+strconv.Itoa(i)); ok {
+		if iv, ok := own[prefix+strconv.Itoa(i)]; ok {
 			if iv.Type.String() != "(yay)" {
 				return nil, corrupt(pw, "inline part has type %s, want (yay)", iv.Type)
 			}
@@ -218,7 +229,7 @@ func ParseSuperblock(data []byte) (*Superblock, error) {
 			return nil, corrupt(fw, "size out of range")
 		}
 	}
-	if cv, ok := gvariant.Lookup(s.Metadata, prefix+"commitmeta"); ok {
+	if cv, ok := own[prefix+"commitmeta"]; ok {
 		if cv.Type.String() != "a{sv}" {
 			return nil, corrupt(what, "detached metadata has type %s, want a{sv}", cv.Type)
 		}
