@@ -94,21 +94,36 @@ func TestPullMatchesOstree(t *testing.T) {
 		{"flatpak-repo", "", []string{"runtime/org.example.Platform/x86_64/1.0", "app/org.example.Hello/x86_64/stable"}},
 	} {
 		srv := testutil.ServeDir(t, testutil.CopyVectorRepo(t, tc.repo))
-		e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, CollectionID: tc.collection}, fetch.Options{})
 		for _, ref := range tc.refs {
 			t.Run(tc.repo+"/"+ref, func(t *testing.T) {
-				res, err := e.fetcher.Pull(ctxT(t), "r", ref, nil)
-				if err != nil {
-					t.Fatalf("pull: %v", err)
-				}
-				ours := filepath.Join(t.TempDir(), "co")
-				if err := e.fetcher.Checkout(ctxT(t), "r", res.Commit, ours); err != nil {
-					t.Fatalf("checkout: %v", err)
-				}
+				var theirs []string
 				for _, mode := range [][]string{{"--disable-static-deltas"}, nil} {
-					theirs := ostreeCheckout(t, srv.URL, ref, mode...)
-					if err := testutil.TreeDiff(theirs, ours, testutil.DiffOptions{}); err != nil {
-						t.Fatalf("ostree pull %v and lazytree pull differ: %v", mode, err)
+					theirs = append(theirs, ostreeCheckout(t, srv.URL, ref, mode...))
+				}
+				for _, noDeltas := range []bool{true, false} {
+					e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, CollectionID: tc.collection}, fetch.Options{NoDeltas: noDeltas})
+					srv.Log.Reset()
+					res, err := e.fetcher.Pull(ctxT(t), "r", ref, nil)
+					if err != nil {
+						t.Fatalf("pull (no deltas: %v): %v", noDeltas, err)
+					}
+					usedDelta := false
+					for _, p := range srv.Log.Paths() {
+						usedDelta = usedDelta || strings.HasSuffix(p, "/superblock")
+					}
+					// The vector repo has scratch deltas to C1 and C2 only.
+					wantDelta := !noDeltas && strings.HasPrefix(ref, "exampleos/")
+					if usedDelta != wantDelta {
+						t.Fatalf("no deltas: %v, but a superblock was fetched: %v", noDeltas, usedDelta)
+					}
+					ours := filepath.Join(t.TempDir(), "co")
+					if err := e.fetcher.Checkout(ctxT(t), "r", res.Commit, ours); err != nil {
+						t.Fatalf("checkout: %v", err)
+					}
+					for i, th := range theirs {
+						if err := testutil.TreeDiff(th, ours, testutil.DiffOptions{}); err != nil {
+							t.Fatalf("ostree pull (deltas %v) and lazytree pull (deltas %v) differ: %v", i == 1, !noDeltas, err)
+						}
 					}
 				}
 			})
@@ -449,5 +464,80 @@ func TestIndexedSummaryOnly(t *testing.T) {
 	e2 := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
 	if _, err := e2.fetcher.Refs(ctxT(t), "r"); err == nil {
 		t.Fatal("a damaged sub-summary was accepted")
+	}
+}
+
+// TestPullUsesFromDelta: with C1 cached as the ref's last commit, pulling
+// C2 applies the C1->C2 delta (rollsum and bspatch ops against C1's files)
+// and the result matches ostree's checkout of C2.
+func TestPullUsesFromDelta(t *testing.T) {
+	testutil.RequireRoot(t)
+	srv := testutil.ServeDir(t, testutil.CopyVectorRepo(t, "repo"))
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, CollectionID: testutil.VectorCollectionID}, fetch.Options{})
+	const ref = "exampleos/x86_64/stable"
+	c1, _ := ostree.ParseChecksum(testutil.C1Checksum)
+	if _, err := e.fetcher.Commit(ctxT(t), "r", ref, c1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fetcher.Checkout(ctxT(t), "r", c1, filepath.Join(t.TempDir(), "c1")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Log.Reset()
+	res, err := e.fetcher.Pull(ctxT(t), "r", ref, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromDelta bool
+	var loose int
+	for _, p := range srv.Log.Paths() {
+		fromDelta = fromDelta || (strings.Contains(p, "-") && strings.HasSuffix(p, "/superblock"))
+		if strings.HasSuffix(p, ".filez") {
+			loose++
+		}
+	}
+	if !fromDelta {
+		t.Fatalf("the C1->C2 delta was not used: %v", srv.Log.Paths())
+	}
+	ours := filepath.Join(t.TempDir(), "co")
+	if err := e.fetcher.Checkout(ctxT(t), "r", res.Commit, ours); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.TreeDiff(ostreeCheckout(t, srv.URL, ref), ours, testutil.DiffOptions{}); err != nil {
+		t.Fatalf("C2 through the delta differs from ostree's: %v", err)
+	}
+	t.Logf("requests after the delta: %d, loose content objects: %d", len(srv.Log.Paths()), loose)
+}
+
+// TestTamperedDeltaFallsBack: a damaged delta part is refused, nothing
+// from it is stored, and the pull completes from loose objects.
+func TestTamperedDeltaFallsBack(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := testutil.CopyVectorRepo(t, "repo")
+	part := filepath.Join(dir, "deltas/wn/3DwI6sKf_8aitP3+XNo91Q7zhmt8FOXrmi6ZmDXEw/0")
+	b := mustRead(t, part)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(part, b, 0o644)
+	srv := testutil.ServeDir(t, dir)
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, CollectionID: testutil.VectorCollectionID}, fetch.Options{})
+	res, err := e.fetcher.Pull(ctxT(t), "r", "exampleos/x86_64/old", nil)
+	if err != nil {
+		t.Fatalf("pull with a damaged delta: %v", err)
+	}
+	if srv.Log.Count("/deltas/wn/3DwI6sKf_8aitP3+XNo91Q7zhmt8FOXrmi6ZmDXEw/0") != 1 {
+		t.Fatalf("the damaged part was not tried: %v", srv.Log.Paths())
+	}
+	found := false
+	for _, r := range e.fetcher.Stats().RecentErrors() {
+		found = found || strings.Contains(r.Cause, "checksum")
+	}
+	if !found {
+		t.Fatalf("the refused delta is not in the recent errors: %+v", e.fetcher.Stats().RecentErrors())
+	}
+	ours := filepath.Join(t.TempDir(), "co")
+	if err := e.fetcher.Checkout(ctxT(t), "r", res.Commit, ours); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.TreeDiff(ostreeCheckout(t, srv.URL, "exampleos/x86_64/old", "--disable-static-deltas"), ours, testutil.DiffOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,7 +33,9 @@ type Options struct {
 	// FetchTimeout bounds a shared fetch that outlives its first caller
 	// (default 10 minutes).
 	FetchTimeout time.Duration
-	Logger       *slog.Logger
+	// NoDeltas makes Pull fetch loose objects only, never static deltas.
+	NoDeltas bool
+	Logger   *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 }

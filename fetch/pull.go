@@ -46,12 +46,27 @@ func (f *Fetcher) Pull(ctx context.Context, remote, ref string, p *Progress) (*P
 		return nil, err
 	}
 	p.Commit = c
+	// The ref's previous commit, before this pull records the new one: a
+	// delta from it is the cheapest way forward.
+	var prev *ostree.Checksum
+	if last, err := f.db.Ref(remote, ref); err == nil && ostree.Checksum(last.Commit) != c {
+		pc := ostree.Checksum(last.Commit)
+		prev = &pc
+	}
 	cm, err := f.Commit(ctx, remote, ref, c)
 	if err != nil {
 		return nil, err
 	}
 	before := f.stats.ObjectsFetched.Load()
 	beforeBytes := f.stats.BytesFetched.Load()
+	if _, err := f.pullDelta(ctx, remote, prev, c, cm, p); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// Nothing unverified was stored; loose objects still work.
+		f.stats.record(remote, "delta to "+c.String(), err)
+		f.opts.Logger.Warn("static delta failed, fetching loose objects", "remote", remote, "ref", ref, "cause", err)
+	}
 	if err := f.walk(ctx, remote, cm, p, true); err != nil {
 		return nil, err
 	}
