@@ -24,7 +24,9 @@
 //     Apply writes no more than the part header's usize. Malformed input
 //     gives errors matching ostree.ErrCorrupt; valid input this package
 //     does not implement (part version ≠ 0, compression other than none
-//     and xz, signed superblocks) gives ErrUnsupported.
+//     and xz, signed superblocks) gives ErrUnsupported. USize comes
+//     from the superblock, whose digest delta indexes do not sign, so a
+//     caller that trusts such a superblock should also cap it.
 //   - Large objects stream: 'o'/'w'/'B' content is written to the sink in
 //     64 KiB pieces (bspatch included), and the read source is random
 //     access (Blob), never loaded whole by this package.

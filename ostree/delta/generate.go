@@ -31,8 +31,8 @@ const maxSpliceSize = 256 << 20
 // xzDictCap is the LZMA2 dictionary Generate compresses with.
 const xzDictCap = 8 << 20
 
-// Objects is the repository Generate reads. ostree/repo's archive
-// repository provides it. Methods may be called from the goroutine that
+// Objects is the repository Generate reads; an adapter over ostree/repo's
+// archive repository provides it (the tests have one). Methods may be called from the goroutine that
 // called Generate only, one at a time. Generate verifies everything it
 // reads, so an implementation need not.
 type Objects interface {

@@ -408,6 +408,10 @@ func TestOpenPartHostile(t *testing.T) {
 			if !errors.Is(err, want) {
 				t.Fatalf("error %q does not match %v", err, want)
 			}
+			var ce *ostree.ChecksumError
+			if strings.HasPrefix(tc.name, "flipped") && !tc.inline && (!errors.As(err, &ce) || ce.Want != hdr.Checksum) {
+				t.Errorf("error %q is not a checksum error for the part", err)
+			}
 		})
 	}
 }
