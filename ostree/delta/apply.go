@@ -81,7 +81,7 @@ const chunkSize = 64 << 10
 // produced object that does not hash to its name gives an
 // *ostree.ChecksumError naming it. Apply writes at most the part header's
 // USize bytes of metadata and content in total.
-func (p *Part) Apply(ctx context.Context, objects []ObjRef, src Source, sink Sink) (err error) {
+func (p *Part) Apply(ctx context.Context, objects []ObjRef, src Source, sink Sink) error {
 	a := &applier{p: p, objs: objects, src: src, sink: sink, budget: p.usize}
 	defer a.release()
 	for a.pos < len(p.Ops) {
