@@ -40,7 +40,7 @@ func BenchmarkDaemonMemoryWalk(b *testing.B) {
 	if _, err := r.CommitDir(context.Background(), src, repo.CommitOptions{Branch: "big"}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := r.Export(repo.ExportOptions{}); err != nil {
+	if _, err := r.Export(context.Background(), repo.ExportOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	srv, err := fetchtest.New(r.Dir, fetchtest.Options{})

@@ -91,7 +91,7 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.Export(repo.ExportOptions{Signer: signer}); err != nil {
+	if _, err := r.Export(ctx, repo.ExportOptions{Signer: signer}); err != nil {
 		return err
 	}
 	refBytes, err := dirSize(filepath.Join(pub, "objects"))

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/delta"
 	"os"
 	"strconv"
 	"strings"
@@ -170,8 +173,9 @@ func parseTimestamp(s string) (time.Time, error) {
 }
 
 type exportOptions struct {
-	Repo string
-	Sign signOptions
+	Repo   string
+	Deltas bool
+	Sign   signOptions
 }
 
 func newExportCmd(g *globalOptions) *cobra.Command {
@@ -192,7 +196,11 @@ func newExportCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := r.Export(repo.ExportOptions{Signer: s})
+			eo := repo.ExportOptions{Signer: s}
+			if o.Deltas {
+				eo.Deltas = generateDelta
+			}
+			res, err := r.Export(cmd.Context(), eo)
 			if err != nil {
 				return err
 			}
@@ -200,11 +208,19 @@ func newExportCmd(g *globalOptions) *cobra.Command {
 			if res.Signed {
 				signed = "signed"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "summary: %d refs, %d bytes, %s\n", res.Refs, res.SummarySize, signed)
+			fmt.Fprintf(cmd.OutOrStdout(), "summary: %d refs, %d static deltas, %d bytes, %s\n", res.Refs, res.Deltas, res.SummarySize, signed)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&o.Repo, "repo", "", "repository directory")
+	c.Flags().BoolVar(&o.Deltas, "deltas", false, "generate static deltas for every ref (from scratch and from its parent)")
 	o.Sign.add(c)
 	return c
+}
+
+// generateDelta makes static deltas with package delta for repo.Export.
+func generateDelta(ctx context.Context, objs *repo.Objects, from *ostree.Checksum, to ostree.Checksum,
+	writePart func(ctx context.Context, i int, data []byte) error) ([]byte, error) {
+	_, sb, err := delta.Generate(ctx, objs, from, to, writePart, delta.GenerateOptions{})
+	return sb, err
 }

@@ -257,3 +257,58 @@ func TestFlatpakInstallsPublishedApp(t *testing.T) {
 		t.Fatalf("flatpak with the wrong key failed for another reason:\n%s", out)
 	}
 }
+
+// TestExportDeltasAcceptedByOstree publishes two commits with static
+// deltas; the real ostree pulls each with --require-static-deltas (from
+// scratch, then from the first commit), and lazytree's pull uses them too.
+func TestExportDeltasAcceptedByOstree(t *testing.T) {
+	ostreeBin := testutil.RequireTool(t, "ostree")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	testutil.BuildVectorTree(t, src)
+	pub := filepath.Join(dir, "pub")
+	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
+	lt(t, "init", "--repo", pub)
+	lt(t, "commit", "--repo", pub, "-b", "d/ref", "--gpg-sign", secret, src)
+	if out := lt(t, "export", "--repo", pub, "--gpg-sign", secret, "--deltas"); !strings.Contains(out, "1 static deltas") {
+		t.Fatalf("export: %s", out)
+	}
+	srv := testutil.ServeDir(t, pub)
+	client := filepath.Join(dir, "client")
+	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare")
+	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify-summary=true",
+		"--gpg-import="+testutil.VectorPath(t, testutil.GPGPublicKeyFile), "o", srv.URL)
+	testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "--require-static-deltas", "o", "d/ref")
+
+	// A second commit: the delta from the first is generated and used.
+	os.WriteFile(filepath.Join(src, "README"), []byte("changed\n"), 0o644)
+	lt(t, "commit", "--repo", pub, "-b", "d/ref", "--gpg-sign", secret, src)
+	if out := lt(t, "export", "--repo", pub, "--gpg-sign", secret, "--deltas"); !strings.Contains(out, "2 static deltas") {
+		t.Fatalf("export: %s", out)
+	}
+	srv.Log.Reset()
+	testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "--require-static-deltas", "o", "d/ref")
+	usedFrom := false
+	for _, p := range srv.Log.Paths() {
+		usedFrom = usedFrom || (strings.Contains(p, "-") && strings.HasSuffix(p, "/superblock"))
+	}
+	if !usedFrom {
+		t.Fatalf("ostree did not use the from-parent delta: %v", srv.Log.Paths())
+	}
+	co := filepath.Join(dir, "co")
+	testutil.Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "o:d/ref", co)
+	if err := testutil.TreeDiff(src, co, testutil.DiffOptions{IgnoreRootMode: true}); err != nil {
+		t.Fatal(err)
+	}
+	if out := testutil.Run(t, "", nil, ostreeBin, "fsck", "--repo="+client); !strings.Contains(out, "no errors") {
+		t.Fatalf("fsck: %s", out)
+	}
+	// lazytree's own pull, fresh: the scratch delta.
+	home := filepath.Join(dir, "home")
+	lt(t, "--home", home, "remote", "add", "o", srv.URL, "--gpg-import", testutil.VectorPath(t, testutil.GPGPublicKeyFile))
+	srv.Log.Reset()
+	lt(t, "--home", home, "pull", "o:d/ref")
+	if srv.Log.Count("/deltas/**/superblock") == 0 && !strings.Contains(strings.Join(srv.Log.Paths(), " "), "superblock") {
+		t.Fatalf("lazytree pull did not use a delta: %v", srv.Log.Paths())
+	}
+}

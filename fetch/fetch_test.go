@@ -176,7 +176,7 @@ func (p *publisher) commit(ref, content string, ts time.Time, opts ...func(*repo
 
 func (p *publisher) export(ts time.Time) {
 	p.t.Helper()
-	if _, err := p.r.Export(repo.ExportOptions{Signer: p.signer, Now: ts}); err != nil {
+	if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: ts}); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -251,7 +251,7 @@ func TestRefusals(t *testing.T) {
 	t.Run("unsigned summary", func(t *testing.T) {
 		p := newPublisher(t, "")
 		p.commit("ref", "v1", day)
-		if _, err := p.r.Export(repo.ExportOptions{Now: day}); err != nil {
+		if _, err := p.r.Export(context.Background(), repo.ExportOptions{Now: day}); err != nil {
 			t.Fatal(err)
 		}
 		srv := testutil.ServeDir(t, p.r.Dir)

@@ -35,7 +35,7 @@ func BenchmarkPullVsOstree(b *testing.B) {
 	if _, err := r.CommitDir(context.Background(), src, repo.CommitOptions{Branch: "bench"}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := r.Export(repo.ExportOptions{}); err != nil {
+	if _, err := r.Export(context.Background(), repo.ExportOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	bin := filepath.Join(dir, "lazytree")

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 // ExportOptions control what Export writes.
 type ExportOptions struct {
 	Signer *Signer
+	// Deltas, when set, generates static deltas for every ref head (from
+	// scratch, and from its parent) and lists them in the summary.
+	Deltas DeltaGenerator
 	// Now is the summary's last-modified time (zero: now).
 	Now time.Time
 }
@@ -21,6 +25,7 @@ type ExportOptions struct {
 // ExportResult describes a written summary.
 type ExportResult struct {
 	Refs        int
+	Deltas      int
 	SummarySize int
 	Signed      bool
 }
@@ -29,7 +34,7 @@ type ExportResult struct {
 // metadata ostree and flatpak clients read, and summary.sig when a key is
 // given. Both files are replaced atomically; a stale summary.sig is removed
 // when the new summary is unsigned.
-func (r *Repo) Export(opts ExportOptions) (*ExportResult, error) {
+func (r *Repo) Export(ctx context.Context, opts ExportOptions) (*ExportResult, error) {
 	refs, err := r.Refs()
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -41,11 +46,17 @@ func (r *Repo) Export(opts ExportOptions) (*ExportResult, error) {
 		metadata            string
 	}
 	var cache []cacheEntry
+	deltas := map[string]ostree.Checksum{}
 	for _, name := range SortedRefs(refs) {
 		c := refs[name]
 		commit, data, err := r.ReadCommit(c)
 		if err != nil {
 			return nil, fmt.Errorf("export: ref %s: %w", name, err)
+		}
+		if opts.Deltas != nil {
+			if err := r.deltasFor(ctx, opts.Deltas, c, commit, deltas); err != nil {
+				return nil, fmt.Errorf("export: ref %s: %w", name, err)
+			}
 		}
 		meta := gvariant.VarDict{}
 		meta.Set(ostree.RefTimestamp, "t", ostree.BE64Variant(commit.Timestamp).Value)
@@ -89,6 +100,9 @@ func (r *Repo) Export(opts ExportOptions) (*ExportResult, error) {
 	if r.CollectionID != "" {
 		gm.Set(ostree.SummaryCollectionID, "s", r.CollectionID)
 	}
+	if len(deltas) > 0 {
+		gm.Set(ostree.SummaryStaticDeltas, "a{sv}", deltaDict(deltas))
+	}
 	if len(cache) > 0 {
 		items := make([]any, len(cache))
 		for i, e := range cache {
@@ -102,7 +116,7 @@ func (r *Repo) Export(opts ExportOptions) (*ExportResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export: summary: %w", err)
 	}
-	res := &ExportResult{Refs: len(s.Refs), SummarySize: len(data)}
+	res := &ExportResult{Refs: len(s.Refs), SummarySize: len(data), Deltas: len(deltas)}
 	if err := r.Sync(); err != nil {
 		return nil, err
 	}
