@@ -128,9 +128,22 @@ func TestMountReadsOneFileCold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st map[string]any
+	var st struct {
+		Source struct {
+			BytesFetched int64 `json:"bytes_fetched"`
+			Refs         map[string]struct {
+				Known  int     `json:"files_known"`
+				Cached int     `json:"files_cached"`
+				Share  float64 `json:"fetched_share"`
+			} `json:"refs"`
+		} `json:"source"`
+	}
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatalf("status.json: %v\n%s", err, b)
+	}
+	ref := st.Source.Refs["r:os/x86_64/stable"]
+	if st.Source.BytesFetched == 0 || ref.Cached != 1 || ref.Known < 2 || ref.Share <= 0 || ref.Share >= 1 {
+		t.Fatalf("status.json counters: %+v\n%s", st.Source, b)
 	}
 	// Unmount through the control socket.
 	if out, _, code := ltCode(t, "--home", m.home, "unmount", m.mp); code != 0 {

@@ -298,7 +298,110 @@ func (s *MountSource) Status() any {
 		"cache_objects":   objects,
 		"prefetch":        s.opts.Prefetch,
 		"ref_errors":      refErrs,
+		"refs":            s.refShares(),
 	}
+}
+
+// RefShare is how much of a ref's content is in the cache, for
+// status.json. Only trees already in the cache are walked (no network), so
+// Known and Bytes are lower bounds until TreeComplete.
+type RefShare struct {
+	Commit       string  `json:"commit"`
+	Known        int     `json:"files_known"`
+	Cached       int     `json:"files_cached"`
+	Bytes        uint64  `json:"bytes_known"`
+	CachedBytes  uint64  `json:"bytes_cached"`
+	Share        float64 `json:"fetched_share"`
+	TreeComplete bool    `json:"tree_complete"`
+}
+
+// maxShareWalk bounds the objects counted per status request.
+const maxShareWalk = 200000
+
+func (s *MountSource) refShares() map[string]RefShare {
+	s.mu.Lock()
+	type rc struct {
+		name string
+		c    ostree.Checksum
+	}
+	var refs []rc
+	for remote, m := range s.refs {
+		for ref, c := range m {
+			if s.prefetched[c] || s.used(c) {
+				refs = append(refs, rc{remote + ":" + ref, c})
+			}
+		}
+	}
+	s.mu.Unlock()
+	out := map[string]RefShare{}
+	for _, r := range refs {
+		out[r.name] = s.share(r.c)
+	}
+	return out
+}
+
+// used reports whether the mount has looked at commit c (its commit
+// object is cached). Called with s.mu held.
+func (s *MountSource) used(c ostree.Checksum) bool {
+	ok, _ := s.f.store.Has(index.TypeCommit, c.String())
+	return ok
+}
+
+func (s *MountSource) share(c ostree.Checksum) RefShare {
+	rs := RefShare{Commit: c.String(), TreeComplete: true}
+	data, err := s.f.store.ReadMeta(s.ctx, index.TypeCommit, c.String())
+	if err != nil {
+		return rs
+	}
+	cm, err := ostree.DecodeCommit(data)
+	if err != nil {
+		return rs
+	}
+	seen := map[ostree.Checksum]bool{}
+	var walk func(tree ostree.Checksum)
+	walk = func(tree ostree.Checksum) {
+		if len(seen) > maxShareWalk {
+			rs.TreeComplete = false
+			return
+		}
+		b, err := s.f.store.ReadMeta(s.ctx, index.TypeDirTree, tree.String())
+		if err != nil {
+			rs.TreeComplete = false
+			return
+		}
+		t, err := ostree.DecodeDirTree(b)
+		if err != nil {
+			rs.TreeComplete = false
+			return
+		}
+		for _, f := range t.Files {
+			if seen[f.Checksum] {
+				continue
+			}
+			seen[f.Checksum] = true
+			rs.Known++
+			h, ok := s.f.cachedHeader(f.Checksum)
+			if !ok {
+				continue
+			}
+			rs.Bytes += h.Size
+			if present, _ := s.f.store.Has(index.TypeFile, f.Checksum.String()); present {
+				rs.Cached++
+				rs.CachedBytes += h.Size
+			}
+		}
+		for _, d := range t.Dirs {
+			if !seen[d.Tree] {
+				seen[d.Tree] = true
+				walk(d.Tree)
+			}
+		}
+	}
+	walk(cm.RootTree)
+	if rs.Known > 0 {
+		rs.Share = float64(rs.Cached) / float64(rs.Known)
+	}
+	return rs
 }
 
 // startPrefetch begins background fetching of a commit once, per mode.
