@@ -161,7 +161,10 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 func timeFirstOutput(ctx context.Context, argv []string) (first, total time.Duration, line string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// The program may live in a FUSE mount this process serves: let a
+	// host shell exec it, so that the kernel reads it from the mount in
+	// the child and never during this process's fork (see fusefs/doc.go).
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
 	cmd.Env = []string{"PATH=/nonexistent", "LC_ALL=C"}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
