@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -47,8 +46,8 @@ func BenchmarkColdStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	// Static deltas for the baseline, made by the real ostree.
-	runCmd(b, ostreeBin, "static-delta", "generate", "--repo="+pub, "--empty", "--to="+ref)
-	runCmd(b, ostreeBin, "summary", "-u", "--repo="+pub)
+	testutil.Run(b, "", nil, ostreeBin, "static-delta", "generate", "--repo="+pub, "--empty", "--to="+ref)
+	testutil.Run(b, "", nil, ostreeBin, "summary", "-u", "--repo="+pub)
 	refBytes, _ := dirSize(filepath.Join(pub, "objects"))
 	srv, err := fetchtest.New(pub, fetchtest.Options{Latency: 25 * time.Millisecond, Bandwidth: 100e6 / 8, ErrorStatuses: []int{500}})
 	if err != nil {
@@ -87,10 +86,10 @@ func BenchmarkColdStart(b *testing.B) {
 		os.RemoveAll(client)
 		os.RemoveAll(co)
 		start = time.Now()
-		runCmd(b, ostreeBin, "init", "--repo="+client, "--mode=bare-user")
-		runCmd(b, ostreeBin, "remote", "add", "--repo="+client, "--no-gpg-verify", "b", srv.URL())
-		runCmd(b, ostreeBin, "pull", "--repo="+client, "b", ref)
-		runCmd(b, ostreeBin, "checkout", "--repo="+client, "-U", "b:"+ref, co)
+		testutil.Run(b, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare-user")
+		testutil.Run(b, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--no-gpg-verify", "b", srv.URL())
+		testutil.Run(b, "", nil, ostreeBin, "pull", "--repo="+client, "b", ref)
+		testutil.Run(b, "", nil, ostreeBin, "checkout", "--repo="+client, "-U", "b:"+ref, co)
 		startBash(b, filepath.Join(co, "files"))
 		ostreeT += time.Since(start)
 	}
@@ -107,12 +106,5 @@ func startBash(b *testing.B, root string) {
 		filepath.Join(root, "bin", "bash"), "-c", "echo started"}
 	if _, _, _, err := timeFirstOutput(context.Background(), argv); err != nil {
 		b.Fatalf("start bash from %s: %v", root, err)
-	}
-}
-
-func runCmd(b *testing.B, name string, args ...string) {
-	b.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -21,18 +20,13 @@ import (
 // LAZYTREE_BENCH_FILES and LAZYTREE_BENCH_MB change the tree size.
 func BenchmarkCommitVsOstree(b *testing.B) {
 	ostreeBin := testutil.RequireTool(b, "ostree")
-	files, mb := envInt("LAZYTREE_BENCH_FILES", 10000), envInt("LAZYTREE_BENCH_MB", 200)
+	files, mb := testutil.EnvInt("LAZYTREE_BENCH_FILES", 10000), testutil.EnvInt("LAZYTREE_BENCH_MB", 200)
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src")
 	if err := testutil.GenTree(src, files, int64(mb)<<20, 1); err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(dir, "lazytree")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = testutil.ModuleRoot(b)
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.BuildLazytree(b)
 	ltRepo, osRepo := filepath.Join(dir, "lt-repo"), filepath.Join(dir, "ostree-repo")
 	var ltTime, osTime time.Duration
 	var ltRSS, osRSS int64
@@ -66,11 +60,4 @@ func run(b *testing.B, argv []string) int64 {
 		b.Fatalf("%v: %v\n%s", argv, err, out)
 	}
 	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }

@@ -27,7 +27,7 @@ func BenchmarkDaemonMemoryWalk(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root to mount")
 	}
-	files := benchFiles(50000)
+	files := testutil.EnvInt("LAZYTREE_BENCH_FILES", 50000)
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src")
 	if err := testutil.GenTree(src, files, int64(files)*1024, 4); err != nil {
@@ -48,12 +48,7 @@ func BenchmarkDaemonMemoryWalk(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	bin := filepath.Join(dir, "lazytree")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = testutil.ModuleRoot(b)
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.BuildLazytree(b)
 	for i := 0; i < b.N; i++ {
 		home, mp := filepath.Join(dir, "home"), filepath.Join(dir, "mnt")
 		os.RemoveAll(home)
@@ -105,13 +100,6 @@ func BenchmarkDaemonMemoryWalk(b *testing.B) {
 		b.ReportMetric(cold.Seconds(), "cold-walk-s")
 		b.ReportMetric(warm.Seconds(), "warm-walk-s")
 	}
-}
-
-func benchFiles(def int) int {
-	if v, err := strconv.Atoi(os.Getenv("LAZYTREE_BENCH_FILES")); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 // vmHWM returns a process's peak resident set in KiB.

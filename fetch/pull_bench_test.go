@@ -3,9 +3,7 @@ package fetch_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -22,7 +20,7 @@ import (
 // `go test -run '^$' -bench PullVsOstree -benchtime 2x ./fetch`.
 func BenchmarkPullVsOstree(b *testing.B) {
 	ostreeBin := testutil.RequireTool(b, "ostree")
-	files, mb := benchEnv("LAZYTREE_BENCH_FILES", 5000), benchEnv("LAZYTREE_BENCH_MB", 50)
+	files, mb := testutil.EnvInt("LAZYTREE_BENCH_FILES", 5000), testutil.EnvInt("LAZYTREE_BENCH_MB", 50)
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src")
 	if err := testutil.GenTree(src, files, int64(mb)<<20, 2); err != nil {
@@ -38,12 +36,7 @@ func BenchmarkPullVsOstree(b *testing.B) {
 	if _, err := r.Export(context.Background(), repo.ExportOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(dir, "lazytree")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = testutil.ModuleRoot(b)
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.BuildLazytree(b)
 	for _, latency := range []time.Duration{0, 25 * time.Millisecond} {
 		b.Run("latency="+latency.String(), func(b *testing.B) {
 			srv, err := fetchtest.New(r.Dir, fetchtest.Options{Latency: latency})
@@ -57,15 +50,15 @@ func BenchmarkPullVsOstree(b *testing.B) {
 				client := filepath.Join(dir, "client")
 				os.RemoveAll(home)
 				os.RemoveAll(client)
-				env := append(os.Environ(), "LAZYTREE_HOME="+home)
-				runCmd(b, env, bin, "remote", "add", "--no-gpg-verify", "b", srv.URL())
+				env := []string{"LAZYTREE_HOME=" + home}
+				testutil.Run(b, "", env, bin, "remote", "add", "--no-gpg-verify", "b", srv.URL())
 				start := time.Now()
-				runCmd(b, env, bin, "pull", "b:bench")
+				testutil.Run(b, "", env, bin, "pull", "b:bench")
 				lt += time.Since(start)
-				runCmd(b, nil, ostreeBin, "init", "--repo="+client, "--mode=archive")
-				runCmd(b, nil, ostreeBin, "remote", "add", "--repo="+client, "--no-gpg-verify", "b", srv.URL())
+				testutil.Run(b, "", nil, ostreeBin, "init", "--repo="+client, "--mode=archive")
+				testutil.Run(b, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--no-gpg-verify", "b", srv.URL())
 				start = time.Now()
-				runCmd(b, nil, ostreeBin, "pull", "--repo="+client, "b", "bench")
+				testutil.Run(b, "", nil, ostreeBin, "pull", "--repo="+client, "b", "bench")
 				os_ += time.Since(start)
 			}
 			n := float64(b.N)
@@ -74,20 +67,4 @@ func BenchmarkPullVsOstree(b *testing.B) {
 			b.ReportMetric(lt.Seconds()/os_.Seconds(), "time-ratio")
 		})
 	}
-}
-
-func runCmd(b *testing.B, env []string, name string, args ...string) {
-	b.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-}
-
-func benchEnv(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
