@@ -93,6 +93,21 @@ func TestRemoteAddFromFlatpakrepo(t *testing.T) {
 	if len(refs) != 2 || refs[0]["ref"] != "app/org.example.Hello/x86_64/stable" || refs[0]["installed_size"] != float64(2048) {
 		t.Fatalf("ls-remote: %s", out)
 	}
+	// A .flatpakref names its remote (SuggestRemoteName) and carries the key.
+	refTmpl, err := os.ReadFile(testutil.VectorPath(t, "flatpak/example.flatpakref.in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refFile := filepath.Join(dir, "hello.flatpakref")
+	os.WriteFile(refFile, []byte(strings.ReplaceAll(string(refTmpl), "@URL@", srv.URL)), 0o644)
+	out = lt(t, "--home", home, "remote", "add", "--from", refFile)
+	name := strings.TrimPrefix(strings.TrimSpace(out), "added remote ")
+	if name == "" || name == "fp" {
+		t.Fatalf("remote add --from .flatpakref: %q", out)
+	}
+	if out := lt(t, "--home", home, "pull", name+":app/org.example.Hello/x86_64/stable"); !strings.Contains(out, "objects") {
+		t.Fatalf("pull through the .flatpakref remote: %s", out)
+	}
 	// Errors: no key, bad name, missing file.
 	if _, _, code := ltCode(t, "--home", home, "remote", "add", "nokey", srv.URL); code != 1 {
 		t.Fatalf("remote add without a key: exit %d", code)
