@@ -242,3 +242,40 @@ func TestMountControlSocket(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestMountRefreshMovesRef: after a new commit is published, `mount
+// --refresh` makes the ref show it; a file opened before keeps its bytes.
+func TestMountRefreshMovesRef(t *testing.T) {
+	m := startMount(t, map[string]string{"v.txt": "version 1\n"}, fetchtest.Options{}, mountOptions{})
+	if got, err := readInChild(t, m.path("v.txt")); err != nil || got != "version 1\n" {
+		t.Fatalf("before: %q %v", got, err)
+	}
+	old, err := os.Open(m.path("v.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	src := filepath.Join(t.TempDir(), "src2")
+	writeTree(t, src, map[string]string{"v.txt": "version 2\n"})
+	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
+	time.Sleep(1100 * time.Millisecond) // a later commit timestamp than the first
+	lt(t, "commit", "--repo", m.pub, "-b", "os/x86_64/stable", "--gpg-sign", secret, src)
+	lt(t, "export", "--repo", m.pub, "--gpg-sign", secret)
+	lt(t, "--home", m.home, "mount", "--refresh")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := readInChild(t, m.path("v.txt"))
+		if err == nil && got == "version 2\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after refresh: %q %v", got, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	buf := make([]byte, 64)
+	n, _ := old.ReadAt(buf, 0)
+	if string(buf[:n]) != "version 1\n" {
+		t.Fatalf("the file opened before the move reads %q", buf[:n])
+	}
+}
