@@ -157,3 +157,34 @@ func TestOfflineUsesLastVerifiedSummary(t *testing.T) {
 		t.Fatalf("offline commit: %v", err)
 	}
 }
+
+// TestHTTP2WhenOffered: over TLS, a server that offers HTTP/2 gets it, and
+// a pull through it works.
+func TestHTTP2WhenOffered(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := bigPublisher(t, 20)
+	p.commit("ref", "h2", day)
+	p.export(day)
+	var mu sync.Mutex
+	protos := map[string]int{}
+	files := http.FileServer(http.Dir(p.r.Dir))
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos[r.Proto]++
+		mu.Unlock()
+		files.ServeHTTP(w, r)
+	}))
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	defer hs.Close()
+	tlsConf := hs.Client().Transport.(*http.Transport).TLSClientConfig
+	e := newEnv(t, hs.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{HTTP: fetch.HTTPOptions{TLSConfig: tlsConf}})
+	if _, err := e.fetcher.Pull(ctxT(t), "r", "ref", nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if protos["HTTP/2.0"] == 0 || protos["HTTP/1.1"] != 0 {
+		t.Fatalf("protocols seen by the server: %v", protos)
+	}
+}

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,8 @@ type HTTPOptions struct {
 	// FailbackAfter is how long a remote stays on a mirror before trying
 	// its primary URL again (default 1 minute).
 	FailbackAfter time.Duration
+	// TLSConfig is used for https remotes (nil: the system's roots).
+	TLSConfig *tls.Config
 	// Transport overrides the HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -132,7 +135,8 @@ func newClient(urls []string, opts HTTPOptions) *client {
 		tr = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
+			ForceAttemptHTTP2:     true, // HTTP/2 where a TLS server offers it (ALPN)
+			TLSClientConfig:       opts.TLSConfig,
 			MaxIdleConns:          4 * opts.Concurrency,
 			MaxIdleConnsPerHost:   opts.Concurrency,
 			MaxConnsPerHost:       opts.Concurrency,
