@@ -54,7 +54,16 @@ func startMount(t *testing.T, files map[string]string, sopts fetchtest.Options, 
 	t.Cleanup(srv.Close)
 	home := filepath.Join(dir, "home")
 	lt(t, "--home", home, "remote", "add", "r", srv.URL(), "--gpg-import", testutil.VectorPath(t, testutil.GPGPublicKeyFile))
-	m := &mounted{home: home, mp: filepath.Join(dir, "mnt"), srv: srv, pub: pub, done: make(chan struct{})}
+	m := &mounted{home: home, mp: filepath.Join(dir, "mnt"), srv: srv, pub: pub}
+	m.runDaemon(t, mopts)
+	return m
+}
+
+// runDaemon runs the daemon of m.home at m.mp in process until the test
+// ends.
+func (m *mounted) runDaemon(t *testing.T, mopts mountOptions) {
+	t.Helper()
+	m.done = make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	ready := make(chan struct{})
@@ -65,7 +74,7 @@ func startMount(t *testing.T, files map[string]string, sopts fetchtest.Options, 
 		mopts.Timeout = 10 * time.Second
 	}
 	go func() {
-		m.err = runDaemon(ctx, &globalOptions{Home: home}, m.mp, &mopts, func(*fusefs.Server) { close(ready) })
+		m.err = runDaemon(ctx, &globalOptions{Home: m.home}, m.mp, &mopts, func(*fusefs.Server) { close(ready) })
 		close(m.done)
 	}()
 	select {
@@ -87,7 +96,6 @@ func startMount(t *testing.T, files map[string]string, sopts fetchtest.Options, 
 			t.Error("mount left behind")
 		}
 	})
-	return m
 }
 
 func (m *mounted) path(p string) string { return filepath.Join(m.mp, "r", "os/x86_64/stable", p) }
@@ -277,5 +285,44 @@ func TestMountRefreshMovesRef(t *testing.T) {
 	n, _ := old.ReadAt(buf, 0)
 	if string(buf[:n]) != "version 1\n" {
 		t.Fatalf("the file opened before the move reads %q", buf[:n])
+	}
+}
+
+// TestMountVectorReposMatchOstree mounts both test-vector repositories
+// through the real daemon (fetch-backed, GPG and bindings checked) and
+// compares every ref's tree with the real ostree's checkout of it.
+func TestMountVectorReposMatchOstree(t *testing.T) {
+	requireFuse(t)
+	ostreeBin := testutil.RequireTool(t, "ostree")
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	key := testutil.VectorPath(t, testutil.GPGPublicKeyFile)
+	refs := map[string][]string{
+		"repo":         {"exampleos/x86_64/stable", "exampleos/x86_64/old", "ostree-metadata"},
+		"flatpak-repo": {"runtime/org.example.Platform/x86_64/1.0", "app/org.example.Hello/x86_64/stable"},
+	}
+	urls := map[string]string{}
+	for name := range refs {
+		srv := testutil.ServeDir(t, testutil.CopyVectorRepo(t, name))
+		urls[name] = srv.URL
+		args := []string{"--home", home, "remote", "add", name, srv.URL, "--gpg-import", key}
+		if name == "repo" {
+			args = append(args, "--collection-id", testutil.VectorCollectionID)
+		}
+		lt(t, args...)
+	}
+	m := &mounted{home: home, mp: filepath.Join(dir, "mnt")}
+	m.runDaemon(t, mountOptions{})
+	for name, list := range refs {
+		for _, ref := range list {
+			client, co := filepath.Join(dir, "c-"+name+"-"+strings.ReplaceAll(ref, "/", "_")), filepath.Join(dir, "co-"+name+"-"+strings.ReplaceAll(ref, "/", "_"))
+			testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare")
+			testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify-summary=true", "--gpg-import="+key, "o", urls[name])
+			testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "o", ref)
+			testutil.Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "o:"+ref, co)
+			if err := testutil.TreeDiff(co, filepath.Join(m.mp, name, ref), testutil.DiffOptions{MaskSpecialBits: true}); err != nil {
+				t.Errorf("%s:%s: the mount differs from ostree checkout: %v", name, ref, err)
+			}
+		}
 	}
 }
