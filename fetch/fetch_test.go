@@ -66,20 +66,10 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// ostreeCheckout pulls remote ref with the real ostree into a bare repo
-// and checks it out.
+// ostreeCheckout pulls ref with the real ostree and checks it out.
 func ostreeCheckout(t *testing.T, url, ref string, extra ...string) string {
 	t.Helper()
-	ostreeBin := testutil.RequireTool(t, "ostree")
-	dir := t.TempDir()
-	client := filepath.Join(dir, "client")
-	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare")
-	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify-summary=true",
-		"--gpg-import="+testutil.VectorPath(t, testutil.GPGPublicKeyFile), "o", url)
-	testutil.Run(t, "", nil, ostreeBin, append([]string{"pull", "--repo=" + client, "o", ref}, extra...)...)
-	co := filepath.Join(dir, "co")
-	testutil.Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "o:"+ref, co)
-	return co
+	return testutil.OstreeCheckout(t, url, ref, testutil.VectorPath(t, testutil.GPGPublicKeyFile), extra...)
 }
 
 // TestPullMatchesOstree pulls every ref of both vector repositories with

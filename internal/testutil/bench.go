@@ -30,3 +30,19 @@ func EnvInt(name string, def int) int {
 	}
 	return def
 }
+
+// OstreeCheckout pulls ref from the archive repository at url with the
+// real ostree into a fresh bare repository, trusting the GPG public key in
+// keyFile for commits and the summary, and checks it out; it returns the
+// checkout. extra goes to `ostree pull` (e.g. --disable-static-deltas).
+func OstreeCheckout(t testing.TB, url, ref, keyFile string, extra ...string) string {
+	t.Helper()
+	ostreeBin := RequireTool(t, "ostree")
+	dir := t.TempDir()
+	client, co := filepath.Join(dir, "client"), filepath.Join(dir, "co")
+	Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare")
+	Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify-summary=true", "--gpg-import="+keyFile, "o", url)
+	Run(t, "", nil, ostreeBin, append([]string{"pull", "--repo=" + client, "o", ref}, extra...)...)
+	Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "o:"+ref, co)
+	return co
+}
