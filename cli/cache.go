@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/lazytree/lazytree/fetch"
@@ -191,12 +190,6 @@ func openCache(ctx context.Context, home string) (*objcache.Store, error) {
 	return s, err
 }
 
-func writeCacheJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 // cacheStatsJSON is what `cache stats --json` prints.
 type cacheStatsJSON struct {
 	Home string `json:"home"`
@@ -222,7 +215,7 @@ func runCacheStats(ctx context.Context, home string, o cacheStatsOptions, w io.W
 		}
 	}
 	if o.JSON {
-		return writeCacheJSON(w, cacheStatsJSON{Home: home, Stats: st, HitRatio: st.HitRatio()})
+		return writeJSON(w, cacheStatsJSON{Home: home, Stats: st, HitRatio: st.HitRatio()})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "cache\t%s\n", Escape(home))
@@ -299,7 +292,7 @@ func runCacheGC(ctx context.Context, home string, o cacheGCOptions, w io.Writer)
 		return err
 	}
 	if o.JSON {
-		return writeCacheJSON(w, struct {
+		return writeJSON(w, struct {
 			objcache.GCResult
 			Target int64 `json:"target"`
 		}{r, target})
@@ -393,7 +386,7 @@ func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Wri
 	if o.JSON {
 		out := fsckJSON{FsckReport: r, TempRemoved: start.TempRemoved, Clean: r.Clean()}
 		out.Repaired, out.RepairErrors = repaired, repairErrs
-		if err := writeCacheJSON(w, out); err != nil {
+		if err := writeJSON(w, out); err != nil {
 			return err
 		}
 	} else {
@@ -483,7 +476,7 @@ func runPins(ctx context.Context, home string, o pinsOptions, w io.Writer) error
 		return a.Commit < b.Commit
 	})
 	if o.JSON {
-		return writeCacheJSON(w, list)
+		return writeJSON(w, list)
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(w, "no pins")

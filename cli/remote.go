@@ -275,18 +275,10 @@ func newLsRemoteCmd(g *globalOptions) *cobra.Command {
 	return c
 }
 
+// humanBytes is formatBytes with "-" for an unknown (zero) size.
 func humanBytes(n uint64) string {
 	if n == 0 {
 		return "-"
 	}
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return formatBytes(int64(n))
 }
