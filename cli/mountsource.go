@@ -38,13 +38,25 @@ func (m mountSource) Refs(ctx context.Context, remote string) (map[string]ostree
 	return r, notFound(err)
 }
 
-func (m mountSource) Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
-	cm, err := m.MountSource.Commit(ctx, c)
+func (m mountSource) Commit(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.Commit, error) {
+	cm, err := m.MountSource.Commit(ctx, via.Remote, via.Ref, c)
 	return cm, notFound(err)
 }
 
-func (m mountSource) Open(ctx context.Context, c ostree.Checksum) (fusefs.File, error) {
-	h, err := m.MountSource.Open(ctx, c)
+func (m mountSource) DirTree(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.DirTree, error) {
+	return m.MountSource.DirTree(ctx, via.Remote, c)
+}
+
+func (m mountSource) DirMeta(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.DirMeta, error) {
+	return m.MountSource.DirMeta(ctx, via.Remote, c)
+}
+
+func (m mountSource) FileHeader(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, error) {
+	return m.MountSource.FileHeader(ctx, via.Remote, c)
+}
+
+func (m mountSource) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum) (fusefs.File, error) {
+	h, err := m.MountSource.Open(ctx, via.Remote, c)
 	if err != nil {
 		return nil, err
 	}

@@ -74,14 +74,18 @@ type Fetcher struct {
 
 	sf     singleflight.Group
 	origin sync.Map // ostree.Checksum -> remote name, learnt from the trees that name objects
+	sizes  sync.Map // ostree.Checksum -> sizeInfo, from the ostree.sizes of verified commits
 
 	stats Stats
 }
 
 type remoteState struct {
-	r  *Remote
-	c  *client
-	mu sync.Mutex
+	r *Remote
+	c *client
+	// signed holds the commits whose signatures passed this remote's
+	// keys (ostree.Checksum -> true); a new config makes a new state.
+	signed sync.Map
+	mu     sync.Mutex
 	// summary is the last verified summary, nil when the remote has none.
 	summary   *ostree.Summary
 	summaryAt time.Time
@@ -192,9 +196,7 @@ func (f *Fetcher) Summary(ctx context.Context, remote string, refresh bool) (*os
 		return s, nil
 	}
 	rs.mu.Unlock()
-	v, err, _ := f.sf.Do("summary/"+remote, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
-		defer cancel()
+	v, err := detached(ctx, f, "summary/"+remote, func(ctx context.Context) (any, error) {
 		return f.fetchSummary(ctx, rs)
 	})
 	if err != nil {
@@ -356,58 +358,152 @@ func (f *Fetcher) ResolveRef(ctx context.Context, remote, ref string) (ostree.Ch
 	return c, nil
 }
 
-// Commit returns a verified commit: checksum, signatures, bindings for
-// ref (if not empty), and no downgrade from the last commit verified for
-// that ref. A commit already in the cache was verified when it was stored.
+// Commit returns commit c verified for remote and ref exactly as a fresh
+// fetch from that remote is: its checksum, the signatures the remote
+// requires (from the detached metadata stored with it), its ref and
+// collection bindings for ref (if not empty), and no downgrade from the
+// last commit verified for that ref. Where the bytes come from does not
+// matter: a commit in the cache (stored by a pull of another remote, by a
+// delta, or before a restart) is checked again for this remote and ref.
+// With remote empty (a commit asked for by checksum alone) it must verify
+// for at least one configured remote.
 func (f *Fetcher) Commit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, error) {
-	if data, err := f.store.ReadMeta(ctx, index.TypeCommit, c.String()); err == nil {
-		cm, err := ostree.DecodeCommit(data)
-		if err == nil {
-			f.stats.CacheHits.Add(1)
-			if remote != "" && ref != "" {
-				if err := f.noteRef(remote, ref, c, cm); err != nil {
-					return nil, err
-				}
-			}
-			return cm, nil
-		}
-	}
+	cm, _, err := f.commit(ctx, remote, ref, c)
+	return cm, err
+}
+
+// commit is Commit that also says which remote verified the commit (the
+// one asked for, or the first that accepts it when remote is empty).
+func (f *Fetcher) commit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, string, error) {
 	if remote == "" {
-		return nil, fmt.Errorf("commit %s: %w", c, objcache.ErrNotPresent)
+		return f.commitAnyRemote(ctx, c)
 	}
+	rs, err := f.remote(remote)
+	if err != nil {
+		return nil, "", err
+	}
+	cm, err := f.cachedCommit(ctx, rs, ref, c)
+	if err == nil {
+		f.stats.CacheHits.Add(1)
+		return cm, remote, nil
+	}
+	var ve *VerifyError
+	if errors.As(err, &ve) && !ve.signature() {
+		// Bindings, dates: the same bytes fetched again would fail the
+		// same way.
+		return nil, "", err
+	}
+	// Not cached, or cached without the signatures this remote requires
+	// (its detached metadata came from elsewhere): fetch it from remote.
 	key := "commit/" + remote + "/" + ref + "/" + c.String()
-	v, err, _ := f.sf.Do(key, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
-		defer cancel()
-		return f.fetchCommit(ctx, remote, ref, c)
+	v, err := detached(ctx, f, key, func(ctx context.Context) (any, error) {
+		return f.fetchCommit(ctx, rs, ref, c)
 	})
 	if err != nil {
 		f.stats.record(remote, ostree.ObjectName(c, ostree.ObjCommit), err)
-		return nil, err
+		return nil, "", err
 	}
-	return v.(*ostree.Commit), nil
+	return v.(*ostree.Commit), remote, nil
 }
 
-func (f *Fetcher) noteRef(remote, ref string, c ostree.Checksum, cm *ostree.Commit) error {
-	last, err := f.db.Ref(remote, ref)
-	has := err == nil
-	if err := checkTime(remote, ostree.ObjectName(c, ostree.ObjCommit), cm, c, ostree.Checksum(last.Commit), last.Timestamp, has, f.opts.Now(), f.opts.MaxFutureSkew); err != nil {
-		return err
+// commitAnyRemote returns c verified for the first configured remote that
+// accepts it: from the cache where one does, else fetched from each remote
+// in turn.
+func (f *Fetcher) commitAnyRemote(ctx context.Context, c ostree.Checksum) (*ostree.Commit, string, error) {
+	names := f.Remotes()
+	var last error = fmt.Errorf("commit %s: %w", c, objcache.ErrNotPresent)
+	for _, name := range names {
+		rs, err := f.remote(name)
+		if err != nil {
+			continue
+		}
+		if cm, err := f.cachedCommit(ctx, rs, "", c); err == nil {
+			f.stats.CacheHits.Add(1)
+			return cm, name, nil
+		} else if !errors.Is(err, objcache.ErrNotPresent) {
+			last = err
+		}
 	}
-	if has && ostree.Checksum(last.Commit) == c {
-		return nil
+	for _, name := range names {
+		cm, _, err := f.commit(ctx, name, "", c)
+		if err == nil {
+			return cm, name, nil
+		}
+		if ctx.Err() != nil {
+			return nil, "", err
+		}
+		last = err
 	}
-	return f.db.SetRef(remote, ref, index.Ref{Commit: index.Sum(c), Verified: f.opts.Now(), Timestamp: cm.Timestamp})
+	return nil, "", last
 }
 
-func (f *Fetcher) fetchCommit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, error) {
-	rs, err := f.remote(remote)
+// cachedCommit verifies a cached commit for rs and ref. It returns an
+// error matching objcache.ErrNotPresent when the commit is not cached.
+func (f *Fetcher) cachedCommit(ctx context.Context, rs *remoteState, ref string, c ostree.Checksum) (*ostree.Commit, error) {
+	data, err := f.store.ReadMeta(ctx, index.TypeCommit, c.String())
 	if err != nil {
 		return nil, err
 	}
+	var dict []any
+	if meta, err := f.store.ReadMeta(ctx, index.TypeCommitMeta, c.String()); err == nil {
+		if dict, err = ostree.DecodeVarDict("commitmeta", meta); err != nil {
+			dict = nil // verified like a missing one: a required signature fails
+		}
+	}
+	return f.verifyCommit(rs, ref, c, data, dict)
+}
+
+// verifyCommit runs every check a commit must pass for remote rs and ref,
+// whatever its bytes came from, and records it as the ref's last verified
+// commit. data must be the commit object, dict its detached metadata.
+func (f *Fetcher) verifyCommit(rs *remoteState, ref string, c ostree.Checksum, data []byte, dict []any) (*ostree.Commit, error) {
 	r := rs.r
 	name := ostree.ObjectName(c, ostree.ObjCommit)
-	metaBytes, err := rs.c.getAll(ctx, ostree.ObjectPath(c, ostree.ObjCommitMeta, true), ostree.MaxMetadataSize)
+	if got := ostree.Sum(data); got != c {
+		return nil, &VerifyError{r.Name, name, "checksum", &ostree.ChecksumError{Object: name, Got: got, Want: c}}
+	}
+	// Signatures before anything else is parsed. A signature check that
+	// passed once for this remote's keys holds for these bytes for good.
+	if _, ok := rs.signed.Load(c); !ok {
+		if err := r.verifySignatures(name, data, dict, r.GPGVerify, r.SignVerify); err != nil {
+			return nil, err
+		}
+		rs.signed.Store(c, true)
+	}
+	cm, err := ostree.DecodeCommit(data)
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: %w", r.Name, err)
+	}
+	if err := r.checkBindings(name, ref, cm); err != nil {
+		return nil, err
+	}
+	now := f.opts.Now()
+	if ref == "" {
+		if err := checkTime(r.Name, name, cm, c, ostree.Checksum{}, 0, false, now, f.opts.MaxFutureSkew); err != nil {
+			return nil, err
+		}
+	} else {
+		last, err := f.db.Ref(r.Name, ref)
+		has := err == nil
+		if err := checkTime(r.Name, name, cm, c, ostree.Checksum(last.Commit), last.Timestamp, has, now, f.opts.MaxFutureSkew); err != nil {
+			return nil, err
+		}
+		if !has || ostree.Checksum(last.Commit) != c {
+			if err := f.db.SetRef(r.Name, ref, index.Ref{Commit: index.Sum(c), Verified: now, Timestamp: cm.Timestamp}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	f.origin.LoadOrStore(cm.RootTree, r.Name)
+	f.origin.LoadOrStore(cm.RootMeta, r.Name)
+	f.learnSizes(cm)
+	return cm, nil
+}
+
+func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, c ostree.Checksum) (*ostree.Commit, error) {
+	remote := rs.r.Name
+	name := ostree.ObjectName(c, ostree.ObjCommit)
+	metaBytes, err := f.getMeta(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommitMeta, true), ostree.ObjCommitMeta)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("remote %s: %s: %w", remote, ostree.ObjectName(c, ostree.ObjCommitMeta), err)
 	}
@@ -417,34 +513,16 @@ func (f *Fetcher) fetchCommit(ctx context.Context, remote, ref string, c ostree.
 			return nil, fmt.Errorf("remote %s: %s: %w", remote, ostree.ObjectName(c, ostree.ObjCommitMeta), err)
 		}
 	}
-	data, err := rs.c.getAll(ctx, ostree.ObjectPath(c, ostree.ObjCommit, true), ostree.MaxMetadataSize)
+	data, err := f.getMeta(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommit, true), ostree.ObjCommit)
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %s: %w", remote, name, err)
 	}
-	if got := ostree.Sum(data); got != c {
-		return nil, &VerifyError{remote, name, "checksum", &ostree.ChecksumError{Object: name, Got: got, Want: c}}
-	}
-	// Signatures before anything else is parsed or stored.
-	if err := r.verifySignatures(name, data, dict, r.GPGVerify, r.SignVerify); err != nil {
-		return nil, err
-	}
-	cm, err := ostree.DecodeCommit(data)
+	cm, err := f.verifyCommit(rs, ref, c, data, dict)
 	if err != nil {
-		return nil, fmt.Errorf("remote %s: %w", remote, err)
-	}
-	if err := r.checkBindings(name, ref, cm); err != nil {
-		return nil, err
-	}
-	if ref != "" {
-		last, err := f.db.Ref(remote, ref)
-		if err := checkTime(remote, name, cm, c, ostree.Checksum(last.Commit), last.Timestamp, err == nil, f.opts.Now(), f.opts.MaxFutureSkew); err != nil {
-			return nil, err
-		}
-	} else if err := checkTime(remote, name, cm, c, ostree.Checksum{}, 0, false, f.opts.Now(), f.opts.MaxFutureSkew); err != nil {
 		return nil, err
 	}
 	if metaBytes != nil {
-		if err := f.store.PutMeta(ctx, index.TypeCommitMeta, c.String(), metaBytes, remote); err != nil {
+		if err := f.putCommitMeta(ctx, c, metaBytes, remote); err != nil {
 			return nil, err
 		}
 	}
@@ -453,14 +531,14 @@ func (f *Fetcher) fetchCommit(ctx context.Context, remote, ref string, c ostree.
 	}
 	f.stats.ObjectsFetched.Add(1)
 	f.stats.BytesFetched.Add(int64(len(data) + len(metaBytes)))
-	f.origin.Store(cm.RootTree, remote)
-	f.origin.Store(cm.RootMeta, remote)
-	if ref != "" {
-		if err := f.db.SetRef(remote, ref, index.Ref{Commit: index.Sum(c), Verified: f.opts.Now(), Timestamp: cm.Timestamp}); err != nil {
-			return nil, err
-		}
-	}
 	return cm, nil
+}
+
+// putCommitMeta stores the detached metadata that verified a commit,
+// replacing what another remote left there: the next check of the cached
+// commit for this remote then finds the signatures it needs.
+func (f *Fetcher) putCommitMeta(ctx context.Context, c ostree.Checksum, data []byte, remote string) error {
+	return f.store.PutMeta(ctx, index.TypeCommitMeta, c.String(), data, remote)
 }
 
 // originOf returns the remote to fetch an object from: the one whose tree
@@ -525,11 +603,9 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 		return nil, err
 	}
 	name := ostree.ObjectName(c, t)
-	ch := f.sf.DoChan(name, func() (any, error) {
+	v, err := detached(ctx, f, name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
-		defer cancel()
 		if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
 			return data, nil
 		}
@@ -537,19 +613,14 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 		if err != nil {
 			return nil, err
 		}
-		var data []byte
-		err = rs.c.fetch(ctx, ostree.ObjectPath(c, t, true), ostree.MaxMetadataSize, 0, func(r io.Reader) error {
-			b, err := io.ReadAll(r)
-			if err != nil {
-				return err
-			}
-			if got := ostree.Sum(b); got != c {
-				return &VerifyError{remote, name, "checksum", &ostree.ChecksumError{Object: name, Got: got, Want: c}}
-			}
-			data = b
-			return nil
-		})
+		// Hashed while it streams, within its type's cap and the shared
+		// memory budget.
+		data, err := f.getBounded(ctx, rs, ostree.ObjectPath(c, t, true), metaCap(t), &c)
 		if err != nil {
+			var ce *ostree.ChecksumError
+			if errors.As(err, &ce) {
+				err = &VerifyError{remote, name, "checksum", err}
+			}
 			err = fmt.Errorf("remote %s: %s: %w", remote, name, err)
 			f.stats.record(remote, name, err)
 			return nil, err
@@ -561,15 +632,10 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 		f.stats.BytesFetched.Add(int64(len(data)))
 		return data, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.([]byte), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: %w", name, ctx.Err())
+	if err != nil {
+		return nil, err
 	}
+	return v.([]byte), nil
 }
 
 // Content returns an open handle on a verified content object, fetching
@@ -594,11 +660,9 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		return err
 	}
 	name := ostree.ObjectName(c, ostree.ObjFile)
-	ch := f.sf.DoChan(name, func() (any, error) {
+	_, err = detached(ctx, f, name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
-		defer cancel()
 		if h, err := f.store.Open(ctx, c.String()); err == nil {
 			h.Close()
 			return nil, nil
@@ -607,14 +671,25 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		if err != nil {
 			return nil, err
 		}
+		// Bounded by what a signed commit says of it, or by the cap.
+		maxArchived, maxSize := int64(MaxContentSize), uint64(MaxContentSize)
+		known, haveSize := f.knownSize(c)
+		if haveSize {
+			maxArchived = int64(min(known.archived, MaxContentSize))
+			maxSize = known.unpacked
+		}
 		var received int64
-		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), 0, 0, func(r io.Reader) error {
+		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), maxArchived, 0, func(r io.Reader) error {
 			cr := &countingReader{r: r}
 			content, err := ostree.NewContentReader(cr)
 			if err != nil {
 				return &VerifyError{remote, name, "checksum", err}
 			}
 			h := content.Header
+			// (ostree.sizes gives a symlink the length of its target.)
+			if (haveSize && !h.IsSymlink() && h.Size != maxSize) || h.Size > maxSize {
+				return &VerifyError{remote, name, "size", fmt.Errorf("header declares %d bytes, %s", h.Size, sizeBound(haveSize, maxSize))}
+			}
 			hdr := index.FileHeader{UID: h.UID, GID: h.GID, Mode: h.Mode, Size: h.Size, Symlink: h.Target, Raw: h.StreamHeader()}
 			err = f.store.PutContent(ctx, c.String(), hdr, content, remote)
 			received = cr.n
@@ -632,12 +707,14 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		f.stats.BytesFetched.Add(received)
 		return nil, nil
 	})
-	select {
-	case res := <-ch:
-		return res.Err
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", name, ctx.Err())
+	return err
+}
+
+func sizeBound(signed bool, n uint64) string {
+	if signed {
+		return fmt.Sprintf("the signed commit's ostree.sizes says %d", n)
 	}
+	return fmt.Sprintf("more than the %d allowed", n)
 }
 
 type countingReader struct {
@@ -739,7 +816,10 @@ func (f *Fetcher) Refetch(ctx context.Context, c ostree.Checksum, t ostree.Objec
 		case ostree.ObjDirTree, ostree.ObjDirMeta:
 			_, err = f.meta(ctx, r, t, c)
 		case ostree.ObjCommit, ostree.ObjCommitMeta:
-			_, err = f.fetchCommit(ctx, r, "", c)
+			var rs *remoteState
+			if rs, err = f.remote(r); err == nil {
+				_, err = f.fetchCommit(ctx, rs, "", c)
+			}
 		default:
 			return fmt.Errorf("%s: cannot refetch this type", ostree.ObjectName(c, t))
 		}

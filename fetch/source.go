@@ -59,7 +59,6 @@ type MountSource struct {
 
 	mu         sync.Mutex
 	refs       map[string]map[string]ostree.Checksum // remote -> ref -> commit
-	commitRefs map[ostree.Checksum][2]string         // commit -> (remote, ref)
 	prefetched map[ostree.Checksum]bool
 	profiles   map[ostree.Checksum]*profile
 	refErrors  map[string]string
@@ -85,7 +84,7 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
-		refs: map[string]map[string]ostree.Checksum{}, commitRefs: map[ostree.Checksum][2]string{},
+		refs:       map[string]map[string]ostree.Checksum{},
 		prefetched: map[ostree.Checksum]bool{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
 		bgSem: make(chan struct{}, opts.BackgroundWorkers)}
 	s.wg.Add(1)
@@ -167,55 +166,37 @@ func (s *MountSource) loadRefs(ctx context.Context, remote string) (map[string]o
 	defer s.mu.Unlock()
 	delete(s.refErrors, remote)
 	s.refs[remote] = m
-	for name, c := range m {
-		s.commitRefs[c] = [2]string{remote, name}
-	}
 	return m, nil
 }
 
-// Commit returns a verified commit. A commit reached through a ref is
-// checked against that ref (bindings, no downgrade); one asked for by
-// checksum alone must already be cached or be fetchable from a remote
-// that verifies it.
-func (s *MountSource) Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
-	s.mu.Lock()
-	rr, ok := s.commitRefs[c]
-	s.mu.Unlock()
-	var cm *ostree.Commit
-	var err error
-	if ok {
-		cm, err = s.f.Commit(ctx, rr[0], rr[1], c)
-	} else {
-		cm, err = s.f.Commit(ctx, "", "", c)
-		if errors.Is(err, objcache.ErrNotPresent) {
-			// Try every remote; each verifies signatures as configured.
-			for _, r := range s.f.Remotes() {
-				if cm, err = s.f.Commit(ctx, r, "", c); err == nil {
-					break
-				}
-			}
-		}
-	}
+// Commit returns a commit verified for the path it was reached through:
+// for MOUNT/<remote>/<ref>, that remote's signatures, the commit's
+// bindings to that ref and no downgrade of it; for .commits/<sum>
+// (remote empty), verified for some configured remote. Whether the
+// commit was cached, or listed by another remote or ref, changes nothing.
+func (s *MountSource) Commit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, error) {
+	cm, verifiedFor, err := s.f.commit(ctx, remote, ref, c)
 	if err != nil {
 		return nil, err
 	}
-	s.startPrefetch(c, cm, rr[0])
+	s.startPrefetch(c, cm, verifiedFor)
 	return cm, nil
 }
 
-// DirTree returns a verified dirtree.
-func (s *MountSource) DirTree(ctx context.Context, c ostree.Checksum) (*ostree.DirTree, error) {
-	return s.f.DirTree(ctx, "", c)
+// DirTree returns a verified dirtree, fetched from remote (or, with
+// remote empty, from the remote whose tree named it).
+func (s *MountSource) DirTree(ctx context.Context, remote string, c ostree.Checksum) (*ostree.DirTree, error) {
+	return s.f.DirTree(ctx, remote, c)
 }
 
 // DirMeta returns a verified dirmeta.
-func (s *MountSource) DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMeta, error) {
-	return s.f.DirMeta(ctx, "", c)
+func (s *MountSource) DirMeta(ctx context.Context, remote string, c ostree.Checksum) (*ostree.DirMeta, error) {
+	return s.f.DirMeta(ctx, remote, c)
 }
 
 // FileHeader returns a verified content header.
-func (s *MountSource) FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error) {
-	return s.f.FileHeader(ctx, "", c)
+func (s *MountSource) FileHeader(ctx context.Context, remote string, c ostree.Checksum) (*ostree.FileHeader, error) {
+	return s.f.FileHeader(ctx, remote, c)
 }
 
 // PeekFileHeader returns a header only if the index has it.
@@ -224,8 +205,8 @@ func (s *MountSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, boo
 }
 
 // Open returns the verified, cached content of a file.
-func (s *MountSource) Open(ctx context.Context, c ostree.Checksum) (*objcache.Handle, error) {
-	return s.f.Content(ctx, "", c)
+func (s *MountSource) Open(ctx context.Context, remote string, c ostree.Checksum) (*objcache.Handle, error) {
+	return s.f.Content(ctx, remote, c)
 }
 
 // RecordAccess notes an opened path for the commit's access profile.

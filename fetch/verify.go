@@ -18,7 +18,7 @@ var ErrVerify = errors.New("verification failed")
 type VerifyError struct {
 	Remote string
 	Object string
-	Check  string // "gpg signature", "ed25519 signature", "ref binding", "collection binding", "downgrade", "future timestamp", "summary replay", "checksum"
+	Check  string // "gpg signature", "ed25519 signature", "ref binding", "collection binding", "downgrade", "future timestamp", "summary replay", "summary expired", "checksum", "size"
 	Err    error
 }
 
@@ -26,12 +26,18 @@ func (e *VerifyError) Error() string {
 	return fmt.Sprintf("remote %s: %s: %s check failed: %v", e.Remote, e.Object, e.Check, e.Err)
 }
 
-// Is matches ErrVerify, and ostree.ErrCorrupt for checksum failures.
+// Is matches ErrVerify, and ostree.ErrCorrupt for checksum and size failures.
 func (e *VerifyError) Is(target error) bool {
-	return target == ErrVerify || (target == ostree.ErrCorrupt && e.Check == "checksum")
+	return target == ErrVerify || (target == ostree.ErrCorrupt && (e.Check == "checksum" || e.Check == "size"))
 }
 
 func (e *VerifyError) Unwrap() error { return e.Err }
+
+// signature reports whether a signature check failed (which detached
+// metadata from the remote itself may still satisfy).
+func (e *VerifyError) signature() bool {
+	return e.Check == "gpg signature" || e.Check == "ed25519 signature"
+}
 
 // verifySignatures checks detached signatures (commitmeta or summary.sig)
 // over data with the remote's keys. gpg and ed say which schemes are

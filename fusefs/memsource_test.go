@@ -172,15 +172,15 @@ func lookupMem[T any](s *memSource, what string, m map[ostree.Checksum]T, c ostr
 	return v, nil
 }
 
-func (s *memSource) Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
+func (s *memSource) Commit(ctx context.Context, via Via, c ostree.Checksum) (*ostree.Commit, error) {
 	return lookupMem(s, "commit", s.commits, c)
 }
 
-func (s *memSource) DirTree(ctx context.Context, c ostree.Checksum) (*ostree.DirTree, error) {
+func (s *memSource) DirTree(ctx context.Context, via Via, c ostree.Checksum) (*ostree.DirTree, error) {
 	return lookupMem(s, "dirtree", s.trees, c)
 }
 
-func (s *memSource) DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMeta, error) {
+func (s *memSource) DirMeta(ctx context.Context, via Via, c ostree.Checksum) (*ostree.DirMeta, error) {
 	return lookupMem(s, "dirmeta", s.metas, c)
 }
 
@@ -207,7 +207,7 @@ func (s *memSource) wait(ctx context.Context) error {
 	}
 }
 
-func (s *memSource) FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error) {
+func (s *memSource) FileHeader(ctx context.Context, via Via, c ostree.Checksum) (*ostree.FileHeader, error) {
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -226,7 +226,7 @@ func (s *memSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool)
 	return fc.h, true
 }
 
-func (s *memSource) Open(ctx context.Context, c ostree.Checksum) (File, error) {
+func (s *memSource) Open(ctx context.Context, via Via, c ostree.Checksum) (File, error) {
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}

@@ -503,14 +503,14 @@ func (s *stallingSource) wait(c ostree.Checksum) {
 	}
 }
 
-func (s *stallingSource) FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error) {
+func (s *stallingSource) FileHeader(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, error) {
 	s.wait(c)
-	return s.Source.FileHeader(ctx, c)
+	return s.Source.FileHeader(ctx, via, c)
 }
 
-func (s *stallingSource) Open(ctx context.Context, c ostree.Checksum) (fusefs.File, error) {
+func (s *stallingSource) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum) (fusefs.File, error) {
 	s.wait(c)
-	return s.Source.Open(ctx, c)
+	return s.Source.Open(ctx, via, c)
 }
 
 func TestStalledSourceGivesEIOWithinDeadline(t *testing.T) {

@@ -152,7 +152,7 @@ func (n *refDirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 		}
 	}
 	ref := n.prefix + name
-	root, err := n.f.commitRoot(ctx, e.Commit, refRootIno(n.remote, ref, e.Commit))
+	root, err := n.f.commitRoot(ctx, Via{Remote: n.remote, Ref: ref}, e.Commit, refRootIno(n.remote, ref, e.Commit))
 	if err != nil {
 		// The ref exists, so its commit must be there: a missing
 		// commit is an I/O error, not ENOENT.
@@ -206,21 +206,22 @@ func (n *refDirNode) invalidateChanged(refs map[string]ostree.Checksum) {
 
 // commitRoot returns the node for the root directory of commit c,
 // numbered ino.
-func (f *fsys) commitRoot(ctx context.Context, c ostree.Checksum, ino uint64) (*dirNode, error) {
+func (f *fsys) commitRoot(ctx context.Context, via Via, c ostree.Checksum, ino uint64) (*dirNode, error) {
 	cm, err := call(f, ctx, func(ctx context.Context) (*ostree.Commit, error) {
-		return f.src.Commit(ctx, c)
+		return f.src.Commit(ctx, via, c)
 	}, nil)
 	if err != nil {
 		return nil, err
 	}
 	m, err := call(f, ctx, func(ctx context.Context) (*ostree.DirMeta, error) {
-		return f.src.DirMeta(ctx, cm.RootMeta)
+		return f.src.DirMeta(ctx, via, cm.RootMeta)
 	}, nil)
 	if err != nil {
 		return nil, referenced(err)
 	}
 	return &dirNode{
 		f:         f,
+		via:       via,
 		commit:    c,
 		treeSum:   cm.RootTree,
 		attr:      dirAttr(ino, m),
@@ -260,7 +261,7 @@ func (n *commitsNode) Lookup(ctx context.Context, name string, out *fuse.EntryOu
 	}
 	ctx, cancel := n.f.request(ctx)
 	defer cancel()
-	root, err := n.f.commitRoot(ctx, c, commitIno(c))
+	root, err := n.f.commitRoot(ctx, Via{}, c, commitIno(c))
 	if err != nil {
 		noNegativeEntry(out)
 		return nil, n.f.failure(opLookup, commitsDirName+"/"+name, ostree.ObjectName(c, ostree.ObjCommit), err)

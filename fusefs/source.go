@@ -47,18 +47,24 @@ type Source interface {
 	// its own schedule) because fusefs calls it whenever the kernel
 	// revalidates a ref directory. The map is not modified by the caller.
 	Refs(ctx context.Context, remote string) (map[string]ostree.Checksum, error)
-	// Commit returns a verified commit object.
-	Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error)
-	// DirTree returns a verified dirtree object.
-	DirTree(ctx context.Context, c ostree.Checksum) (*ostree.DirTree, error)
+	// Commit returns a commit object verified for via: for a ref
+	// directory, the signatures that remote requires, the commit's ref
+	// and collection bindings for that ref, and no downgrade of it; for
+	// .commits/<sum> (the zero Via), verified for at least one configured
+	// remote. A commit is never trusted just because it was seen before
+	// under another remote or ref.
+	Commit(ctx context.Context, via Via, c ostree.Checksum) (*ostree.Commit, error)
+	// DirTree returns a verified dirtree object. via is the path the
+	// reader came through (where to fetch it from).
+	DirTree(ctx context.Context, via Via, c ostree.Checksum) (*ostree.DirTree, error)
 	// DirMeta returns a verified dirmeta object.
-	DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMeta, error)
+	DirMeta(ctx context.Context, via Via, c ostree.Checksum) (*ostree.DirMeta, error)
 	// FileHeader returns the verified header of a content object: size,
 	// mode, owner, symlink target and xattrs.
-	FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error)
+	FileHeader(ctx context.Context, via Via, c ostree.Checksum) (*ostree.FileHeader, error)
 	// Open returns the verified content of a regular file. The File stays
 	// valid (and its object in the cache) until Close.
-	Open(ctx context.Context, c ostree.Checksum) (File, error)
+	Open(ctx context.Context, via Via, c ostree.Checksum) (File, error)
 	// Status returns JSON-marshalable counters for .lazytree/status.json.
 	Status() any
 	// RecordAccess notes that path (relative to the commit's root, with
@@ -66,6 +72,15 @@ type Source interface {
 	// profiles. It is called on every open, so it must not block and
 	// should ignore repeats; it is best effort and returns nothing.
 	RecordAccess(commit ostree.Checksum, path string)
+}
+
+// Via is the path a reader came through: the remote and ref of
+// MOUNT/<remote>/<ref>/, or the zero Via for MOUNT/.commits/<sum>/. Every
+// node inside a commit carries the Via of the root it hangs from, so the
+// Source verifies the commit for that remote and ref and fetches the
+// objects below it from that remote.
+type Via struct {
+	Remote, Ref string
 }
 
 // File is the verified content of one regular file.

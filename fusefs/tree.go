@@ -20,6 +20,7 @@ import (
 type dirNode struct {
 	fs.Inode
 	f         *fsys
+	via       Via
 	commit    ostree.Checksum
 	path      string // relative to the commit root; "" for the root
 	treeSum   ostree.Checksum
@@ -53,7 +54,7 @@ func (n *dirNode) loadTree(ctx context.Context) (*ostree.DirTree, error) {
 		return t, nil
 	}
 	t, err := call(n.f, ctx, func(ctx context.Context) (*ostree.DirTree, error) {
-		return n.f.src.DirTree(ctx, n.treeSum)
+		return n.f.src.DirTree(ctx, n.via, n.treeSum)
 	}, nil)
 	if err != nil {
 		return nil, referenced(err)
@@ -114,7 +115,7 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 	}
 	if d, ok := t.LookupDir(name); ok {
 		m, err := call(n.f, ctx, func(ctx context.Context) (*ostree.DirMeta, error) {
-			return n.f.src.DirMeta(ctx, d.Meta)
+			return n.f.src.DirMeta(ctx, n.via, d.Meta)
 		}, nil)
 		if err != nil {
 			return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(d.Meta, ostree.ObjDirMeta), referenced(err))
@@ -123,7 +124,7 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 	}
 	if fe, ok := t.LookupFile(name); ok {
 		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
-			return n.f.src.FileHeader(ctx, fe.Checksum)
+			return n.f.src.FileHeader(ctx, n.via, fe.Checksum)
 		}, nil)
 		if err != nil {
 			return nil, n.f.failure(opLookup, joinPath(n.where(), name), ostree.ObjectName(fe.Checksum, ostree.ObjFile), referenced(err))
@@ -156,6 +157,7 @@ func (n *dirNode) addDir(ctx context.Context, name string, d ostree.TreeDir, m *
 	ino := dirIno(n.attr.Ino, name)
 	child := &dirNode{
 		f:         n.f,
+		via:       n.via,
 		commit:    n.commit,
 		path:      joinPath(n.path, name),
 		treeSum:   d.Tree,
@@ -169,7 +171,7 @@ func (n *dirNode) addDir(ctx context.Context, name string, d ostree.TreeDir, m *
 }
 
 func (n *dirNode) addFile(ctx context.Context, sum ostree.Checksum, h *ostree.FileHeader, out *fuse.EntryOut) *fs.Inode {
-	child := newFileNode(n.f, sum, h)
+	child := newFileNode(n.f, n.via, sum, h)
 	out.Attr = child.attr
 	n.f.treeEntry(out)
 	return n.NewInode(ctx, child, fs.StableAttr{Mode: fileType(h), Ino: child.attr.Ino})
@@ -266,15 +268,17 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 type fileNode struct {
 	fs.Inode
 	f      *fsys
+	via    Via // of the first path that found it: where to fetch from
 	sum    ostree.Checksum
 	attr   fuse.Attr
 	target string
 	xattrs []ostree.Xattr
 }
 
-func newFileNode(f *fsys, sum ostree.Checksum, h *ostree.FileHeader) *fileNode {
+func newFileNode(f *fsys, via Via, sum ostree.Checksum, h *ostree.FileHeader) *fileNode {
 	return &fileNode{
 		f:      f,
+		via:    via,
 		sum:    sum,
 		attr:   fileAttr(contentIno(sum), h),
 		target: h.Target,
@@ -342,7 +346,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	ctx, cancel := n.f.request(ctx)
 	defer cancel()
 	file, err := call(n.f, ctx, func(ctx context.Context) (File, error) {
-		return n.f.src.Open(ctx, n.sum)
+		return n.f.src.Open(ctx, n.via, n.sum)
 	}, func(f File) { f.Close() })
 	if err != nil {
 		return nil, 0, n.f.failure(opOpen, n.where(), obj, referenced(err))

@@ -161,19 +161,19 @@ func metadata[T any](s *Source, cache map[ostree.Checksum]*T, c ostree.Checksum,
 
 // Commit returns a commit (its checksum verified; signatures are not
 // checked).
-func (s *Source) Commit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
+func (s *Source) Commit(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.Commit, error) {
 	s.calls.commit.Add(1)
 	return metadata(s, s.commits, c, ostree.ObjCommit, ostree.DecodeCommit)
 }
 
 // DirTree returns a verified dirtree.
-func (s *Source) DirTree(ctx context.Context, c ostree.Checksum) (*ostree.DirTree, error) {
+func (s *Source) DirTree(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.DirTree, error) {
 	s.calls.dirtree.Add(1)
 	return metadata(s, s.trees, c, ostree.ObjDirTree, ostree.DecodeDirTree)
 }
 
 // DirMeta returns a verified dirmeta.
-func (s *Source) DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMeta, error) {
+func (s *Source) DirMeta(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.DirMeta, error) {
 	s.calls.dirmeta.Add(1)
 	return metadata(s, s.metas, c, ostree.ObjDirMeta, ostree.DecodeDirMeta)
 }
@@ -181,7 +181,7 @@ func (s *Source) DirMeta(ctx context.Context, c ostree.Checksum) (*ostree.DirMet
 // FileHeader returns a content object's header, inflating and verifying
 // the whole object first (its header is only trusted once the checksum
 // over header and content matches).
-func (s *Source) FileHeader(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error) {
+func (s *Source) FileHeader(ctx context.Context, via fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, error) {
 	s.calls.header.Add(1)
 	return s.content(ctx, c)
 }
@@ -195,7 +195,7 @@ func (s *Source) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
 }
 
 // Open returns the verified content of a regular file.
-func (s *Source) Open(ctx context.Context, c ostree.Checksum) (fusefs.File, error) {
+func (s *Source) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum) (fusefs.File, error) {
 	s.calls.open.Add(1)
 	h, err := s.content(ctx, c)
 	if err != nil {

@@ -34,15 +34,15 @@ func rootFile(t *testing.T, s *Source, name string) ostree.Checksum {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := s.Commit(ctx, refs["exampleos/x86_64/stable"])
+	cm, err := s.Commit(ctx, fusefs.Via{}, refs["exampleos/x86_64/stable"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt, err := s.DirTree(ctx, cm.RootTree)
+	dt, err := s.DirTree(ctx, fusefs.Via{}, cm.RootTree)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DirMeta(ctx, cm.RootMeta); err != nil {
+	if _, err := s.DirMeta(ctx, fusefs.Via{}, cm.RootMeta); err != nil {
 		t.Fatal(err)
 	}
 	f, ok := dt.LookupFile(name)
@@ -61,7 +61,7 @@ func TestContentAndErrors(t *testing.T) {
 	if _, err := s.Refs(ctx, "nope"); !errors.Is(err, fusefs.ErrNotFound) {
 		t.Errorf("unknown remote: %v", err)
 	}
-	if _, err := s.Commit(ctx, ostree.Sum([]byte("x"))); !errors.Is(err, fusefs.ErrNotFound) {
+	if _, err := s.Commit(ctx, fusefs.Via{}, ostree.Sum([]byte("x"))); !errors.Is(err, fusefs.ErrNotFound) {
 		t.Errorf("unknown commit: %v", err)
 	}
 
@@ -69,7 +69,7 @@ func TestContentAndErrors(t *testing.T) {
 	if _, ok := s.PeekFileHeader(c); ok {
 		t.Error("a header is known before the object was verified")
 	}
-	f, err := s.Open(ctx, c)
+	f, err := s.Open(ctx, fusefs.Via{}, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +90,10 @@ func TestContentAndErrors(t *testing.T) {
 	}
 
 	link := rootFile(t, s, "link-to-readme")
-	if h, err := s.FileHeader(ctx, link); err != nil || h.Target != "README" {
+	if h, err := s.FileHeader(ctx, fusefs.Via{}, link); err != nil || h.Target != "README" {
 		t.Errorf("symlink header: %+v %v", h, err)
 	}
-	if _, err := s.Open(ctx, link); err == nil {
+	if _, err := s.Open(ctx, fusefs.Via{}, link); err == nil {
 		t.Error("opened a symlink")
 	}
 
@@ -104,14 +104,14 @@ func TestContentAndErrors(t *testing.T) {
 	bad := bytes.Clone(orig)
 	bad[len(bad)-3] ^= 0xff
 	os.WriteFile(p, bad, 0o644)
-	if _, err := s.FileHeader(ctx, readme); !errors.Is(err, ostree.ErrCorrupt) {
+	if _, err := s.FileHeader(ctx, fusefs.Via{}, readme); !errors.Is(err, ostree.ErrCorrupt) {
 		t.Errorf("corrupt object: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.cacheDir, readme.String()+".file")); err == nil {
 		t.Error("an unverified object reached the cache")
 	}
 	os.WriteFile(p, orig, 0o644)
-	if h, err := s.FileHeader(ctx, readme); err != nil || h.Size != uint64(len("Hello, OSTree! (v2)\n")) {
+	if h, err := s.FileHeader(ctx, fusefs.Via{}, readme); err != nil || h.Size != uint64(len("Hello, OSTree! (v2)\n")) {
 		t.Errorf("after repair: %+v %v", h, err)
 	}
 
@@ -122,7 +122,7 @@ func TestContentAndErrors(t *testing.T) {
 	cb, _ := os.ReadFile(cp)
 	cb[0] ^= 1
 	os.WriteFile(cp, cb, 0o644)
-	if _, err := s.Commit(ctx, old); !errors.Is(err, ostree.ErrCorrupt) {
+	if _, err := s.Commit(ctx, fusefs.Via{}, old); !errors.Is(err, ostree.ErrCorrupt) {
 		t.Errorf("corrupt commit: %v", err)
 	}
 }
@@ -133,7 +133,7 @@ func TestSharedInflation(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(func() {
-			f, err := s.Open(context.Background(), c)
+			f, err := s.Open(context.Background(), fusefs.Via{}, c)
 			if err != nil {
 				t.Error(err)
 				return
@@ -156,10 +156,10 @@ func TestSharedInflation(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.FileHeader(ctx, c); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := s.FileHeader(ctx, fusefs.Via{}, c); err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	if _, err := s.FileHeader(context.Background(), c); err != nil {
+	if _, err := s.FileHeader(context.Background(), fusefs.Via{}, c); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.Loads()[c]; n != 1 {

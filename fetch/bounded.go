@@ -1,0 +1,173 @@
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// Caps on what one response may be, per object type. ostree itself allows
+// 128 MiB for any metadata object (ostree.MaxMetadataSize); real objects
+// are far smaller (a dirtree of 50,000 entries is about 3 MiB, a dirmeta
+// under 1 KiB unless it carries large xattrs), so a hostile server cannot
+// make the daemon hold 128 MiB per request.
+const (
+	MaxDirTreeSize    = 16 << 20
+	MaxDirMetaSize    = 1 << 20
+	MaxCommitSize     = 16 << 20
+	MaxCommitMetaSize = 16 << 20
+	// MaxSuperblockSize caps a static-delta superblock with its inline
+	// parts (ostree inlines none unless asked to).
+	MaxSuperblockSize = 32 << 20
+	// MaxContentSize caps a content object whose size no signed commit
+	// states (no ostree.sizes): the declared size of a file, and the
+	// archived size of its .filez. The cache quota bounds it further:
+	// objcache reserves the declared size before it writes a byte.
+	MaxContentSize = 64 << 30
+)
+
+// metaCap is the largest body accepted for an object of type t.
+func metaCap(t ostree.ObjectType) int64 {
+	switch t {
+	case ostree.ObjDirTree:
+		return MaxDirTreeSize
+	case ostree.ObjDirMeta:
+		return MaxDirMetaSize
+	case ostree.ObjCommit:
+		return MaxCommitSize
+	case ostree.ObjCommitMeta:
+		return MaxCommitMetaSize
+	}
+	return ostree.MaxMetadataSize
+}
+
+// Memory for metadata bodies is bounded as a whole: every request may
+// hold up to smallBody bytes, and a body that grows past that must hold
+// one of largeBodies tokens while it does. With R requests in flight the
+// heap held for bodies is at most R*smallBody + largeBodies*(2*cap) (a
+// growing slice may have twice its length in capacity): for one remote at
+// the default concurrency, 32 MiB + 64 MiB, against the 1.7 GiB that eight
+// hostile 128 MiB dirtree responses could take before. Holders of a token
+// never wait for anything but the network (bounded by the HTTP stall
+// timer and minimum throughput), so waiting for a token cannot deadlock.
+const (
+	smallBody   = 1 << 20
+	largeBodies = 2
+)
+
+// budget is the token pool for large bodies, shared by every Fetcher in
+// the process (one daemon, one heap).
+var largeBudget = semaphore.NewWeighted(largeBodies)
+
+// readBounded reads r to the end, at most limit bytes, taking a large-body
+// token from budget if it grows past smallBody. With want set it hashes as
+// it reads and refuses a body whose SHA-256 differs.
+func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Checksum, what string) ([]byte, error) {
+	h := sha256.New()
+	buf := make([]byte, 0, 32<<10)
+	large := false
+	defer func() {
+		if large {
+			largeBudget.Release(1)
+		}
+	}()
+	for {
+		if len(buf) == cap(buf) {
+			if !large && len(buf) >= smallBody {
+				if err := largeBudget.Acquire(ctx, 1); err != nil {
+					return nil, fmt.Errorf("%s: waiting for memory: %w", what, err)
+				}
+				large = true
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		if int64(len(buf)+n) > limit {
+			return nil, fmt.Errorf("%s: more than the %d bytes allowed for it", what, limit)
+		}
+		h.Write(buf[len(buf) : len(buf)+n])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if want != nil {
+		var got ostree.Checksum
+		h.Sum(got[:0])
+		if got != *want {
+			return nil, &ostree.ChecksumError{Object: what, Got: got, Want: *want}
+		}
+	}
+	return buf, nil
+}
+
+// getMeta fetches one metadata file of type t, bounded by its type's cap
+// and the shared memory budget. The body is not hashed: callers check
+// what they can (a commit's checksum, a commitmeta's signatures).
+func (f *Fetcher) getMeta(ctx context.Context, rs *remoteState, path string, t ostree.ObjectType) ([]byte, error) {
+	return f.getBounded(ctx, rs, path, metaCap(t), nil)
+}
+
+// getBounded fetches path completely, at most limit bytes, under the
+// shared memory budget; with want set the body must hash to it.
+func (f *Fetcher) getBounded(ctx context.Context, rs *remoteState, path string, limit int64, want *ostree.Checksum) ([]byte, error) {
+	var data []byte
+	err := rs.c.fetch(ctx, path, limit, 0, func(r io.Reader) error {
+		b, err := readBounded(ctx, r, limit, want, path)
+		data = b
+		return err
+	})
+	return data, err
+}
+
+// detached runs fn once per key for every caller that asks at the same
+// time, on a context detached from the first caller and bounded by
+// Options.FetchTimeout (a shared fetch must not fail because one caller
+// gave up); each caller stops waiting when its own ctx ends.
+func detached(ctx context.Context, f *Fetcher, key string, fn func(ctx context.Context) (any, error)) (any, error) {
+	ch := f.sf.DoChan(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+		defer cancel()
+		return fn(ctx)
+	})
+	select {
+	case res := <-ch:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", key, ctx.Err())
+	}
+}
+
+// sizeInfo is what a verified commit's ostree.sizes says of an object.
+type sizeInfo struct{ archived, unpacked uint64 }
+
+// learnSizes records the sizes a verified commit states for its content
+// objects, so that their fetches are bounded by them.
+func (f *Fetcher) learnSizes(cm *ostree.Commit) {
+	entries, err := ostree.DecodeSizes(cm.Metadata)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Type == ostree.ObjFile {
+			f.sizes.LoadOrStore(e.Checksum, sizeInfo{e.Archived, e.Unpacked})
+		}
+	}
+}
+
+// knownSize returns the sizes a verified commit stated for content c.
+func (f *Fetcher) knownSize(c ostree.Checksum) (sizeInfo, bool) {
+	v, ok := f.sizes.Load(c)
+	if !ok {
+		return sizeInfo{}, false
+	}
+	return v.(sizeInfo), true
+}
