@@ -410,7 +410,7 @@ func (f *Fetcher) commit(ctx context.Context, remote, ref string, c ostree.Check
 // accepts it: from the cache where one does, else fetched from each remote
 // in turn.
 func (f *Fetcher) commitAnyRemote(ctx context.Context, c ostree.Checksum) (*ostree.Commit, string, error) {
-	names := f.Remotes()
+	names := f.remoteOrder(c)
 	var last error = fmt.Errorf("commit %s: %w", c, objcache.ErrNotPresent)
 	for _, name := range names {
 		rs, err := f.remote(name)
@@ -435,6 +435,33 @@ func (f *Fetcher) commitAnyRemote(ctx context.Context, c ostree.Checksum) (*ostr
 		last = err
 	}
 	return nil, "", last
+}
+
+// remoteOrder lists the remotes to try for commit c: first those with a
+// ref verified at c, then the one it was fetched from, then the rest, so
+// that after a restart the objects below it are asked of a remote that
+// has them (and their names are not sent to another server).
+func (f *Fetcher) remoteOrder(c ostree.Checksum) []string {
+	names := f.Remotes()
+	rank := map[string]int{}
+	for _, n := range names {
+		rank[n] = 2
+		if refs, err := f.db.Refs(n); err == nil {
+			for _, r := range refs {
+				if ostree.Checksum(r.Commit) == c {
+					rank[n] = 0
+					break
+				}
+			}
+		}
+	}
+	if o, err := f.db.Object(index.ObjectID{Sum: index.Sum(c), Type: index.TypeCommit}); err == nil {
+		if r, ok := rank[o.Origin]; ok && r > 1 {
+			rank[o.Origin] = 1
+		}
+	}
+	sort.SliceStable(names, func(i, j int) bool { return rank[names[i]] < rank[names[j]] })
+	return names
 }
 
 // cachedCommit verifies a cached commit for rs and ref. It returns an
