@@ -33,6 +33,12 @@ type Options struct {
 	// FetchTimeout bounds a shared fetch that outlives its first caller
 	// (default 10 minutes).
 	FetchTimeout time.Duration
+	// MaxOfflineAge bounds how long after it was last verified online the
+	// stored summary of a remote is used while the remote cannot be
+	// reached (default 7 days). Past it, the remote's refs fail until it
+	// answers again: a network attacker who cuts a remote off cannot
+	// freeze its clients on old refs for ever.
+	MaxOfflineAge time.Duration
 	// NoDeltas makes Pull fetch loose objects only, never static deltas.
 	NoDeltas bool
 	Logger   *slog.Logger
@@ -49,6 +55,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 10 * time.Minute
+	}
+	if o.MaxOfflineAge <= 0 {
+		o.MaxOfflineAge = 7 * 24 * time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -90,6 +99,8 @@ type remoteState struct {
 	summary   *ostree.Summary
 	summaryAt time.Time
 	offline   bool
+	// offlineCause is why the remote could not be reached, when offline.
+	offlineCause string
 }
 
 // Stats are cumulative counters for status reports.
@@ -229,17 +240,10 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 			rs.mu.Unlock()
 			return nil, nil
 		}
-		// Offline: use the last verified summary.
-		if old, oerr := f.db.Summary(r.Name); oerr == nil {
-			if s, derr := ostree.DecodeSummary(old.Data); derr == nil {
-				f.opts.Logger.Warn("using the last verified summary", "remote", r.Name, "cause", err)
-				rs.mu.Lock()
-				rs.summary, rs.summaryAt, rs.offline = s, f.opts.Now(), true
-				rs.mu.Unlock()
-				return s, nil
-			}
+		if !networkFailure(err) {
+			return nil, fmt.Errorf("remote %s: summary: %w", r.Name, err)
 		}
-		return nil, fmt.Errorf("remote %s: summary: %w", r.Name, err)
+		return f.offlineSummary(rs, err)
 	}
 	if sigErr != nil && !errors.Is(sigErr, ErrNotFound) {
 		return nil, fmt.Errorf("remote %s: summary.sig: %w", r.Name, sigErr)
@@ -263,22 +267,86 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 	return f.acceptSummary(rs, s, sig)
 }
 
-// acceptSummary refuses a summary older than the last one seen, then
+// networkFailure reports whether err means the remote could not be
+// reached (no HTTP answer, a reset or stall, or a gateway saying the
+// origin is down), the only case where the stored summary may stand in.
+// A server that answers, with anything else, is online: its answer is
+// an error, never a reason to go back to old refs.
+func networkFailure(err error) bool {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.Status == 502 || he.Status == 503 || he.Status == 504
+	}
+	if errors.Is(err, ErrVerify) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return transient(err)
+}
+
+// offlineSummary falls back to the last summary verified for the remote,
+// if it was verified online within MaxOfflineAge and has not expired,
+// and marks the remote offline.
+func (f *Fetcher) offlineSummary(rs *remoteState, cause error) (*ostree.Summary, error) {
+	r := rs.r
+	old, err := f.db.Summary(r.Name)
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: summary: %w", r.Name, cause)
+	}
+	s, err := ostree.DecodeSummary(old.Data)
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: summary: %w", r.Name, cause)
+	}
+	now := f.opts.Now()
+	if age := now.Sub(old.Verified); age > f.opts.MaxOfflineAge {
+		return nil, fmt.Errorf("remote %s: summary: %w (the last verified summary is from %s, older than the %s allowed offline)",
+			r.Name, cause, old.Verified.UTC().Format(time.RFC3339), f.opts.MaxOfflineAge)
+	}
+	if err := checkExpiry(r.Name, s, now); err != nil {
+		return nil, err
+	}
+	f.opts.Logger.Warn("remote unreachable, using its last verified summary", "remote", r.Name, "verified", old.Verified, "cause", cause)
+	rs.mu.Lock()
+	rs.summary, rs.summaryAt, rs.offline, rs.offlineCause = s, now, true, cause.Error()
+	rs.mu.Unlock()
+	return s, nil
+}
+
+// checkExpiry refuses a summary past its ostree.summary.expires.
+func checkExpiry(remote string, s *ostree.Summary, now time.Time) error {
+	exp, ok := s.Expires()
+	if !ok || uint64(now.Unix()) <= exp {
+		return nil
+	}
+	return &VerifyError{remote, "summary", "summary expired", fmt.Errorf("summary expired at %s",
+		time.Unix(int64(exp), 0).UTC().Format(time.RFC3339))}
+}
+
+// acceptSummary refuses an expired summary and one that is not newer than
+// the last one seen (older, or a different one with the same time), then
 // records it as the remote's current verified summary.
 func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig []byte) (*ostree.Summary, error) {
 	r := rs.r
+	if err := checkExpiry(r.Name, s, f.opts.Now()); err != nil {
+		return nil, err
+	}
 	stored, err := s.Encode()
 	if err != nil {
 		return nil, err
 	}
-	// Replay: never go back to an older summary than one already seen.
+	// Replay: never go back to an older summary than one already seen,
+	// nor to another one of the same time (a publisher's summaries are
+	// ordered by their last-modified times).
 	if old, oerr := f.db.Summary(r.Name); oerr == nil && !bytes.Equal(old.Data, stored) {
 		if os, derr := ostree.DecodeSummary(old.Data); derr == nil {
 			oldT, ok1 := os.LastModified()
 			newT, ok2 := s.LastModified()
-			if ok1 && (!ok2 || newT < oldT) {
-				return nil, &VerifyError{r.Name, "summary", "summary replay", fmt.Errorf("summary last modified %s is older than %s of the one seen before",
-					time.Unix(int64(newT), 0).UTC().Format(time.RFC3339), time.Unix(int64(oldT), 0).UTC().Format(time.RFC3339))}
+			if ok1 && (!ok2 || newT <= oldT) {
+				rel := "older than"
+				if ok2 && newT == oldT {
+					rel = "a different summary with the same time as"
+				}
+				return nil, &VerifyError{r.Name, "summary", "summary replay", fmt.Errorf("summary last modified %s is %s %s of the one seen before",
+					time.Unix(int64(newT), 0).UTC().Format(time.RFC3339), rel, time.Unix(int64(oldT), 0).UTC().Format(time.RFC3339))}
 			}
 		}
 	}
@@ -286,9 +354,38 @@ func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig []byte) 
 		return nil, err
 	}
 	rs.mu.Lock()
-	rs.summary, rs.summaryAt, rs.offline = s, f.opts.Now(), false
+	rs.summary, rs.summaryAt, rs.offline, rs.offlineCause = s, f.opts.Now(), false, ""
 	rs.mu.Unlock()
 	return s, nil
+}
+
+// RemoteStatus is what status.json and ls-remote say of a remote.
+type RemoteStatus struct {
+	Name string `json:"name"`
+	// Offline is set while the remote cannot be reached and its last
+	// verified summary stands in; Cause says why.
+	Offline bool   `json:"offline"`
+	Cause   string `json:"offline_cause,omitempty"`
+	// SummaryVerified is when the summary in use was last verified
+	// online (zero before the first).
+	SummaryVerified time.Time `json:"summary_verified,omitzero"`
+}
+
+// RemoteStatus reports the state of one remote without network I/O.
+func (f *Fetcher) RemoteStatus(name string) RemoteStatus {
+	st := RemoteStatus{Name: name}
+	if sum, err := f.db.Summary(name); err == nil {
+		st.SummaryVerified = sum.Verified
+	}
+	f.mu.Lock()
+	rs := f.remotes[name]
+	f.mu.Unlock()
+	if rs != nil {
+		rs.mu.Lock()
+		st.Offline, st.Cause = rs.offline, rs.offlineCause
+		rs.mu.Unlock()
+	}
+	return st
 }
 
 // RefInfo is one ref as a remote publishes it.

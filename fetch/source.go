@@ -267,7 +267,12 @@ func (s *MountSource) Status() any {
 		refErrs[k] = v
 	}
 	s.mu.Unlock()
+	var remotes []RemoteStatus
+	for _, r := range s.f.Remotes() {
+		remotes = append(remotes, s.f.RemoteStatus(r))
+	}
 	return map[string]any{
+		"remotes":         remotes,
 		"objects_fetched": st.ObjectsFetched.Load(),
 		"bytes_fetched":   st.BytesFetched.Load(),
 		"cache_hits":      st.CacheHits.Load(),

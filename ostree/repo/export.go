@@ -20,6 +20,10 @@ type ExportOptions struct {
 	Deltas DeltaGenerator
 	// Now is the summary's last-modified time (zero: now).
 	Now time.Time
+	// Expires, when set, is written as ostree.summary.expires: clients
+	// refuse the summary after it (a frozen mirror cannot serve it
+	// forever).
+	Expires time.Time
 }
 
 // ExportResult describes a written summary.
@@ -97,6 +101,9 @@ func (r *Repo) Export(ctx context.Context, opts ExportOptions) (*ExportResult, e
 	gm.Set(ostree.SummaryMode, "s", "archive-z2")
 	gm.Set(ostree.SummaryTombstones, "b", false)
 	gm.Set(ostree.SummaryLastModified, "t", ostree.BE64Variant(uint64(now.Unix())).Value)
+	if !opts.Expires.IsZero() {
+		gm.Set(ostree.SummaryExpires, "t", ostree.BE64Variant(uint64(opts.Expires.Unix())).Value)
+	}
 	if r.CollectionID != "" {
 		gm.Set(ostree.SummaryCollectionID, "s", r.CollectionID)
 	}

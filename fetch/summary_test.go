@@ -1,0 +1,114 @@
+package fetch_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lazytree/lazytree/fetch"
+	"github.com/lazytree/lazytree/internal/testutil"
+	"github.com/lazytree/lazytree/ostree/repo"
+)
+
+// TestSummaryFreezeAndReplay reproduces hole 6 of issue 8: expiry was
+// never enforced, a different summary with the same time was accepted,
+// and any error fell back to the stored summary for ever.
+func TestSummaryFreezeAndReplay(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	gpg := fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}
+
+	t.Run("expired summary", func(t *testing.T) {
+		p := newPublisher(t, "")
+		p.commit("ref", "v1", day)
+		expires := time.Now().Add(-time.Hour).Truncate(time.Second)
+		if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day, Expires: expires}); err != nil {
+			t.Fatal(err)
+		}
+		srv := testutil.ServeDir(t, p.r.Dir)
+		e := newEnv(t, srv.URL, gpg, fetch.Options{})
+		_, err := e.fetcher.Summary(ctxT(t), "r", true)
+		wantVerifyError(t, err, "summary expired")
+		if want := expires.UTC().Format(time.RFC3339); !strings.Contains(err.Error(), want) {
+			t.Fatalf("%v: does not name the expiry %s", err, want)
+		}
+		// Not yet expired: accepted.
+		if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day.Add(time.Hour), Expires: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("different summary, same time", func(t *testing.T) {
+		p := newPublisher(t, "")
+		p.commit("ref", "v1", day)
+		p.export(day)
+		srv := testutil.ServeDir(t, p.r.Dir)
+		e := newEnv(t, srv.URL, gpg, fetch.Options{})
+		if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+			t.Fatal(err)
+		}
+		p.commit("ref", "v2", day.Add(time.Minute))
+		p.export(day) // signed, but with the time of the one seen
+		_, err := e.fetcher.Summary(ctxT(t), "r", true)
+		wantVerifyError(t, err, "summary replay")
+	})
+
+	t.Run("fallback only on network failure, bounded in age", func(t *testing.T) {
+		p := newPublisher(t, "")
+		c := p.commit("ref", "v1", day)
+		p.export(day)
+		var mode atomic.Int32 // 0 serve, 1 HTTP 500, 2 HTTP 404
+		files := http.FileServer(http.Dir(p.r.Dir))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch mode.Load() {
+			case 1:
+				http.Error(w, "broken", http.StatusInternalServerError)
+			case 2:
+				http.NotFound(w, r)
+			default:
+				files.ServeHTTP(w, r)
+			}
+		}))
+		t.Cleanup(srv.Close)
+		var now atomic.Int64
+		now.Store(time.Now().Unix())
+		clock := func() time.Time { return time.Unix(now.Load(), 0) }
+		opts := fetch.Options{Now: clock, MaxOfflineAge: 48 * time.Hour, HTTP: fetch.HTTPOptions{Retries: -1}}
+		e := newEnv(t, srv.URL, gpg, opts)
+		if _, err := e.fetcher.Pull(ctxT(t), "r", "ref", nil); err != nil {
+			t.Fatal(err)
+		}
+		// A server that answers with an error is online: no fallback.
+		mode.Store(1)
+		if _, err := e.fetcher.Summary(ctxT(t), "r", true); err == nil {
+			t.Fatal("HTTP 500 fell back to the stored summary")
+		}
+		if e.fetcher.RemoteStatus("r").Offline {
+			t.Fatal("a remote that answers is shown offline")
+		}
+		// Unreachable: the stored summary stands in, shown as offline.
+		srv.Close()
+		if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+			t.Fatalf("unreachable remote, fresh stored summary: %v", err)
+		}
+		if got, err := e.fetcher.ResolveRef(ctxT(t), "r", "ref"); err != nil || got != c {
+			t.Fatalf("offline resolve: %s, %v", got, err)
+		}
+		st := e.fetcher.RemoteStatus("r")
+		if !st.Offline || st.Cause == "" {
+			t.Fatalf("status %+v, want offline with a cause", st)
+		}
+		// Three days later, still unreachable: refused.
+		now.Add(72 * 3600)
+		_, err := e.fetcher.Summary(ctxT(t), "r", true)
+		if err == nil || !strings.Contains(err.Error(), "older than the 48h0m0s allowed offline") {
+			t.Fatalf("stale stored summary: err = %v", err)
+		}
+	})
+}
