@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"sync"
 
 	"golang.org/x/sync/semaphore"
 
@@ -50,8 +51,9 @@ func metaCap(t ostree.ObjectType) int64 {
 // hold up to smallBody bytes, and a body that grows past that must hold
 // one of largeBodies tokens while it does. With R requests in flight the
 // heap held for bodies is at most R*smallBody + largeBodies*(2*cap) (a
-// growing slice may have twice its length in capacity): for one remote at
-// the default concurrency, 32 MiB + 64 MiB, against the 1.7 GiB that eight
+// body is read into pooled chunks, then copied once into an exact-size
+// slice): for one remote at the default concurrency, 32 MiB + 64 MiB,
+// against the 1.7 GiB that eight
 // hostile 128 MiB dirtree responses could take before. Holders of a token
 // never wait for anything but the network (bounded by the HTTP stall
 // timer and minimum throughput), so waiting for a token cannot deadlock.
@@ -64,34 +66,50 @@ const (
 // the process (one daemon, one heap).
 var largeBudget = semaphore.NewWeighted(largeBodies)
 
+// chunkPool holds the fixed-size buffers bodies are read into, so that
+// a body cut at its cap (or refused by its hash) leaves no garbage behind
+// for the next one, and growing a body never copies it.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+const chunkSize = 64 << 10
+
 // readBounded reads r to the end, at most limit bytes, taking a large-body
-// token from budget if it grows past smallBody. With want set it hashes as
-// it reads and refuses a body whose SHA-256 differs.
+// token if it grows past smallBody. With want set it hashes as it reads
+// and refuses a body whose SHA-256 differs. The result is one exact-size
+// slice.
 func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Checksum, what string) ([]byte, error) {
 	h := sha256.New()
-	buf := make([]byte, 0, 32<<10)
+	var chunks []*[]byte
 	large := false
 	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
 		if large {
 			largeBudget.Release(1)
 		}
 	}()
+	var total int64
+	fill := chunkSize // bytes used in the last chunk
 	for {
-		if len(buf) == cap(buf) {
-			if !large && len(buf) >= smallBody {
+		if fill == chunkSize {
+			if !large && total >= smallBody {
 				if err := largeBudget.Acquire(ctx, 1); err != nil {
 					return nil, fmt.Errorf("%s: waiting for memory: %w", what, err)
 				}
 				large = true
 			}
-			buf = append(buf, 0)[:len(buf)]
+			chunks = append(chunks, chunkPool.Get().(*[]byte))
+			fill = 0
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		if int64(len(buf)+n) > limit {
+		last := *chunks[len(chunks)-1]
+		n, err := r.Read(last[fill:])
+		if total+int64(n) > limit {
 			return nil, fmt.Errorf("%s: more than the %d bytes allowed for it", what, limit)
 		}
-		h.Write(buf[len(buf) : len(buf)+n])
-		buf = buf[:len(buf)+n]
+		h.Write(last[fill : fill+n])
+		fill += n
+		total += int64(n)
 		if err == io.EOF {
 			break
 		}
@@ -106,7 +124,15 @@ func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Che
 			return nil, &ostree.ChecksumError{Object: what, Got: got, Want: *want}
 		}
 	}
-	return buf, nil
+	out := make([]byte, 0, total)
+	for i, c := range chunks {
+		if i == len(chunks)-1 {
+			out = append(out, (*c)[:fill]...)
+		} else {
+			out = append(out, *c...)
+		}
+	}
+	return out, nil
 }
 
 // getMeta fetches one metadata file of type t, bounded by its type's cap
