@@ -131,6 +131,50 @@ func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
 	return added, nil
 }
 
+// ReplaceData stores data as the bytes of a metadata object that is not
+// content-addressed (commitmeta, commit-tombstone), in place of what is
+// stored, in one transaction: a crash leaves either the old bytes or the
+// new ones, never neither. o.ID, o.Size and o.Origin are used; pins and
+// the time added are kept, the access time is set to now. An object not
+// present is added as by AddObject. It returns the size of the bytes
+// replaced and whether there were any.
+func (db *DB) ReplaceData(o Object, data []byte) (oldSize int64, replaced bool, err error) {
+	if !o.ID.Type.Valid() || o.ID.Type.ContentAddressed() || data == nil {
+		return 0, false, fmt.Errorf("replace %s: only the bytes of a metadata object that is not content-addressed can be replaced", o.ID)
+	}
+	if len(o.Origin) > maxNameLen {
+		return 0, false, fmt.Errorf("replace %s: origin name too long", o.ID)
+	}
+	err = db.update(func(txn *badger.Txn) error {
+		oldSize, replaced = 0, false
+		old, err := getObject(txn, o.ID)
+		var oldp *Object
+		switch {
+		case err == nil:
+			oldp = &old
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		now := db.now()
+		rec := Object{ID: o.ID, State: StatePresent, Size: o.Size, Origin: o.Origin, Added: now, Access: now}
+		if oldp != nil {
+			rec.Pins = old.Pins
+			if old.State == StatePresent {
+				rec.Added = old.Added
+				oldSize, replaced = old.Size, true
+			}
+		}
+		if err := txn.Set(dataKey(o.ID), data); err != nil {
+			return err
+		}
+		return putObject(txn, oldp, &rec)
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("replace %s: %w", o.ID, err)
+	}
+	return oldSize, replaced, nil
+}
+
 // Data returns the stored bytes of a present metadata object.
 func (db *DB) Data(id ObjectID) ([]byte, error) {
 	var out []byte

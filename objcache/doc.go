@@ -27,7 +27,10 @@
 //
 // PutContent writes to a temp file in tmp/ while hashing
 // SHA-256(header || content) and compares with the checksum (a mismatch
-// is a *CorruptError). Only then is the file renamed into objects/ —
+// is a *CorruptError). The size the header declares is reserved against
+// the quota before anything is read, a size over the quota is refused
+// (ErrTooLarge), and no more than that size is ever written to tmp/, so a
+// hostile body costs at most its declared size before it fails. Only then is the file renamed into objects/ —
 // where, without a record, nothing serves it and start-up or fsck deletes
 // it — and made durable, its bytes and its directory entry in one flush,
 // and only then recorded. So an index record never names a file that a
@@ -51,7 +54,7 @@
 // The quota (Options.MaxBytes, default 10 GiB) counts the size of every
 // present object: content file sizes plus metadata bytes, not Badger's
 // own overhead or directory blocks. A write reserves its size before it
-// is committed; when that would pass the quota, the writer evicts least
+// writes anything (a content object: the size its header declares); when that would pass the quota, the writer evicts least
 // recently used objects down to the low-water mark, 90 % of the quota by
 // default (Options.LowWater). CVMFS cleans to half; with an LRU index in
 // Badger an eviction pass costs little, so we keep more of the cache and

@@ -14,6 +14,14 @@ var (
 	ErrCorrupt = errors.New("objcache: corrupt object")
 	// ErrClosed: the store or handle was closed.
 	ErrClosed = errors.New("objcache: closed")
+	// ErrTooLarge: an object declares more bytes than the quota
+	// (Options.MaxBytes) could ever hold. It is refused before anything
+	// is written.
+	ErrTooLarge = errors.New("objcache: object larger than the quota")
+	// ErrBusy: Remove met an object that is open.
+	ErrBusy = errors.New("objcache: object open")
+	// ErrPinned: Remove met an object that is pinned.
+	ErrPinned = errors.New("objcache: object pinned")
 )
 
 // CorruptError reports an object whose bytes are not what its name
@@ -23,7 +31,7 @@ var (
 type CorruptError struct {
 	// Object is the "checksum.type" name.
 	Object string
-	// What differs: "checksum" or "size".
+	// What differs: "checksum", "size" or "header".
 	What      string
 	Got, Want string
 }

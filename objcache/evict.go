@@ -15,7 +15,16 @@ import (
 // the cache never exceeds the quota while anything evictable is left.
 // Reservation and eviction are serialized, which is what bounds the
 // overshoot: concurrent writers cannot all slip in before an eviction.
+// A size over the quota is refused with ErrTooLarge: no eviction could
+// make room for it, and a hostile declared size must cost nothing.
+//
+// The reservation counts in s.used from now on; the writer hands it to
+// commit, which keeps it for an object it adds and gives it back
+// otherwise, or gives it back itself with release on a failure before.
 func (s *Store) reserve(ctx context.Context, size int64) error {
+	if size < 0 || size > s.max {
+		return fmt.Errorf("reserve %d bytes (quota %d): %w", size, s.max, ErrTooLarge)
+	}
 	s.quotaMu.Lock()
 	defer s.quotaMu.Unlock()
 	if s.used.Load()+size > s.max {
@@ -26,6 +35,9 @@ func (s *Store) reserve(ctx context.Context, size int64) error {
 	s.used.Add(size)
 	return nil
 }
+
+// release gives back a reservation that will not be committed.
+func (s *Store) release(size int64) { s.used.Add(-size) }
 
 // GCResult says what an eviction pass did.
 type GCResult struct {

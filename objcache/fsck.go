@@ -172,7 +172,7 @@ func (s *Store) inspect(ctx context.Context, o index.Object) (string, error) {
 	}
 	h := sha256.New()
 	h.Write(hdr.Raw)
-	if _, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, o.Size)); err != nil {
+	if _, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, o.Size), o.Size); err != nil {
 		return "", err
 	}
 	if got := index.Sum(h.Sum(nil)); got != o.ID.Sum {

@@ -38,7 +38,7 @@ func makeObj(seed uint64, size int) obj {
 	h.Write(content)
 	return obj{
 		sum:     fmt.Sprintf("%x", h.Sum(nil)),
-		hdr:     index.FileHeader{UID: 0, GID: 0, Mode: 0o100644, Raw: raw},
+		hdr:     index.FileHeader{UID: 0, GID: 0, Mode: 0o100644, Size: uint64(size), Raw: raw},
 		content: content,
 	}
 }

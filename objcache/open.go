@@ -191,7 +191,7 @@ func (s *Store) verifyFile(ctx context.Context, id index.ObjectID, f *os.File, s
 	}
 	h := sha256.New()
 	h.Write(hdr.Raw)
-	n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size))
+	n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size), size)
 	if err != nil {
 		return fmt.Errorf("open %s: verify: %w", id, err)
 	}

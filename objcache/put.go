@@ -24,15 +24,23 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 // file header) and content the uncompressed file content: the object is
 // accepted only if SHA-256(hdr.Raw || content) is checksum. The other
 // fields of hdr are what the caller parsed from hdr.Raw and are cached
-// for stat; hdr.Size is set from the content's length. origin names the
-// remote it came from.
+// for stat; hdr.Size must be the size hdr.Raw declares, which the
+// content must match exactly. origin names the remote it came from.
+//
+// The declared size is hostile until the checksum says otherwise, so it
+// bounds everything before a byte is read: hdr.Size is reserved against
+// the quota first (evicting as needed; more than Options.MaxBytes is
+// refused at once with an error matching ErrTooLarge), at most
+// hdr.Size+1 bytes are read from content and at most hdr.Size are
+// written to tmp/. Content longer or shorter than declared is a
+// *CorruptError with What "size".
 //
 // The content goes to tmp/ and is hashed as it is written; only a
 // verified file is renamed into objects/, and it is recorded once it is
-// durable. A
-// checksum mismatch returns a *CorruptError; any failure (ENOSPC
-// included) leaves nothing behind. Storing an object that is already
-// present succeeds without reading content.
+// durable. A checksum mismatch returns a *CorruptError; any failure
+// (ENOSPC included) leaves nothing behind and gives the reservation
+// back. Storing an object that is already present succeeds without
+// reading content.
 func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileHeader, content io.Reader, origin string) error {
 	sum, err := index.ParseSum(checksum)
 	if err != nil {
@@ -49,15 +57,23 @@ func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileH
 	if ok, err := s.present(id); err != nil || ok {
 		return err
 	}
-
+	if hdr.Size > uint64(s.max) {
+		return fmt.Errorf("store %s: declared size %d, quota %d: %w", id, hdr.Size, s.max, ErrTooLarge)
+	}
+	size := int64(hdr.Size)
+	if err := s.reserve(ctx, size); err != nil {
+		return fmt.Errorf("store %s: %w", id, err)
+	}
 	f, err := os.CreateTemp(s.tmpDir, checksum[:16]+"-*")
 	if err != nil {
+		s.release(size)
 		return fmt.Errorf("store %s: %w", id, err)
 	}
 	tmp := f.Name()
 	fail := func(err error) error {
 		f.Close()
 		os.Remove(tmp)
+		s.release(size)
 		return err
 	}
 	var w io.Writer = f
@@ -66,15 +82,20 @@ func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileH
 	}
 	h := sha256.New()
 	h.Write(hdr.Raw)
-	n, err := copyHashing(ctx, w, h, content)
+	n, err := copyHashing(ctx, w, h, content, size)
+	if errors.Is(err, errTooLong) {
+		return fail(&CorruptError{Object: id.String(), What: "size", Got: "more than " + itoa(size), Want: itoa(size)})
+	}
 	if err != nil {
 		return fail(fmt.Errorf("store %s: write: %w", id, err))
+	}
+	if n != size {
+		return fail(&CorruptError{Object: id.String(), What: "size", Got: itoa(n), Want: itoa(size)})
 	}
 	if got := index.Sum(h.Sum(nil)); got != sum {
 		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
 	}
-	hdr.Size = uint64(n)
-	return s.commit(ctx, id, f, n, &hdr, nil, origin)
+	return s.commit(ctx, id, f, size, &hdr, nil, origin)
 }
 
 // CreateTemp returns a new empty file in tmp/, on the same file system as
@@ -123,16 +144,27 @@ func (s *Store) PutFile(ctx context.Context, checksum string, hdr index.FileHead
 	if err != nil {
 		return fail(fmt.Errorf("store %s: %w", id, err))
 	}
+	size := fi.Size()
+	if uint64(size) != hdr.Size {
+		return fail(&CorruptError{Object: id.String(), What: "size", Got: itoa(size), Want: strconv.FormatUint(hdr.Size, 10)})
+	}
 	h := sha256.New()
 	h.Write(hdr.Raw)
-	if _, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+	if n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size), size); err != nil || n != size {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
 		return fail(fmt.Errorf("store %s: read: %w", id, err))
 	}
 	if got := index.Sum(h.Sum(nil)); got != sum {
 		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
 	}
-	hdr.Size = uint64(fi.Size())
-	return s.commit(ctx, id, f, fi.Size(), &hdr, nil, origin)
+	// The bytes are on disk already: reserving after the check keeps a
+	// bad file from evicting anything.
+	if err := s.reserve(ctx, size); err != nil {
+		return fail(fmt.Errorf("store %s: %w", id, err))
+	}
+	return s.commit(ctx, id, f, size, &hdr, nil, origin)
 }
 
 // PutMeta stores a metadata object (dirtree, dirmeta, commit, commitmeta,
@@ -164,32 +196,30 @@ func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, checksum string,
 	if data == nil {
 		data = []byte{}
 	}
+	if err := s.reserve(ctx, int64(len(data))); err != nil {
+		return fmt.Errorf("store %s: %w", id, err)
+	}
 	return s.commit(ctx, id, nil, int64(len(data)), nil, data, origin)
 }
 
-// commit makes room and records the object. For a content object, f is
-// its verified temp file, still open: it is renamed into objects/ (where,
-// without a record, nothing serves it and start-up or fsck deletes it),
-// then the group flush makes its bytes and its directory entry durable,
-// and only then is it recorded. So a record never names a file that a
-// power cut could take away, and one flush covers both.
+// commit records the object, whose size bytes the caller has reserved:
+// the reservation becomes the object's if it is added and is given back
+// otherwise (present already, or an error). For a content object, f is
+// its verified temp file, still open: it is renamed into objects/
+// (where, without a record, nothing serves it and start-up or fsck
+// deletes it), then the group flush makes its bytes and its directory
+// entry durable, and only then is it recorded. So a record never names a
+// file that a power cut could take away, and one flush covers both.
 func (s *Store) commit(ctx context.Context, id index.ObjectID, f *os.File, size int64, hdr *index.FileHeader, data []byte, origin string) error {
 	if f != nil {
 		defer f.Close()
 	}
-	removeTmp := func() {
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
 		if f != nil {
 			os.Remove(f.Name())
 		}
-	}
-	if err := s.reserve(ctx, size); err != nil {
-		removeTmp()
-		return fmt.Errorf("store %s: %w", id, err)
-	}
-	unlock, err := s.lock(ctx, id)
-	if err != nil {
-		removeTmp()
-		s.used.Add(-size)
+		s.release(size)
 		return err
 	}
 	// Every change to the object's file happens before unlock: once it
@@ -197,7 +227,7 @@ func (s *Store) commit(ctx context.Context, id index.ObjectID, f *os.File, size 
 	defer unlock()
 	added, err := s.commitLocked(ctx, id, f, size, hdr, data, origin)
 	if !added {
-		s.used.Add(-size)
+		s.release(size)
 	}
 	return err
 }
@@ -237,8 +267,14 @@ func (s *Store) commitLocked(ctx context.Context, id index.ObjectID, f *os.File,
 	return added, nil
 }
 
-// copyHashing copies r to w and into h, checking ctx between chunks.
-func copyHashing(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+// errTooLong: copyHashing's reader had more than its limit.
+var errTooLong = errors.New("longer than declared")
+
+// copyHashing copies r to w and into h, checking ctx between chunks. It
+// reads at most limit+1 bytes of r and writes at most limit to w: with
+// more, it returns errTooLong without writing the chunk that passed the
+// limit.
+func copyHashing(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader, limit int64) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -247,10 +283,18 @@ func copyHashing(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader) (in
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		k, rerr := r.Read(buf)
+		// One byte past the limit is enough to know there is more.
+		b := buf
+		if left := limit - n + 1; left < int64(len(b)) {
+			b = b[:left]
+		}
+		k, rerr := r.Read(b)
+		if n+int64(k) > limit {
+			return n, errTooLong
+		}
 		if k > 0 {
-			h.Write(buf[:k])
-			if _, err := w.Write(buf[:k]); err != nil {
+			h.Write(b[:k])
+			if _, err := w.Write(b[:k]); err != nil {
 				return n, err
 			}
 			n += int64(k)
