@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -439,113 +440,15 @@ func unxz(data []byte, limit int64) ([]byte, error) {
 	return out, nil
 }
 
-var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
-
 // scanXZ checks the framing of an xz stream (header, block headers, LZMA2
 // chunk headers) and returns the uncompressed size the chunks declare.
 // Integrity (CRCs, index, footer) is left to the decoder.
 func scanXZ(data []byte, limit int64) (int64, error) {
-	bad := func(format string, args ...any) (int64, error) {
-		return 0, fmt.Errorf("%w: xz: %s", ostree.ErrCorrupt, fmt.Sprintf(format, args...))
+	g := newXZGuard(bufio.NewReaderSize(bytes.NewReader(data), 4096), limit)
+	if err := g.skipAll(); err != nil {
+		return 0, err
 	}
-	if len(data) < 12 || !bytes.Equal(data[:6], xzMagic) {
-		return bad("not an xz stream")
-	}
-	if data[6] != 0 || data[7]&0xf0 != 0 {
-		return bad("bad stream flags")
-	}
-	var checkSize int
-	switch data[7] {
-	case 0x0:
-	case 0x1:
-		checkSize = 4
-	case 0x4:
-		checkSize = 8
-	case 0xa:
-		checkSize = 32
-	default:
-		return 0, fmt.Errorf("%w: xz: check type %d", ErrUnsupported, data[7])
-	}
-	pos, total := 12, int64(0)
-	for {
-		if pos >= len(data) {
-			return bad("truncated")
-		}
-		if data[pos] == 0 {
-			return total, nil // index: the decoder checks it and the footer
-		}
-		hsize := (int(data[pos]) + 1) * 4
-		if pos+hsize > len(data) {
-			return bad("truncated block header")
-		}
-		h := data[pos+1 : pos+hsize-4]
-		flags := h[0]
-		if flags&0x3c != 0 {
-			return bad("reserved block flags")
-		}
-		if flags&3 != 0 {
-			return 0, fmt.Errorf("%w: xz: more than one filter", ErrUnsupported)
-		}
-		var vals [4]uint64
-		nv, q := 0, 1
-		for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0, true, true} {
-			if !present {
-				continue
-			}
-			v, n := xzVarint(h[q:])
-			if n == 0 {
-				return bad("bad block header")
-			}
-			vals[nv], nv, q = v, nv+1, q+n
-		}
-		// The last two are the filter id and the size of its properties.
-		if vals[nv-2] != 0x21 || vals[nv-1] != 1 || q >= len(h) {
-			return 0, fmt.Errorf("%w: xz: only LZMA2 is supported", ErrUnsupported)
-		}
-		if dc := h[q]; dc > 40 || xzDictSize(dc) > maxXZDict {
-			return 0, fmt.Errorf("%w: xz: dictionary larger than %d bytes", ErrUnsupported, maxXZDict)
-		}
-		pos += hsize
-		start := pos
-	chunks:
-		for {
-			if pos >= len(data) {
-				return bad("truncated LZMA2 data")
-			}
-			c := data[pos]
-			switch {
-			case c == 0:
-				pos++
-				break chunks
-			case c == 1 || c == 2:
-				if pos+3 > len(data) {
-					return bad("truncated LZMA2 chunk")
-				}
-				n := int(binary.BigEndian.Uint16(data[pos+1:])) + 1
-				total += int64(n)
-				pos += 3 + n
-			case c >= 0x80:
-				hl := 5
-				if c >= 0xc0 {
-					hl = 6
-				}
-				if pos+hl > len(data) {
-					return bad("truncated LZMA2 chunk")
-				}
-				u := int(c&0x1f)<<16 | int(binary.BigEndian.Uint16(data[pos+1:]))
-				p := int(binary.BigEndian.Uint16(data[pos+3:]))
-				total += int64(u) + 1
-				pos += hl + p + 1
-			default:
-				return bad("invalid LZMA2 control byte %#x", c)
-			}
-			if total > limit {
-				return 0, fmt.Errorf("%w: xz: decompresses to more than %d bytes", ostree.ErrCorrupt, limit)
-			}
-		}
-		pos += (4 - (pos-start)%4) % 4
-		pos += checkSize
-	}
+	return g.total, nil
 }
 
 // xzVarint reads an xz multibyte integer (at most 9 bytes); n is 0 when
