@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -34,9 +35,11 @@ type Source interface {
 // goroutine that called Apply, one call at a time, in the order of the
 // part's object list.
 type Sink interface {
-	// PutMetadata receives a metadata object whose sha256 and structure
-	// have been verified. data aliases the part's payload: the sink must
-	// not modify it, and should copy what it keeps beyond the call.
+	// PutMetadata receives a dirtree or dirmeta whose sha256 and
+	// structure have been verified (never a commit: Apply refuses to
+	// produce one). data aliases the part's payload, which may be a
+	// read-only memory mapping that Part.Close unmaps: the sink must not
+	// modify it, and must copy what it keeps beyond the call.
 	PutMetadata(ctx context.Context, obj ObjRef, data []byte) error
 	// CreateContent starts content object c with header h (h.Size is
 	// the content size; 0 for symlinks, whose target is in h). Apply
@@ -81,7 +84,20 @@ const chunkSize = 64 << 10
 // produced object that does not hash to its name gives an
 // *ostree.ChecksumError naming it. Apply writes at most the part header's
 // USize bytes of metadata and content in total.
+//
+// objects may hold only dirtree, dirmeta and content objects (as
+// ParseSuperblock enforces for part headers): Apply never produces a
+// commit or any other type, whatever it is asked for. The part must not
+// have been closed.
 func (p *Part) Apply(ctx context.Context, objects []ObjRef, src Source, sink Sink) error {
+	if p.closed {
+		return errors.New("apply delta part: part is closed")
+	}
+	for i, o := range objects {
+		if !partObjType(o.Type) {
+			return corrupt("delta part", "object %d is %s: parts produce only dirtree, dirmeta and content objects", i, o)
+		}
+	}
 	a := &applier{p: p, objs: objects, src: src, sink: sink, budget: p.usize}
 	defer a.release()
 	for a.pos < len(p.Ops) {
@@ -122,6 +138,7 @@ type applier struct {
 	cachedSum ostree.Checksum
 	opens     int // calls to src.OpenContent
 	buf       []byte
+	xattrs    xattrCache
 }
 
 type openObject struct {
@@ -238,7 +255,7 @@ func (a *applier) header(ref ObjRef, modeIdx, xattrIdx uint64) (*ostree.FileHead
 	if ref.Type != ostree.ObjFile {
 		return nil, fmt.Errorf("%w: content op for %s", ostree.ErrCorrupt, ref)
 	}
-	h, err := a.p.header(modeIdx, xattrIdx)
+	h, err := a.p.header(modeIdx, xattrIdx, &a.xattrs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ostree.ErrCorrupt, ref, err)
 	}
@@ -497,8 +514,9 @@ func validateMetadata(ref ObjRef, data []byte) error {
 		_, err = ostree.DecodeDirTree(data)
 	case ostree.ObjDirMeta:
 		_, err = ostree.DecodeDirMeta(data)
-	case ostree.ObjCommit:
-		_, err = ostree.DecodeCommit(data)
+	default:
+		// Apply refuses every other type before it starts.
+		err = fmt.Errorf("%w: a part cannot produce this type", ostree.ErrCorrupt)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", ref, err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/gvariant"
 )
 
 // addSeed adds a seed corpus entry, except that while fuzzing (-fuzz) it
@@ -136,6 +137,11 @@ func FuzzApplyPart(f *testing.F) {
 			}
 			return
 		}
+		// decodePart walks the tables itself; what it accepts must be a
+		// TypePart in normal form.
+		if _, err := gvariant.Decode(TypePart, body); err != nil {
+			t.Fatalf("OpenPart accepted a body gvariant refuses: %v", err)
+		}
 		sink := newMemSink()
 		err = p.Apply(context.Background(), objs, src, sink)
 		if err != nil && !errors.Is(err, ostree.ErrCorrupt) && !errors.Is(err, os.ErrNotExist) {
@@ -200,6 +206,48 @@ func FuzzUnxz(f *testing.F) {
 		}
 		if len(out) > 1<<20 {
 			t.Fatalf("%d bytes out, limit 1 MiB", len(out))
+		}
+	})
+}
+
+// FuzzOpenPartStream feeds part files to OpenPartStream under a header
+// that matches them, and compares with OpenPart: both must accept the
+// same parts and decode them alike, errors must be typed, and no
+// temporary file may be left.
+func FuzzOpenPartStream(f *testing.F) {
+	f.Add(storedXZ([]byte("hello, world")), uint64(1<<10))
+	if c, err := compressXZ([]byte("hello, hello, hello, world")); err == nil {
+		f.Add(c, uint64(1<<10))
+	}
+	s := newSynthetic(f)
+	enc, _ := s.part.Encode()
+	f.Add(append([]byte{CompressionNone}, enc...), s.usize)
+	if c, err := compressXZ(enc); err == nil {
+		f.Add(c, s.usize)
+	}
+	f.Add(append([]byte{CompressionXZ}, storedXZ(enc)...), s.usize)
+	tmp := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, usize uint64) {
+		hdr := PartHeader{Checksum: ostree.Sum(data), Size: uint64(len(data)), USize: usize % (64 << 20)}
+		p, err := OpenPartStream(context.Background(), bytes.NewReader(data), hdr, tmp)
+		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			t.Fatalf("%d files left in the temporary directory", len(ents))
+		}
+		q, qerr := OpenPart(data, hdr, false)
+		if (err == nil) != (qerr == nil) {
+			t.Fatalf("OpenPartStream error %v, OpenPart error %v", err, qerr)
+		}
+		if err != nil {
+			if !errors.Is(err, ostree.ErrCorrupt) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error %q matches neither ErrCorrupt nor ErrUnsupported", err)
+			}
+			return
+		}
+		defer p.Close()
+		a, _ := p.Encode()
+		b, _ := q.Encode()
+		if !bytes.Equal(a, b) {
+			t.Fatal("OpenPartStream and OpenPart decode differently")
 		}
 	})
 }

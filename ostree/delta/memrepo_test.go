@@ -93,7 +93,9 @@ func TestGenerateKeepsPartsOpenable(t *testing.T) {
 	m := newMemRepo()
 	files := map[string]ostree.Checksum{}
 	for i := range 24 {
-		val := bytes.Repeat([]byte{byte('a' + i)}, 1<<20)
+		// Just under ostree.MaxFileHeaderSize, the most one object's
+		// xattr list may take.
+		val := bytes.Repeat([]byte{byte('a' + i)}, 1<<20-4<<10)
 		h := &ostree.FileHeader{Mode: ostree.ModeReg | 0o644, Xattrs: []ostree.Xattr{{Name: fmt.Sprintf("user.big%02d", i), Value: val}}}
 		files[fmt.Sprintf("f%02d", i)] = m.putFile(t, h, []byte{byte(i)})
 	}

@@ -1,15 +1,18 @@
 package delta
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"unicode/utf8"
 
 	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/gvariant"
@@ -32,7 +35,14 @@ type Mode struct {
 }
 
 // Part is a verified, decompressed and decoded delta part, ready to Apply.
-// It is immutable; Apply may be called more than once.
+// It is immutable; Apply may be called more than once, but not after
+// Close.
+//
+// A part built to be encoded (Generate) sets Modes, Xattrs, Payload and
+// Ops. A part returned by OpenPart or OpenPartStream sets Payload and Ops
+// to slices of its body and leaves Modes and Xattrs nil: it keeps the two
+// tables as their serialised bytes and decodes an entry only when an op
+// uses it, so that a hostile table costs no heap however large it is.
 type Part struct {
 	Modes   []Mode
 	Xattrs  [][]ostree.Xattr
@@ -40,13 +50,25 @@ type Part struct {
 	Ops     []byte
 	// usize bounds what Apply writes (PartHeader.USize).
 	usize uint64
+
+	opened     bool     // the tables below are in use, not Modes and Xattrs
+	modeTable  []byte   // a(uuu): 12 bytes per entry
+	xattrTable varArray // aa(ayay)
+	// mapping is the body mapped read-only (OpenPartStream), or nil.
+	mapping []byte
+	closed  bool
 }
 
-// OpenPart verifies and decodes one part file. Unless inline is set (the
-// part came out of the superblock, whose digest covers it), data must
-// have hdr.Size bytes and hash to hdr.Checksum. The part may be stored
-// uncompressed or as an xz stream; the decompressed form is bounded by a
-// multiple of hdr.USize and by MaxPartSize.
+// OpenPart verifies and decodes one part file held in memory. Unless
+// inline is set (the part came out of the superblock, whose digest covers
+// it), data must have hdr.Size bytes and hash to hdr.Checksum. The part
+// may be stored uncompressed or as an xz stream; the decompressed form is
+// bounded by a multiple of hdr.USize and by MaxPartSize, and is held on
+// the heap. The returned part's Payload and Ops may alias data.
+//
+// OpenPart is meant for inline parts, whose size the superblock cap
+// bounds. Parts fetched as files should go through OpenPartStream, which
+// keeps the body off the heap.
 func OpenPart(data []byte, hdr PartHeader, inline bool) (*Part, error) {
 	what := "delta part " + hdr.Checksum.String()
 	if !inline {
@@ -86,6 +108,27 @@ func OpenPart(data []byte, hdr PartHeader, inline bool) (*Part, error) {
 	return p, nil
 }
 
+// Close releases the part's body. For a part from OpenPartStream it
+// unmaps the body: Payload, Ops and every slice Apply handed out of them
+// (PutMetadata's data) become invalid, and touching them faults. Apply
+// keeps no such slice after it returns; after Close it refuses to run.
+// Close is idempotent, and must not run while Apply does.
+func (p *Part) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	m := p.mapping
+	p.mapping, p.Payload, p.Ops, p.modeTable, p.xattrTable = nil, nil, nil, nil, varArray{}
+	if m == nil {
+		return nil
+	}
+	if err := unix.Munmap(m); err != nil {
+		return fmt.Errorf("close delta part: munmap: %w", err)
+	}
+	return nil
+}
+
 // partLimit is the most a part with this usize and object count may
 // decompress to. The payload is at most usize for splices (less for
 // rollsum and bsdiff); the rest is symlink targets, the mode and xattr
@@ -102,43 +145,205 @@ func partLimit(usize uint64, objects int) uint64 {
 // perObjectSlack is what partLimit allows per object beyond usize.
 const perObjectSlack = 8 << 10
 
+// typePartFrame has the framing of TypePart: the same four members, each
+// variable-sized and at offset alignment 1 (a(uuu) is 4-aligned, but it is
+// the first member). Decoding the body as it gives the members as slices
+// of the body without decoding the tables.
+var (
+	typePartFrame = gvariant.MustType("(ayayayay)")
+	typeXattrList = gvariant.MustType("a(ayay)")
+)
+
+// decodePart checks that body is a TypePart in normal form and returns an
+// opened part over it. Payload, Ops and the tables alias body; the heap it
+// uses does not grow with the tables (one xattr entry, at most
+// ostree.MaxFileHeaderSize, is decoded at a time).
 func decodePart(body []byte) (*Part, error) {
-	v, err := gvariant.Decode(TypePart, body)
+	v, err := gvariant.Decode(typePartFrame, body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ostree.ErrCorrupt, err)
 	}
 	f := v.([]any)
-	modes, xattrs := f[0].([]any), f[1].([]any)
-	p := &Part{Modes: make([]Mode, len(modes)), Xattrs: make([][]ostree.Xattr, len(xattrs)), Payload: f[2].([]byte), Ops: f[3].([]byte)}
-	for i, m := range modes {
-		t := m.([]any)
-		p.Modes[i] = Mode{UID: bits.ReverseBytes32(t[0].(uint32)), GID: bits.ReverseBytes32(t[1].(uint32)), Mode: bits.ReverseBytes32(t[2].(uint32))}
-		if k := p.Modes[i].Mode & ostree.ModeTypeMask; k != ostree.ModeReg && k != ostree.ModeSymlink || p.Modes[i].Mode&^(ostree.ModeTypeMask|ostree.ModePerm) != 0 {
-			return nil, fmt.Errorf("%w: mode table entry %d: invalid mode %o", ostree.ErrCorrupt, i, p.Modes[i].Mode)
+	p := &Part{opened: true, modeTable: f[0].([]byte), Payload: f[2].([]byte), Ops: f[3].([]byte)}
+	if len(p.modeTable)%modeSize != 0 {
+		return nil, fmt.Errorf("%w: mode table of %d bytes is not a multiple of %d", ostree.ErrCorrupt, len(p.modeTable), modeSize)
+	}
+	for i := range len(p.modeTable) / modeSize {
+		if _, err := p.mode(uint64(i)); err != nil {
+			return nil, err
 		}
 	}
-	for i, list := range xattrs {
-		entries := list.([]any)
-		xs := make([]ostree.Xattr, len(entries))
-		for j, e := range entries {
-			pair := e.([]any)
-			name := pair[0].([]byte)
-			if len(name) < 2 || name[len(name)-1] != 0 || bytes.IndexByte(name[:len(name)-1], 0) >= 0 {
-				return nil, fmt.Errorf("%w: xattr table entry %d: malformed name %q", ostree.ErrCorrupt, i, name)
-			}
-			xs[j] = ostree.Xattr{Name: string(name[:len(name)-1]), Value: pair[1].([]byte)}
-			if j > 0 && xs[j-1].Name >= xs[j].Name {
-				return nil, fmt.Errorf("%w: xattr table entry %d: names unsorted or duplicated at %q", ostree.ErrCorrupt, i, xs[j].Name)
-			}
+	if p.xattrTable, err = parseVarArray(f[1].([]byte)); err != nil {
+		return nil, fmt.Errorf("%w: xattr table: %v", ostree.ErrCorrupt, err)
+	}
+	for i := range p.xattrTable.n {
+		if _, err := decodeXattrs(p.xattrTable.elem(i), i); err != nil {
+			return nil, err
 		}
-		p.Xattrs[i] = xs
 	}
 	return p, nil
+}
+
+// mode decodes and checks entry i of an opened part's mode table.
+func (p *Part) mode(i uint64) (Mode, error) {
+	if i >= uint64(len(p.modeTable)/modeSize) {
+		return Mode{}, fmt.Errorf("mode index %d out of range (%d entries)", i, len(p.modeTable)/modeSize)
+	}
+	b := p.modeTable[i*modeSize:]
+	// The integers are big-endian inside a little-endian GVariant.
+	m := Mode{UID: binary.BigEndian.Uint32(b), GID: binary.BigEndian.Uint32(b[4:]), Mode: binary.BigEndian.Uint32(b[8:])}
+	if k := m.Mode & ostree.ModeTypeMask; k != ostree.ModeReg && k != ostree.ModeSymlink || m.Mode&^(ostree.ModeTypeMask|ostree.ModePerm) != 0 {
+		return Mode{}, fmt.Errorf("%w: mode table entry %d: invalid mode %o", ostree.ErrCorrupt, i, m.Mode)
+	}
+	return m, nil
+}
+
+// decodeXattrs decodes and checks xattr table entry i. Names are copied;
+// values alias b.
+func decodeXattrs(b []byte, i int) ([]ostree.Xattr, error) {
+	// A content header holds the xattrs and is capped; an object with a
+	// larger list could not be read back.
+	if len(b) > ostree.MaxFileHeaderSize {
+		return nil, fmt.Errorf("%w: xattr table entry %d: %d bytes, more than %d", ostree.ErrCorrupt, i, len(b), ostree.MaxFileHeaderSize)
+	}
+	v, err := gvariant.Decode(typeXattrList, b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: xattr table entry %d: %v", ostree.ErrCorrupt, i, err)
+	}
+	entries := v.([]any)
+	xs := make([]ostree.Xattr, len(entries))
+	for j, e := range entries {
+		pair := e.([]any)
+		name := pair[0].([]byte)
+		if len(name) < 2 || name[len(name)-1] != 0 || bytes.IndexByte(name[:len(name)-1], 0) >= 0 {
+			return nil, fmt.Errorf("%w: xattr table entry %d: malformed name %q", ostree.ErrCorrupt, i, clip(name))
+		}
+		xs[j] = ostree.Xattr{Name: string(name[:len(name)-1]), Value: pair[1].([]byte)}
+		if j > 0 && xs[j-1].Name >= xs[j].Name {
+			return nil, fmt.Errorf("%w: xattr table entry %d: names unsorted or duplicated at %q", ostree.ErrCorrupt, i, xs[j].Name)
+		}
+	}
+	return xs, nil
+}
+
+// varArray is a GVariant array of variable-sized, 1-aligned elements
+// (aay, aa(ayay)) whose framing was checked but whose elements were not
+// decoded: elem slices them out of data in constant time.
+type varArray struct {
+	data  []byte
+	w     int // framing offset width
+	n     int // elements
+	table int // start of the framing offsets
+}
+
+// parseVarArray checks the framing of b as GLib normal form does
+// (gvariant.Decode's rules: minimal offset width, offsets in order and in
+// range) without allocating per element.
+func parseVarArray(b []byte) (varArray, error) {
+	size := len(b)
+	if size == 0 {
+		return varArray{data: b}, nil
+	}
+	w := offsetWidth(size)
+	if size < w {
+		return varArray{}, errors.New("array smaller than its framing offset")
+	}
+	last := readOffset(b[size-w:], w)
+	if last > size-w {
+		return varArray{}, fmt.Errorf("last framing offset %d out of range", last)
+	}
+	tableSize := size - last
+	if tableSize%w != 0 {
+		return varArray{}, fmt.Errorf("framing table size %d not a multiple of %d", tableSize, w)
+	}
+	a := varArray{data: b, w: w, n: tableSize / w, table: last}
+	if minimalOffsetWidth(last, a.n) != w {
+		return varArray{}, errors.New("framing offsets not of minimal width")
+	}
+	prev := 0
+	for i := range a.n {
+		o := a.offset(i)
+		if o < prev || o > last {
+			return varArray{}, fmt.Errorf("framing offset %d out of order or range", o)
+		}
+		prev = o
+	}
+	if prev != last {
+		return varArray{}, errors.New("elements do not end at the framing table")
+	}
+	return a, nil
+}
+
+func (a varArray) offset(i int) int { return readOffset(a.data[a.table+i*a.w:], a.w) }
+
+// elem returns element i (0 <= i < a.n).
+func (a varArray) elem(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = a.offset(i - 1)
+	}
+	end := a.offset(i)
+	return a.data[start:end:end]
+}
+
+// offsetWidth is the framing offset width GVariant reads for a container
+// of this size.
+func offsetWidth(size int) int {
+	switch {
+	case size <= 0xff:
+		return 1
+	case size <= 0xffff:
+		return 2
+	case uint64(size) <= 0xffffffff:
+		return 4
+	}
+	return 8
+}
+
+// minimalOffsetWidth is the width an encoder picks for body bytes followed
+// by n offsets.
+func minimalOffsetWidth(body, n int) int {
+	switch {
+	case body+n <= 0xff:
+		return 1
+	case body+2*n <= 0xffff:
+		return 2
+	case uint64(body)+4*uint64(n) <= 0xffffffff:
+		return 4
+	}
+	return 8
+}
+
+func readOffset(b []byte, w int) int {
+	switch w {
+	case 1:
+		return int(b[0])
+	case 2:
+		return int(binary.LittleEndian.Uint16(b))
+	case 4:
+		return int(binary.LittleEndian.Uint32(b))
+	}
+	return int(min(binary.LittleEndian.Uint64(b), math.MaxInt32)) // out of range for any part
 }
 
 // Encode serialises the part's GVariant (the part file without the
 // compression byte).
 func (p *Part) Encode() ([]byte, error) {
+	payload, ops := p.Payload, p.Ops
+	if payload == nil {
+		payload = []byte{}
+	}
+	if ops == nil {
+		ops = []byte{}
+	}
+	if p.opened {
+		if p.closed {
+			return nil, errors.New("encode delta part: part is closed")
+		}
+		// The tables were checked to be in normal form; framing them
+		// again gives back the body.
+		return gvariant.Encode(typePartFrame, []any{nonNil(p.modeTable), nonNil(p.xattrTable.data), payload, ops})
+	}
 	modes := make([]any, len(p.Modes))
 	for i, m := range p.Modes {
 		modes[i] = []any{bits.ReverseBytes32(m.UID), bits.ReverseBytes32(m.GID), bits.ReverseBytes32(m.Mode)}
@@ -151,26 +356,56 @@ func (p *Part) Encode() ([]byte, error) {
 		}
 		xattrs[i] = l
 	}
-	payload, ops := p.Payload, p.Ops
-	if payload == nil {
-		payload = []byte{}
-	}
-	if ops == nil {
-		ops = []byte{}
-	}
 	return gvariant.Encode(TypePart, []any{modes, xattrs, payload, ops})
 }
 
-// header builds the content header an op describes.
-func (p *Part) header(modeIdx, xattrIdx uint64) (*ostree.FileHeader, error) {
-	if modeIdx >= uint64(len(p.Modes)) {
-		return nil, fmt.Errorf("mode index %d out of range (%d entries)", modeIdx, len(p.Modes))
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
 	}
-	if xattrIdx >= uint64(len(p.Xattrs)) {
-		return nil, fmt.Errorf("xattr index %d out of range (%d entries)", xattrIdx, len(p.Xattrs))
+	return b
+}
+
+// xattrCache holds the last xattr entry an applier decoded: objects of a
+// part mostly share one.
+type xattrCache struct {
+	valid bool
+	idx   uint64
+	xs    []ostree.Xattr
+}
+
+// header builds the content header an op describes. For an opened part
+// the xattr values are copied out of the body, since the sink may keep
+// the header after the part is closed.
+func (p *Part) header(modeIdx, xattrIdx uint64, cache *xattrCache) (*ostree.FileHeader, error) {
+	if !p.opened {
+		if modeIdx >= uint64(len(p.Modes)) {
+			return nil, fmt.Errorf("mode index %d out of range (%d entries)", modeIdx, len(p.Modes))
+		}
+		if xattrIdx >= uint64(len(p.Xattrs)) {
+			return nil, fmt.Errorf("xattr index %d out of range (%d entries)", xattrIdx, len(p.Xattrs))
+		}
+		m := p.Modes[modeIdx]
+		return &ostree.FileHeader{UID: m.UID, GID: m.GID, Mode: m.Mode, Xattrs: p.Xattrs[xattrIdx]}, nil
 	}
-	m := p.Modes[modeIdx]
-	return &ostree.FileHeader{UID: m.UID, GID: m.GID, Mode: m.Mode, Xattrs: p.Xattrs[xattrIdx]}, nil
+	m, err := p.mode(modeIdx)
+	if err != nil {
+		return nil, err
+	}
+	if xattrIdx >= uint64(p.xattrTable.n) {
+		return nil, fmt.Errorf("xattr index %d out of range (%d entries)", xattrIdx, p.xattrTable.n)
+	}
+	if !cache.valid || cache.idx != xattrIdx {
+		xs, err := decodeXattrs(p.xattrTable.elem(int(xattrIdx)), int(xattrIdx))
+		if err != nil {
+			return nil, err
+		}
+		for i := range xs {
+			xs[i].Value = bytes.Clone(xs[i].Value)
+		}
+		*cache = xattrCache{valid: true, idx: xattrIdx, xs: xs}
+	}
+	return &ostree.FileHeader{UID: m.UID, GID: m.GID, Mode: m.Mode, Xattrs: cache.xs}, nil
 }
 
 // validTarget reports whether b can be a symlink target: the GVariant
@@ -205,113 +440,15 @@ func unxz(data []byte, limit int64) ([]byte, error) {
 	return out, nil
 }
 
-var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
-
 // scanXZ checks the framing of an xz stream (header, block headers, LZMA2
 // chunk headers) and returns the uncompressed size the chunks declare.
 // Integrity (CRCs, index, footer) is left to the decoder.
 func scanXZ(data []byte, limit int64) (int64, error) {
-	bad := func(format string, args ...any) (int64, error) {
-		return 0, fmt.Errorf("%w: xz: %s", ostree.ErrCorrupt, fmt.Sprintf(format, args...))
+	g := newXZGuard(bufio.NewReaderSize(bytes.NewReader(data), 4096), limit)
+	if err := g.skipAll(); err != nil {
+		return 0, err
 	}
-	if len(data) < 12 || !bytes.Equal(data[:6], xzMagic) {
-		return bad("not an xz stream")
-	}
-	if data[6] != 0 || data[7]&0xf0 != 0 {
-		return bad("bad stream flags")
-	}
-	var checkSize int
-	switch data[7] {
-	case 0x0:
-	case 0x1:
-		checkSize = 4
-	case 0x4:
-		checkSize = 8
-	case 0xa:
-		checkSize = 32
-	default:
-		return 0, fmt.Errorf("%w: xz: check type %d", ErrUnsupported, data[7])
-	}
-	pos, total := 12, int64(0)
-	for {
-		if pos >= len(data) {
-			return bad("truncated")
-		}
-		if data[pos] == 0 {
-			return total, nil // index: the decoder checks it and the footer
-		}
-		hsize := (int(data[pos]) + 1) * 4
-		if pos+hsize > len(data) {
-			return bad("truncated block header")
-		}
-		h := data[pos+1 : pos+hsize-4]
-		flags := h[0]
-		if flags&0x3c != 0 {
-			return bad("reserved block flags")
-		}
-		if flags&3 != 0 {
-			return 0, fmt.Errorf("%w: xz: more than one filter", ErrUnsupported)
-		}
-		var vals [4]uint64
-		nv, q := 0, 1
-		for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0, true, true} {
-			if !present {
-				continue
-			}
-			v, n := xzVarint(h[q:])
-			if n == 0 {
-				return bad("bad block header")
-			}
-			vals[nv], nv, q = v, nv+1, q+n
-		}
-		// The last two are the filter id and the size of its properties.
-		if vals[nv-2] != 0x21 || vals[nv-1] != 1 || q >= len(h) {
-			return 0, fmt.Errorf("%w: xz: only LZMA2 is supported", ErrUnsupported)
-		}
-		if dc := h[q]; dc > 40 || xzDictSize(dc) > maxXZDict {
-			return 0, fmt.Errorf("%w: xz: dictionary larger than %d bytes", ErrUnsupported, maxXZDict)
-		}
-		pos += hsize
-		start := pos
-	chunks:
-		for {
-			if pos >= len(data) {
-				return bad("truncated LZMA2 data")
-			}
-			c := data[pos]
-			switch {
-			case c == 0:
-				pos++
-				break chunks
-			case c == 1 || c == 2:
-				if pos+3 > len(data) {
-					return bad("truncated LZMA2 chunk")
-				}
-				n := int(binary.BigEndian.Uint16(data[pos+1:])) + 1
-				total += int64(n)
-				pos += 3 + n
-			case c >= 0x80:
-				hl := 5
-				if c >= 0xc0 {
-					hl = 6
-				}
-				if pos+hl > len(data) {
-					return bad("truncated LZMA2 chunk")
-				}
-				u := int(c&0x1f)<<16 | int(binary.BigEndian.Uint16(data[pos+1:]))
-				p := int(binary.BigEndian.Uint16(data[pos+3:]))
-				total += int64(u) + 1
-				pos += hl + p + 1
-			default:
-				return bad("invalid LZMA2 control byte %#x", c)
-			}
-			if total > limit {
-				return 0, fmt.Errorf("%w: xz: decompresses to more than %d bytes", ostree.ErrCorrupt, limit)
-			}
-		}
-		pos += (4 - (pos-start)%4) % 4
-		pos += checkSize
-	}
+	return g.total, nil
 }
 
 // xzVarint reads an xz multibyte integer (at most 9 bytes); n is 0 when

@@ -117,7 +117,8 @@ func (s *Superblock) Path() string { return ostree.DeltaPath(s.From, s.To) }
 
 // ParseSuperblock parses and validates a superblock file: the embedded
 // commit must hash to the to-checksum, every part header must have
-// version 0 and a well-formed object list, and inline parts and detached
+// version 0 and a well-formed object list of dirtree, dirmeta and content
+// objects only, fallbacks must be content objects, and inline parts and detached
 // metadata are taken out of the metadata. Malformed input gives an error
 // matching ostree.ErrCorrupt; a signed superblock gives ErrUnsupported.
 func ParseSuperblock(data []byte) (*Superblock, error) {
@@ -219,8 +220,8 @@ func ParseSuperblock(data []byte) (*Superblock, error) {
 			o.Size, o.USize = bits.ReverseBytes64(o.Size), bits.ReverseBytes64(o.USize)
 		}
 		fw := what + " fallback " + strconv.Itoa(i)
-		if !validObjType(o.Object.Type) {
-			return nil, corrupt(fw, "object type %d", o.Object.Type)
+		if !fallbackObjType(o.Object.Type) {
+			return nil, corrupt(fw, "object type %d: fallbacks are content objects", o.Object.Type)
 		}
 		if o.Object.Checksum, err = ostree.ChecksumFromBytes(ff[1].([]byte)); err != nil {
 			return nil, corrupt(fw, "%v", err)
@@ -278,10 +279,21 @@ func endianness(meta []any, headers []any) (byte, bool, error) {
 // objRecordSize is the length of one object-list entry: type and checksum.
 const objRecordSize = 33
 
-func validObjType(t ostree.ObjectType) bool {
-	// Only content-addressed types can be produced and verified.
-	return t == ostree.ObjFile || t == ostree.ObjDirTree || t == ostree.ObjDirMeta || t == ostree.ObjCommit
+// partObjType reports whether a part may produce objects of type t:
+// dirtree, dirmeta and content, the types ostree's generator puts in
+// parts. The to-commit travels in the superblock itself, where the caller
+// checks its signature; a commit (or commitmeta, tombstone…) produced by
+// a part would be verified by sha256 only, and the superblock digest is
+// not signed when it comes from a delta index.
+func partObjType(t ostree.ObjectType) bool {
+	return t == ostree.ObjFile || t == ostree.ObjDirTree || t == ostree.ObjDirMeta
 }
+
+// fallbackObjType reports whether a fallback may name an object of type
+// t. ostree's generator only makes content objects fallbacks, and its pull
+// refuses a metadata fallback it does not already have ("Found metadata
+// object as fallback").
+func fallbackObjType(t ostree.ObjectType) bool { return t == ostree.ObjFile }
 
 func parseObjects(b []byte) ([]ObjRef, error) {
 	if len(b)%objRecordSize != 0 {
@@ -291,8 +303,8 @@ func parseObjects(b []byte) ([]ObjRef, error) {
 	for i := range out {
 		r := b[i*objRecordSize : (i+1)*objRecordSize]
 		out[i].Type = ostree.ObjectType(r[0])
-		if !validObjType(out[i].Type) {
-			return nil, fmt.Errorf("object %d has type %d", i, r[0])
+		if !partObjType(out[i].Type) {
+			return nil, fmt.Errorf("object %d has type %d: parts carry only dirtree, dirmeta and content objects", i, r[0])
 		}
 		copy(out[i].Checksum[:], r[1:])
 	}
