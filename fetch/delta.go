@@ -4,16 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/delta"
 )
-
-// maxSuperblock caps a delta superblock (inline parts included).
-const maxSuperblock = ostree.MaxMetadataSize
 
 // deltaDigests returns the static deltas to commit to that the remote
 // lists with their superblock digests: from the verified summary, else
@@ -34,7 +33,7 @@ func (f *Fetcher) deltaDigests(ctx context.Context, rs *remoteState, to ostree.C
 	if len(out) > 0 {
 		return out
 	}
-	data, err := rs.c.getAll(ctx, ostree.DeltaIndexPath(to), 1<<20)
+	data, err := f.getBounded(ctx, rs, ostree.DeltaIndexPath(to), 1<<20, nil)
 	if err != nil {
 		return out
 	}
@@ -88,12 +87,15 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	name := ostree.DeltaName(from, to)
 	want := digests[name]
 	dir := ostree.DeltaPath(from, to)
-	data, err := rs.c.getAll(ctx, dir+"/superblock", maxSuperblock)
+	// Hashed while it streams: the digest (from the signed summary, or
+	// the unsigned delta index) is what makes the superblock trusted.
+	data, err := f.getBounded(ctx, rs, dir+"/superblock", MaxSuperblockSize, &want)
 	if err != nil {
+		var ce *ostree.ChecksumError
+		if errors.As(err, &ce) {
+			return false, &VerifyError{remote, "delta " + name, "checksum", err}
+		}
 		return false, fmt.Errorf("remote %s: delta %s: %w", remote, name, err)
-	}
-	if got := ostree.Sum(data); got != want {
-		return false, &VerifyError{remote, "delta " + name, "checksum", &ostree.ChecksumError{Object: dir + "/superblock", Got: got, Want: want}}
 	}
 	sb, err := delta.ParseSuperblock(data)
 	if err != nil {
@@ -105,30 +107,104 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	f.stats.BytesFetched.Add(int64(len(data)))
 	src := deltaSource{f.store}
 	sink := &deltaSink{store: f.store, remote: remote}
+	// Whatever happens, objects the delta added that the verified commit
+	// does not reach are dropped: an injected delta (the delta index is
+	// not signed) can fill the cache with nothing but what the commit
+	// names.
+	defer f.dropUnreached(ctx, cm, sink)
 	for i, hdr := range sb.Parts {
 		if f.havePart(hdr) {
 			continue
 		}
-		part := hdr.Inline
-		if part == nil {
-			if part, err = rs.c.getAll(ctx, fmt.Sprintf("%s/%d", dir, i), int64(hdr.Size)); err != nil {
-				return false, fmt.Errorf("remote %s: delta %s part %d: %w", remote, name, i, err)
-			}
-			f.stats.BytesFetched.Add(int64(len(part)))
-		}
-		pt, err := delta.OpenPart(part, hdr, hdr.Inline != nil)
+		what := fmt.Sprintf("delta %s part %d", name, i)
+		pt, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr)
 		if err != nil {
-			return false, &VerifyError{remote, fmt.Sprintf("delta %s part %d", name, i), "checksum", err}
+			var ce *ostree.ChecksumError
+			if errors.As(err, &ce) || errors.Is(err, ostree.ErrCorrupt) {
+				return false, &VerifyError{remote, what, "checksum", err}
+			}
+			return false, fmt.Errorf("remote %s: %s: %w", remote, what, err)
 		}
-		if err := pt.Apply(ctx, hdr.Objects, src, sink); err != nil {
-			return false, fmt.Errorf("remote %s: delta %s part %d: %w", remote, name, i, err)
+		err = pt.Apply(ctx, hdr.Objects, src, sink)
+		pt.Close()
+		if err != nil {
+			return false, fmt.Errorf("remote %s: %s: %w", remote, what, err)
 		}
 		f.stats.ObjectsFetched.Add(int64(len(hdr.Objects)))
 		if p != nil {
-			p.BytesFetched.Add(int64(len(part)))
+			p.BytesFetched.Add(n)
 		}
 	}
 	return true, nil
+}
+
+// openPart opens one part: an inline one from the superblock, any other
+// streamed from the remote through the decoder into a scratch file in the
+// cache's tmp/, never whole on the heap. It returns the bytes fetched.
+func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader) (*delta.Part, int64, error) {
+	if hdr.Inline != nil {
+		pt, err := delta.OpenPart(hdr.Inline, hdr, true)
+		return pt, 0, err
+	}
+	var pt *delta.Part
+	var n int64
+	err := rs.c.fetch(ctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
+		cr := &countingReader{r: r}
+		p, err := delta.OpenPartStream(ctx, cr, hdr, f.store.TmpDir())
+		n = cr.n
+		pt = p
+		return err
+	})
+	if err != nil {
+		return nil, n, err
+	}
+	f.stats.BytesFetched.Add(n)
+	return pt, n, nil
+}
+
+// dropUnreached removes the objects sink added that cm does not reach
+// through the dirtrees in the cache. Every ancestor of an object a delta
+// adds is new too, so it came with the delta and is cached.
+func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, sink *deltaSink) {
+	added := sink.takeAdded()
+	if len(added) == 0 {
+		return
+	}
+	reached := map[ostree.Checksum]bool{cm.RootTree: true, cm.RootMeta: true}
+	var walk func(tree ostree.Checksum)
+	walk = func(tree ostree.Checksum) {
+		b, err := f.store.ReadMeta(ctx, index.TypeDirTree, tree.String())
+		if err != nil {
+			return
+		}
+		t, err := ostree.DecodeDirTree(b)
+		if err != nil {
+			return
+		}
+		for _, e := range t.Files {
+			reached[e.Checksum] = true
+		}
+		for _, d := range t.Dirs {
+			reached[d.Meta] = true
+			if !reached[d.Tree] {
+				reached[d.Tree] = true
+				walk(d.Tree)
+			}
+		}
+	}
+	walk(cm.RootTree)
+	dropped := 0
+	for _, o := range added {
+		if reached[o.Checksum] {
+			continue
+		}
+		if err := f.store.Remove(ctx, index.ObjectID{Sum: index.Sum(o.Checksum), Type: index.ObjType(o.Type)}); err == nil {
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		f.opts.Logger.Warn("dropped objects a static delta added that its commit does not reach", "commit", cm.RootTree, "objects", dropped)
+	}
 }
 
 func (f *Fetcher) havePart(hdr delta.PartHeader) bool {
@@ -147,14 +223,40 @@ func (s deltaSource) OpenContent(ctx context.Context, c ostree.Checksum) (delta.
 	return s.store.Open(ctx, c.String())
 }
 
-// deltaSink stores what a part produces, verified by Apply.
+// deltaSink stores what a part produces, verified by Apply, and notes
+// what it added (objects not cached before).
 type deltaSink struct {
 	store  *objcache.Store
 	remote string
+
+	mu    sync.Mutex
+	added []delta.ObjRef
+}
+
+func (s *deltaSink) note(o delta.ObjRef) {
+	s.mu.Lock()
+	s.added = append(s.added, o)
+	s.mu.Unlock()
+}
+
+func (s *deltaSink) takeAdded() []delta.ObjRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.added
+	s.added = nil
+	return a
 }
 
 func (s *deltaSink) PutMetadata(ctx context.Context, obj delta.ObjRef, data []byte) error {
-	return s.store.PutMeta(ctx, index.ObjType(obj.Type), obj.Checksum.String(), append([]byte(nil), data...), s.remote)
+	typ := index.ObjType(obj.Type)
+	if ok, _ := s.store.Has(typ, obj.Checksum.String()); ok {
+		return nil
+	}
+	if err := s.store.PutMeta(ctx, typ, obj.Checksum.String(), append([]byte(nil), data...), s.remote); err != nil {
+		return err
+	}
+	s.note(obj)
+	return nil
 }
 
 func (s *deltaSink) CreateContent(ctx context.Context, c ostree.Checksum, h *ostree.FileHeader) (delta.ContentWriter, error) {
@@ -178,7 +280,11 @@ type deltaWriter struct {
 
 func (w *deltaWriter) Commit() error {
 	hdr := index.FileHeader{UID: w.h.UID, GID: w.h.GID, Mode: w.h.Mode, Size: w.h.Size, Symlink: w.h.Target, Raw: w.h.StreamHeader()}
-	return w.s.store.PutFile(w.ctx, w.c.String(), hdr, w.File, w.s.remote)
+	if err := w.s.store.PutFile(w.ctx, w.c.String(), hdr, w.File, w.s.remote); err != nil {
+		return err
+	}
+	w.s.note(delta.ObjRef{Type: ostree.ObjFile, Checksum: w.c})
+	return nil
 }
 
 func (w *deltaWriter) Abort() {

@@ -662,7 +662,7 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, 
 // replacing what another remote left there: the next check of the cached
 // commit for this remote then finds the signatures it needs.
 func (f *Fetcher) putCommitMeta(ctx context.Context, c ostree.Checksum, data []byte, remote string) error {
-	return f.store.PutMeta(ctx, index.TypeCommitMeta, c.String(), data, remote)
+	return f.store.ReplaceMeta(ctx, index.TypeCommitMeta, c.String(), data, remote)
 }
 
 // originOf returns the remote to fetch an object from: the one whose tree
