@@ -30,6 +30,16 @@ type memSource struct {
 	block   chan struct{}             // when set, FileHeader and Open wait on it (or ctx)
 	opened  int
 	closed  int
+	vias    map[string][]Via // call -> the Via of each call, in order
+}
+
+func (s *memSource) noteVia(call string, via Via) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vias == nil {
+		s.vias = map[string][]Via{}
+	}
+	s.vias[call] = append(s.vias[call], via)
 }
 
 type memContent struct {
@@ -173,10 +183,12 @@ func lookupMem[T any](s *memSource, what string, m map[ostree.Checksum]T, c ostr
 }
 
 func (s *memSource) Commit(ctx context.Context, via Via, c ostree.Checksum) (*ostree.Commit, error) {
+	s.noteVia("commit", via)
 	return lookupMem(s, "commit", s.commits, c)
 }
 
 func (s *memSource) DirTree(ctx context.Context, via Via, c ostree.Checksum) (*ostree.DirTree, error) {
+	s.noteVia("dirtree", via)
 	return lookupMem(s, "dirtree", s.trees, c)
 }
 
@@ -208,6 +220,7 @@ func (s *memSource) wait(ctx context.Context) error {
 }
 
 func (s *memSource) FileHeader(ctx context.Context, via Via, c ostree.Checksum) (*ostree.FileHeader, error) {
+	s.noteVia("header", via)
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -227,6 +240,7 @@ func (s *memSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool)
 }
 
 func (s *memSource) Open(ctx context.Context, via Via, c ostree.Checksum) (File, error) {
+	s.noteVia("open", via)
 	if err := s.wait(ctx); err != nil {
 		return nil, err
 	}
