@@ -47,7 +47,9 @@ type Sink interface {
 	// object hashes to c, or Abort otherwise. Bytes written are
 	// unverified until Commit: keep them in a temporary place. Returning
 	// a nil ContentWriter and nil error skips the object (one the sink
-	// already has); Apply still verifies it.
+	// already has); Apply still verifies it. h is the sink's to keep: it
+	// does not alias the part (objects of a part may share h.Xattrs,
+	// which nobody may modify).
 	CreateContent(ctx context.Context, c ostree.Checksum, h *ostree.FileHeader) (ContentWriter, error)
 }
 

@@ -119,3 +119,47 @@ func BenchmarkBspatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOpenPart32M opens and applies a part of one 32 MiB object
+// (xz, 8 MiB dictionary) held in memory with OpenPart and streamed from a
+// file with OpenPartStream; compare B/op, allocs/op and the time.
+func BenchmarkOpenPart32M(b *testing.B) {
+	bp := makeBigPart(b, 32<<20)
+	data, err := os.ReadFile(bp.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("memory", func(b *testing.B) {
+		b.SetBytes(int64(bp.hdr.USize))
+		b.ReportAllocs()
+		for b.Loop() {
+			p, err := OpenPart(data, bp.hdr, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Apply(context.Background(), bp.hdr.Objects, nil, discardSink{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stream", func(b *testing.B) {
+		tmp := b.TempDir()
+		b.SetBytes(int64(bp.hdr.USize))
+		b.ReportAllocs()
+		for b.Loop() {
+			f, err := os.Open(bp.path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := OpenPartStream(context.Background(), f, bp.hdr, tmp)
+			f.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Apply(context.Background(), bp.hdr.Objects, nil, discardSink{}); err != nil {
+				b.Fatal(err)
+			}
+			p.Close()
+		}
+	})
+}

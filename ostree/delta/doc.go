@@ -3,11 +3,14 @@
 // fallbacks, part files (uncompressed or xz), and the opcode stream that
 // turns a part into objects, bsdiff included.
 //
-// It owns the format and nothing else. It never touches the file system or
-// the network: parts and superblocks come in as bytes, existing objects
-// come from a Source, produced objects go to a Sink, and Generate reads a
-// repository through the Objects interface and hands parts to a
-// PartWriter. Deciding which delta to use, fetching parts and fallbacks,
+// It owns the format and nothing else. It never touches the network, and
+// the file system only through OpenPartStream: superblocks and inline
+// parts come in as bytes, a part file comes in as bytes (OpenPart) or as a
+// reader (OpenPartStream, which decompresses it into an unlinked file in
+// the directory it is given and maps it, so that its size never reaches
+// the heap), existing objects come from a Source, produced objects go to
+// a Sink, and Generate reads a repository through the Objects interface
+// and hands parts to a PartWriter. Deciding which delta to use, fetching parts and fallbacks,
 // checking the superblock digest against a signed summary or index, and
 // checking the embedded commit's signature are the caller's job.
 //
@@ -27,6 +30,16 @@
 //     and xz, signed superblocks) gives ErrUnsupported. USize comes
 //     from the superblock, whose digest delta indexes do not sign, so a
 //     caller that trusts such a superblock should also cap it.
+//   - Parts produce only dirtree, dirmeta and content objects, the types
+//     ostree's generator puts in them, and fallbacks are content objects:
+//     ParseSuperblock refuses anything else, and Apply refuses to produce
+//     a commit even when asked to. The to-commit comes only from the
+//     superblock, where the caller checks its signature.
+//   - A part's body is checked (digest, size) before any object comes out
+//     of it; OpenPartStream decodes to disk while it hashes, and decodes
+//     nothing until the whole part has been verified. The heap it uses is
+//     bounded by the xz dictionary and a few buffers; the mode and xattr
+//     tables stay serialised and are decoded an entry at a time.
 //   - Large objects stream: 'o'/'w'/'B' content is written to the sink in
 //     64 KiB pieces (bspatch included), and the read source is random
 //     access (Blob), never loaded whole by this package.

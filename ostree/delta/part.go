@@ -142,6 +142,12 @@ func partLimit(usize uint64, objects int) uint64 {
 	return limit
 }
 
+// BodyLimit is the most the part's decompressed body may take: what
+// OpenPartStream may write to its temporary directory (and OpenPart to
+// the heap) for this part. A caller that accounts for disk reserves this
+// much before OpenPartStream.
+func (h PartHeader) BodyLimit() uint64 { return partLimit(h.USize, len(h.Objects)) }
+
 // perObjectSlack is what partLimit allows per object beyond usize.
 const perObjectSlack = 8 << 10
 

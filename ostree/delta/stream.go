@@ -23,8 +23,9 @@ import (
 // It reads r once, up to hdr.Size bytes and one more to see that it ends
 // there, hashing what it reads. As it reads, it decompresses (none or xz)
 // into a temporary file in tmpDir, unlinked as soon as it is created, and
-// refuses the part as soon as the output would pass partLimit (a multiple
-// of hdr.USize, at most MaxPartSize): no more than that is ever written.
+// refuses the part as soon as the output would pass hdr.BodyLimit() (a
+// multiple of hdr.USize, at most MaxPartSize): no more than that is ever
+// written.
 // Only once r has ended, has hdr.Size bytes and hashes to hdr.Checksum is
 // the body mapped read-only and decoded; the returned part's Payload and
 // Ops are slices of that mapping. The heap used does not grow with the
@@ -39,8 +40,9 @@ import (
 // can tell a failed transfer from a bad part. Nothing is left in tmpDir
 // whatever happens.
 //
-// The caller must Close the part, which unmaps it (see Close); until then
-// the temporary file takes up to partLimit bytes of disk in tmpDir.
+// r is not closed. The caller must Close the part, which unmaps it (see
+// Close); until then the unlinked file takes up to hdr.BodyLimit() bytes
+// of disk in tmpDir.
 func OpenPartStream(ctx context.Context, r io.Reader, hdr PartHeader, tmpDir string) (*Part, error) {
 	what := "delta part " + hdr.Checksum.String()
 	if hdr.Version != 0 {
@@ -61,7 +63,7 @@ func OpenPartStream(ctx context.Context, r io.Reader, hdr PartHeader, tmpDir str
 		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
 	in := &hashReader{ctx: ctx, r: r, h: sha256.New(), left: hdr.Size}
-	n, err := spool(in, f, int64(partLimit(hdr.USize, len(hdr.Objects))))
+	n, err := spool(in, f, int64(hdr.BodyLimit()))
 	if err != nil {
 		if in.err != nil {
 			return nil, fmt.Errorf("read %s: %w", what, in.err)
