@@ -32,7 +32,7 @@ func newCacheObj(i, size int) cacheObj {
 	h := sha256.New()
 	h.Write(raw)
 	h.Write(content)
-	return cacheObj{sum: fmt.Sprintf("%x", h.Sum(nil)), hdr: index.FileHeader{Mode: 0o100644, Raw: raw}, content: content}
+	return cacheObj{sum: fmt.Sprintf("%x", h.Sum(nil)), hdr: index.FileHeader{Mode: 0o100644, Size: uint64(len(content)), Raw: raw}, content: content}
 }
 
 // fillCache makes a cache in home with three content objects from two
