@@ -23,6 +23,32 @@
 // and hashed (header and content) while objcache writes it to a temporary
 // file, which becomes visible only when the hash matches.
 //
+// Trust follows the path, not the cache: a commit is checked for the
+// remote and ref it is asked for (Commit; the mount passes the ref
+// directory the reader came through) every time, whether its bytes come
+// from the network, a static delta, another remote or the cache; only
+// the result of a signature check is remembered, per remote state and
+// commit. A commit asked for by checksum alone must verify for some
+// configured remote. Delta parts may only produce dirtrees, dirmetas and
+// content; what a delta adds that the verified commit does not reach is
+// removed after it is applied.
+//
+// Bounds: every response has a cap by type (MaxDirTreeSize and friends in
+// bounded.go; a content object by its ostree.sizes entry in a verified
+// commit, else MaxContentSize), metadata is hashed while it streams into
+// pooled chunks, and the heap held by metadata bodies is bounded as a
+// whole (1 MiB per request, plus two large-body tokens). Delta parts are
+// streamed through the decoder into a scratch file in the cache's tmp/
+// (ostree/delta.OpenPartStream). objcache reserves a content object's
+// declared size before it writes a byte.
+//
+// Summaries: the signature is checked before the summary is parsed; one
+// past its ostree.summary.expires, older than the last one seen, or
+// different from it with the same time is refused. The last verified
+// summary stands in only while the remote cannot be reached at all
+// (networkFailure), for at most Options.MaxOfflineAge, and the remote is
+// then reported offline (RemoteStatus).
+//
 // One fetch per object runs at a time (singleflight); it runs on a
 // context detached from its first caller, bounded by Options.FetchTimeout,
 // so that a caller giving up (a FUSE INTERRUPT) does not fail the others.
