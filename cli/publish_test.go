@@ -3,6 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -261,6 +265,8 @@ func TestFlatpakInstallsPublishedApp(t *testing.T) {
 // TestExportDeltasAcceptedByOstree publishes two commits with static
 // deltas; the real ostree pulls each with --require-static-deltas (from
 // scratch, then from the first commit), and lazytree's pull uses them too.
+// The server's log must show each client fetching exactly the delta it
+// should, its superblock and every part, and nothing else under deltas/.
 func TestExportDeltasAcceptedByOstree(t *testing.T) {
 	ostreeBin := testutil.RequireTool(t, "ostree")
 	dir := t.TempDir()
@@ -273,12 +279,14 @@ func TestExportDeltasAcceptedByOstree(t *testing.T) {
 	if out := lt(t, "export", "--repo", pub, "--gpg-sign", secret, "--deltas"); !strings.Contains(out, "1 static deltas") {
 		t.Fatalf("export: %s", out)
 	}
+	c1 := readRefChecksum(t, pub, "d/ref")
 	srv := testutil.ServeDir(t, pub)
 	client := filepath.Join(dir, "client")
 	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare")
 	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify-summary=true",
 		"--gpg-import="+testutil.VectorPath(t, testutil.GPGPublicKeyFile), "o", srv.URL)
 	testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "--require-static-deltas", "o", "d/ref")
+	checkDeltaRequests(t, "ostree pull from scratch", srv.Log, pub, deltaDir(nil, c1))
 
 	// A second commit: the delta from the first is generated and used.
 	os.WriteFile(filepath.Join(src, "README"), []byte("changed\n"), 0o644)
@@ -286,15 +294,10 @@ func TestExportDeltasAcceptedByOstree(t *testing.T) {
 	if out := lt(t, "export", "--repo", pub, "--gpg-sign", secret, "--deltas"); !strings.Contains(out, "2 static deltas") {
 		t.Fatalf("export: %s", out)
 	}
+	c2 := readRefChecksum(t, pub, "d/ref")
 	srv.Log.Reset()
 	testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "--require-static-deltas", "o", "d/ref")
-	usedFrom := false
-	for _, p := range srv.Log.Paths() {
-		usedFrom = usedFrom || (strings.Contains(p, "-") && strings.HasSuffix(p, "/superblock"))
-	}
-	if !usedFrom {
-		t.Fatalf("ostree did not use the from-parent delta: %v", srv.Log.Paths())
-	}
+	checkDeltaRequests(t, "ostree pull from the first commit", srv.Log, pub, deltaDir(c1, c2))
 	co := filepath.Join(dir, "co")
 	testutil.Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "o:d/ref", co)
 	if err := testutil.TreeDiff(src, co, testutil.DiffOptions{IgnoreRootMode: true}); err != nil {
@@ -303,12 +306,89 @@ func TestExportDeltasAcceptedByOstree(t *testing.T) {
 	if out := testutil.Run(t, "", nil, ostreeBin, "fsck", "--repo="+client); !strings.Contains(out, "no errors") {
 		t.Fatalf("fsck: %s", out)
 	}
-	// lazytree's own pull, fresh: the scratch delta.
+	// lazytree's own pull, fresh: the scratch delta to the second commit.
 	home := filepath.Join(dir, "home")
 	lt(t, "--home", home, "remote", "add", "o", srv.URL, "--gpg-import", testutil.VectorPath(t, testutil.GPGPublicKeyFile))
 	srv.Log.Reset()
 	lt(t, "--home", home, "pull", "o:d/ref")
-	if srv.Log.Count("/deltas/**/superblock") == 0 && !strings.Contains(strings.Join(srv.Log.Paths(), " "), "superblock") {
-		t.Fatalf("lazytree pull did not use a delta: %v", srv.Log.Paths())
+	checkDeltaRequests(t, "lazytree pull", srv.Log, pub, deltaDir(nil, c2))
+}
+
+// readRefChecksum reads the commit checksum a ref of the repository at
+// repo points at, as raw bytes.
+func readRefChecksum(t *testing.T, repo, ref string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repo, "refs/heads", ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(c) != 32 {
+		t.Fatalf("ref %s: %q is not a checksum (%v)", ref, b, err)
+	}
+	return c
+}
+
+// deltaDir is the directory of the static delta from (nil: from scratch)
+// to, written out from ostree's layout rather than taken from our code:
+// deltas/ + the first two characters of ostree's modified base64 of the
+// checksum (standard base64, '/' as '_', no padding) + / + the rest, with
+// "-" and the to-checksum's base64 after the from-checksum.
+func deltaDir(from, to []byte) string {
+	b64 := func(c []byte) string {
+		return strings.ReplaceAll(base64.RawStdEncoding.EncodeToString(c), "/", "_")
+	}
+	t := b64(to)
+	if from == nil {
+		return "deltas/" + t[:2] + "/" + t[2:]
+	}
+	f := b64(from)
+	return "deltas/" + f[:2] + "/" + f[2:] + "-" + t
+}
+
+// checkDeltaRequests requires that the requests under /deltas/ in log are
+// exactly the superblock and every part of the delta in repo/delta, each
+// answered 200: the client used that delta and fetched all of it.
+func checkDeltaRequests(t *testing.T, who string, log *testutil.RequestLog, repo, delta string) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(repo, delta))
+	if err != nil {
+		t.Fatalf("%s: the export did not write %s: %v", who, delta, err)
+	}
+	want := map[string]bool{}
+	parts := 0
+	for _, e := range ents {
+		want["/"+delta+"/"+e.Name()] = true
+		if e.Name() != "superblock" {
+			parts++
+		}
+	}
+	if !want["/"+delta+"/superblock"] || parts == 0 {
+		t.Fatalf("%s: %s holds %d entries, want a superblock and at least one part", who, delta, len(ents))
+	}
+	for i := range parts {
+		if p := fmt.Sprintf("/%s/%d", delta, i); !want[p] {
+			t.Fatalf("%s: part %d of %s missing from the export (parts are numbered from 0)", who, i, delta)
+		}
+	}
+	t.Logf("%s: want %s: superblock and %d parts", who, delta, parts)
+	got := map[string]bool{}
+	for _, r := range log.Requests() {
+		if !strings.HasPrefix(r.Path, "/deltas/") {
+			continue
+		}
+		if !want[r.Path] {
+			t.Errorf("%s: requested %s, not part of %s", who, r.Path, delta)
+			continue
+		}
+		if r.Status != http.StatusOK {
+			t.Errorf("%s: %s %s answered %d", who, r.Method, r.Path, r.Status)
+		}
+		got[r.Path] = true
+	}
+	for p := range want {
+		if !got[p] {
+			t.Errorf("%s: never requested %s; requests: %v", who, p, log.Paths())
+		}
 	}
 }

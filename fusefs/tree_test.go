@@ -6,6 +6,8 @@ package fusefs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -105,8 +107,18 @@ func TestRefChildren(t *testing.T) {
 
 func TestInodeNumbers(t *testing.T) {
 	c1, c2 := sum("one"), sum("two")
-	if contentIno(c1) != contentIno(c1) || contentIno(c1) == contentIno(c2) {
-		t.Error("content inodes must be a function of the checksum")
+	// The documented derivation, spelled out byte by byte: the first 8
+	// bytes (big-endian) of SHA-256 over the kind tag and each part with
+	// a 4-byte big-endian length. It pins the numbers across versions.
+	wantIno := func(parts ...string) uint64 {
+		h := sha256.Sum256([]byte(strings.Join(parts, "")))
+		return binary.BigEndian.Uint64(h[:8])
+	}
+	if got, want := contentIno(c1), wantIno("content", "\x00\x00\x00\x20", string(c1[:])); got != want {
+		t.Errorf("contentIno(%s) = %#x, want %#x", c1, got, want)
+	}
+	if contentIno(c1) == contentIno(c2) {
+		t.Error("two checksums share a content inode")
 	}
 	p := refRootIno("r", "a/b", c1)
 	if p == refRootIno("r", "a/b", c2) {
@@ -115,8 +127,15 @@ func TestInodeNumbers(t *testing.T) {
 	if p == refRootIno("r", "a/c", c1) || p == refRootIno("s", "a/b", c1) || p == commitIno(c1) {
 		t.Error("the same commit under two names must not share a root inode")
 	}
-	if dirIno(p, "x") != dirIno(p, "x") || dirIno(p, "x") == dirIno(p, "y") || dirIno(p, "x") == dirIno(commitIno(c1), "x") {
-		t.Error("directory inodes must be unique per path and stable")
+	pb := binary.BigEndian.AppendUint64(nil, p)
+	if got, want := dirIno(p, "x"), wantIno("dir", "\x00\x00\x00\x08", string(pb), "\x00\x00\x00\x01", "x"); got != want {
+		t.Errorf("dirIno(%#x, x) = %#x, want %#x", p, got, want)
+	}
+	if got, want := commitIno(c1), wantIno("commit", "\x00\x00\x00\x20", string(c1[:])); got != want {
+		t.Errorf("commitIno = %#x, want %#x", got, want)
+	}
+	if dirIno(p, "x") == dirIno(p, "y") || dirIno(p, "x") == dirIno(commitIno(c1), "x") {
+		t.Error("directory inodes must be unique per path")
 	}
 	// Length-prefixed parts: ("ab","c") and ("a","bc") differ.
 	if refDirIno("ab", "c") == refDirIno("a", "bc") {
@@ -295,8 +314,16 @@ func TestResolveAndAttributes(t *testing.T) {
 	if sa.Ino == sb.Ino || sa.NodeId == sb.NodeId {
 		t.Errorf("identical dirtrees share inode %d", sa.Ino)
 	}
-	if again := raw.walk(ref + "/a/same"); again.Ino != sa.Ino || again.NodeId != sa.NodeId {
-		t.Error("the same path must resolve to the same inode")
+	// The same path gets the same number from its path alone: in this
+	// tree, and in a fresh one (a restarted daemon) that never saw it.
+	if want := dirIno(dirIno(root.Ino, "a"), "same"); sa.Ino != want {
+		t.Errorf("a/same has inode %#x, want %#x (from its path)", sa.Ino, want)
+	}
+	if again := raw.walk(ref + "/a/same"); again.NodeId != sa.NodeId {
+		t.Errorf("a/same looked up twice: nodes %d and %d", sa.NodeId, again.NodeId)
+	}
+	if again := newRaw(t, src, Options{}).walk(ref + "/a/same"); again.Ino != sa.Ino {
+		t.Errorf("a/same after a restart: inode %#x, was %#x", again.Ino, sa.Ino)
 	}
 	f1, f2 := raw.walk(ref+"/f1"), raw.walk(ref+"/f2")
 	f1Entry, _ := src.trees[src.commits[commit].RootTree].LookupFile("f1")

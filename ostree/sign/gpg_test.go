@@ -19,6 +19,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/lazytree/lazytree/internal/testutil"
 )
 
 // gpgVector is one real signature container from the vectors and the
@@ -650,10 +652,7 @@ func TestGPGConcurrent(t *testing.T) {
 // socket path must fit in sun_path, and t.TempDir paths can be long.
 func gpgHome(t *testing.T) (gpg func(stdin []byte, args ...string) (string, error)) {
 	t.Helper()
-	bin, err := exec.LookPath("gpg")
-	if err != nil {
-		t.Skip("gpg not installed")
-	}
+	bin := testutil.RequireTool(t, "gpg")
 	home, err := os.MkdirTemp("", "gpg")
 	if err != nil {
 		t.Fatal(err)
