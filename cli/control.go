@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The control socket: one JSON request per connection, one JSON reply.
@@ -74,7 +76,7 @@ func callDaemon(ctx context.Context, home, op string, args any, w io.Writer) (ha
 
 // controlServer serves the socket until Close.
 type controlServer struct {
-	ln       net.Listener
+	ln       *net.UnixListener
 	path     string
 	handlers map[string]controlHandler
 	ctx      context.Context
@@ -82,30 +84,79 @@ type controlServer struct {
 	wg       sync.WaitGroup
 }
 
+// listenControl serves handlers on the control socket of home. Every
+// operation can change or stop the daemon, so only root and the daemon's
+// own user may use it, and that is enforced twice: the socket is never
+// connectable by anyone else at any instant (listenPrivate), and every
+// peer's credentials are checked (checkPeer) in case the file system
+// check is ever lost (a home on a file system without permissions, a
+// socket path handed to a sandbox).
 func listenControl(home string, handlers map[string]controlHandler) (*controlServer, error) {
 	p := socketPath(home)
-	// A socket left by a crashed daemon: remove it if nobody answers.
+	// A socket left by a crashed daemon: replace it if nobody answers.
 	if c, err := net.DialTimeout("unix", p, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("a daemon already serves %s", p)
 	}
-	os.Remove(p)
-	ln, err := net.Listen("unix", p)
+	ln, err := listenPrivate(p)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
-	os.Chmod(p, 0o600)
+	return newControlServer(ln, p, handlers), nil
+}
+
+// controlBoundHook, when set (tests only), runs between bind and rename
+// with the path the socket was bound at.
+var controlBoundHook func(bound string)
+
+// listenPrivate binds a unix socket that appears at path already
+// owner-only. A socket bound in place gets the process umask and could be
+// connected to before a chmod; umask itself is process-wide and so not
+// safe to change in a daemon with goroutines. So the socket is bound in a
+// fresh 0700 directory next to path, made 0600 there, and renamed into
+// place: rename keeps the inode that connect looks up, and replaces a
+// stale socket atomically.
+func listenPrivate(path string) (*net.UnixListener, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
+	if err != nil {
+		return nil, fmt.Errorf("listen control socket %s: %w", path, err)
+	}
+	defer os.Remove(dir)
+	bound := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: bound, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen control socket %s: %w", path, err)
+	}
+	// Close must not unlink the bound name: the socket lives at path.
+	ln.SetUnlinkOnClose(false)
+	if controlBoundHook != nil {
+		controlBoundHook(bound)
+	}
+	err = os.Chmod(bound, 0o600)
+	if err == nil {
+		err = os.Rename(bound, path)
+	}
+	if err != nil {
+		ln.Close()
+		os.Remove(bound)
+		return nil, fmt.Errorf("listen control socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+func newControlServer(ln *net.UnixListener, path string, handlers map[string]controlHandler) *controlServer {
+	ln.SetUnlinkOnClose(false)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &controlServer{ln: ln, path: p, handlers: handlers, ctx: ctx, cancel: cancel}
+	s := &controlServer{ln: ln, path: path, handlers: handlers, ctx: ctx, cancel: cancel}
 	s.wg.Add(1)
 	go s.serve()
-	return s, nil
+	return s
 }
 
 func (s *controlServer) serve() {
 	defer s.wg.Done()
 	for {
-		conn, err := s.ln.Accept()
+		conn, err := s.ln.AcceptUnix()
 		if err != nil {
 			return
 		}
@@ -113,9 +164,46 @@ func (s *controlServer) serve() {
 		go func() {
 			defer s.wg.Done()
 			defer conn.Close()
+			if err := checkPeer(conn); err != nil {
+				refuse(conn, err)
+				return
+			}
 			s.handle(conn)
 		}()
 	}
+}
+
+// checkPeer admits root and the daemon's own user (SO_PEERCRED: the
+// credentials the peer had when it connected, which it cannot forge).
+func checkPeer(conn *net.UnixConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("check control peer: %w", err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return fmt.Errorf("check control peer: %w", err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("check control peer: %w", cerr)
+	}
+	if own := os.Geteuid(); cred.Uid != 0 && int(cred.Uid) != own {
+		return fmt.Errorf("refuse control connection from uid %d (pid %d): only root and uid %d may use this daemon", cred.Uid, cred.Pid, own)
+	}
+	return nil
+}
+
+// refuse tells a peer that checkPeer turned away why. Its request is read
+// first (bounded in size and time: the peer is not trusted) so that the
+// close does not reset the connection before the reply is read.
+func refuse(conn *net.UnixConn, why error) {
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	var req controlRequest
+	json.NewDecoder(io.LimitReader(conn, 64<<10)).Decode(&req)
+	json.NewEncoder(conn).Encode(controlReply{Error: why.Error()})
 }
 
 func (s *controlServer) handle(conn net.Conn) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -30,6 +31,9 @@ type remoteAddOptions struct {
 	CollectionID string
 	From         string
 	Replace      bool
+	// warn receives the warnings of a remote that was added anyway (see
+	// fetch.AddOptions.Warn); nil drops them.
+	warn io.Writer
 }
 
 func newRemoteCmd(g *globalOptions) *cobra.Command {
@@ -40,6 +44,7 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 		Short: "Add a remote (a key is required unless --no-gpg-verify)",
 		Args:  cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.warn = cmd.ErrOrStderr()
 			name, err := runRemoteAdd(g, o, args)
 			if err != nil {
 				return err
@@ -73,6 +78,11 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 				rows = append(rows, remoteJSON(r))
 			}
 			if g.JSON {
+				// rows stays a list (scripts index it); ignored config
+				// groups are rows with "ignored" set.
+				for _, p := range cfg.Problems() {
+					rows = append(rows, map[string]any{"ignored": true, "error": p})
+				}
 				return writeJSON(cmd.OutOrStdout(), rows)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -80,7 +90,11 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 			for _, row := range rows {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", Escape(fmt.Sprint(row["name"])), Escape(fmt.Sprint(row["url"])), Escape(fmt.Sprint(row["verify"])))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			printConfigProblems(cmd.ErrOrStderr(), cfg)
+			return nil
 		},
 	}
 	show := &cobra.Command{
@@ -127,6 +141,26 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 	return c
 }
 
+// printConfigProblems shows the config groups fetch ignored, so that a
+// remote that vanished from the list is explained.
+func printConfigProblems(w io.Writer, cfg *fetch.Config) {
+	for _, p := range cfg.Problems() {
+		fmt.Fprintf(w, "lazytree: warning: %s\n", Escape(p))
+	}
+}
+
+// displayURL is a remote URL as its owner may see it: the user name kept
+// and the password masked (user:xxxxx@), so that a terminal, a screen
+// share or a pasted `remote show` does not give the secret away. Errors,
+// logs and status drop the userinfo entirely (fetch.RedactURL).
+func displayURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fetch.RedactURL(raw)
+	}
+	return u.Redacted()
+}
+
 func remoteJSON(r *fetch.Remote) map[string]any {
 	var verify []string
 	if r.GPGVerify {
@@ -141,7 +175,11 @@ func remoteJSON(r *fetch.Remote) map[string]any {
 	if len(verify) == 0 {
 		verify = []string{"none"}
 	}
-	return map[string]any{"name": r.Name, "url": r.URL, "mirrors": r.Mirrors, "verify": strings.Join(verify, ","), "collection_id": r.CollectionID}
+	mirrors := make([]string, len(r.Mirrors))
+	for i, m := range r.Mirrors {
+		mirrors[i] = displayURL(m)
+	}
+	return map[string]any{"name": r.Name, "url": displayURL(r.URL), "mirrors": mirrors, "verify": strings.Join(verify, ","), "collection_id": r.CollectionID}
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -151,8 +189,11 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string, error) {
-	var name, url string
+	var name, rawURL string
 	add := fetch.AddOptions{Mirrors: o.Mirrors, NoGPGVerify: o.NoGPGVerify, CollectionID: o.CollectionID, Replace: o.Replace}
+	if o.warn != nil {
+		add.Warn = func(msg string) { fmt.Fprintf(o.warn, "lazytree: warning: %s\n", Escape(msg)) }
+	}
 	if o.From != "" {
 		if len(args) > 1 {
 			return "", usagef("remote add --from takes at most a NAME")
@@ -176,8 +217,8 @@ func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string,
 		if v, ok := kf.String(group, "Version"); ok && v != "1" {
 			return "", fmt.Errorf("%s: unsupported Version %q", o.From, v)
 		}
-		url, _ = kf.String(group, "Url")
-		if url == "" {
+		rawURL, _ = kf.String(group, "Url")
+		if rawURL == "" {
 			return "", fmt.Errorf("%s: no Url", o.From)
 		}
 		if key, ok := kf.String(group, "GPGKey"); ok && key != "" {
@@ -201,9 +242,9 @@ func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string,
 		if len(args) != 2 {
 			return "", usagef("remote add needs NAME and URL")
 		}
-		name, url = args[0], args[1]
+		name, rawURL = args[0], args[1]
 	}
-	add.URL = url
+	add.URL = rawURL
 	for _, p := range o.GPGImport {
 		b, err := os.ReadFile(p)
 		if err != nil {

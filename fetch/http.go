@@ -74,6 +74,7 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 
 // HTTPError is a non-success HTTP status.
 type HTTPError struct {
+	// URL is the URL asked for, without userinfo (see RedactURL).
 	URL    string
 	Status int
 }
@@ -112,6 +113,50 @@ var (
 	errStalled  = errors.New("transfer stalled or below the minimum throughput")
 	errRedirect = errors.New("redirect refused")
 )
+
+// RedactURL returns raw without its userinfo. A remote URL may carry
+// credentials (http://user:token@host/), and what fetch returns ends up in
+// status.json (readable by every user of an allow_other mount), in logs
+// and on terminals; so every URL that enters an error or a log goes
+// through here (cli uses it too). The whole userinfo goes, user name included, because a
+// token is often given as the user name. Text that does not parse as a
+// hierarchical URL is cut at the last '@' of what would be its authority.
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.Opaque == "" {
+		if u.User == nil {
+			return raw
+		}
+		u.User = nil
+		return u.String()
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		scheme, rest = "", raw
+	} else {
+		scheme += "://"
+	}
+	auth, path := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		auth, path = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndex(auth, "@"); i >= 0 {
+		auth = auth[i+1:]
+	}
+	return scheme + auth + path
+}
+
+// redactErr removes userinfo from the URLs of the *url.Error values in
+// err's chain, which net/http returns with the URL in their text (with the
+// password masked but the user name kept).
+func redactErr(err error) error {
+	for e := err; e != nil; {
+		if ue, ok := e.(*url.Error); ok {
+			ue.URL = RedactURL(ue.URL)
+		}
+		e = errors.Unwrap(e)
+	}
+	return err
+}
 
 // client fetches files of one remote over HTTP with retries and mirror
 // failover. Safe for concurrent use.
@@ -154,7 +199,7 @@ func newClient(urls []string, opts HTTPOptions) *client {
 			return fmt.Errorf("%w: more than 5 redirects", errRedirect)
 		}
 		if req.URL.Scheme != via[0].URL.Scheme {
-			return fmt.Errorf("%w: %s to %s changes the scheme", errRedirect, via[0].URL, req.URL.Scheme+"://"+req.URL.Host)
+			return fmt.Errorf("%w: %s to %s changes the scheme", errRedirect, RedactURL(via[0].URL.String()), req.URL.Scheme+"://"+req.URL.Host)
 		}
 		return nil
 	}}
@@ -251,7 +296,10 @@ func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64
 	return last
 }
 
+// once makes one request. Its errors name u without userinfo: see
+// RedactURL.
 func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+	ru := RedactURL(u)
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -264,7 +312,7 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 	defer stop(nil)
 	req, err := http.NewRequestWithContext(wctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return redactErr(err)
 	}
 	req.Header.Set("User-Agent", "lazytree/0.1")
 	if rangeEnd > 0 {
@@ -274,36 +322,36 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
-			return fmt.Errorf("GET %s: %w", u, cause)
+			return fmt.Errorf("GET %s: %w", ru, cause)
 		}
-		return err
+		return redactErr(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return &HTTPError{URL: u, Status: resp.StatusCode}
+		return &HTTPError{URL: ru, Status: resp.StatusCode}
 	}
 	if maxSize > 0 && resp.ContentLength > maxSize {
-		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed", u, resp.ContentLength, maxSize)
+		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed", ru, resp.ContentLength, maxSize)
 	}
 	body := &watchedReader{r: resp.Body, max: maxSize, start: time.Now(), opts: &c.opts, cancel: stop, c: c}
 	body.arm()
 	defer body.disarm()
 	err = consume(body)
 	if err == nil && body.n < resp.ContentLength {
-		err = fmt.Errorf("GET %s: %w after %d of %d bytes", u, io.ErrUnexpectedEOF, body.n, resp.ContentLength)
+		err = fmt.Errorf("GET %s: %w after %d of %d bytes", ru, io.ErrUnexpectedEOF, body.n, resp.ContentLength)
 	}
 	if err != nil && body.err != nil && !errors.Is(body.err, io.EOF) {
 		// The transfer broke (reset, truncation, stall): whatever the
 		// consumer made of the partial bytes, the cause is the network.
-		err = fmt.Errorf("GET %s: %w after %d bytes", u, body.err, body.n)
+		err = fmt.Errorf("GET %s: %w after %d bytes", ru, body.err, body.n)
 	}
 	if err != nil {
 		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
-			return fmt.Errorf("GET %s: %w", u, cause)
+			return fmt.Errorf("GET %s: %w", ru, cause)
 		}
 		if body.tooBig {
-			return fmt.Errorf("GET %s: more than the %d bytes allowed", u, maxSize)
+			return fmt.Errorf("GET %s: more than the %d bytes allowed", ru, maxSize)
 		}
 		return err
 	}

@@ -1,7 +1,9 @@
 package fetch
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/sign"
@@ -42,10 +47,22 @@ func (r *Remote) URLs() []string { return append([]string{r.URL}, r.Mirrors...) 
 
 // Config is the remotes section of $LAZYTREE_HOME/config plus the trusted
 // keys under keys/<remote>/.
+//
+// The config file, the keys directory and every key file are owner-only
+// (0600 files, 0700 directories): the config may hold URLs with
+// credentials, and a keyring is the trust root of every verified tree.
 type Config struct {
 	home string
 	kf   *ostree.KeyFile
+	// problems are the config groups LoadConfig ignored, one sentence each.
+	problems []string
 }
+
+// File and directory modes of what Config writes; see Config.
+const (
+	privateFileMode = 0o600
+	privateDirMode  = 0o700
+)
 
 const (
 	gpgKeyFile     = "trustedkeys.gpg"
@@ -69,26 +86,55 @@ func LoadConfig(home string) (*Config, error) {
 	if c.kf, err = ostree.ParseKeyFile(f); err != nil {
 		return nil, fmt.Errorf("load config %s: %w", f.Name(), err)
 	}
+	for _, g := range c.kf.Groups() {
+		name, ok := groupRemote(g)
+		if !ok {
+			continue
+		}
+		// The name becomes a path under keys/: a hand-edited or hostile
+		// config must not make Remove or Add touch anything outside it.
+		if err := ostree.ValidateRemoteName(name); err != nil {
+			c.problems = append(c.problems, fmt.Sprintf("config group [%s] ignored: %v", g, err))
+		}
+	}
 	return c, nil
 }
+
+// groupRemote returns the remote name of a [remote "NAME"] group.
+func groupRemote(g string) (string, bool) {
+	if strings.HasPrefix(g, `remote "`) && strings.HasSuffix(g, `"`) && len(g) > len(`remote "`) {
+		return g[len(`remote "`) : len(g)-1], true
+	}
+	return "", false
+}
+
+// Problems lists the parts of the config file that LoadConfig ignored
+// (remote groups whose name is not a valid remote name), one sentence
+// each, so that cli can show them; nil when there are none.
+func (c *Config) Problems() []string { return c.problems }
 
 // KeyFile exposes the underlying keyfile for settings outside remotes.
 func (c *Config) KeyFile() *ostree.KeyFile { return c.kf }
 
-// Save writes the config atomically.
+// Save writes the config atomically, owner-only. A home it has to create
+// is owner-only too; an existing home keeps its mode.
 func (c *Config) Save() error {
-	if err := os.MkdirAll(c.home, 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(c.home, privateDirMode); err != nil {
+		return fmt.Errorf("save config: %w", err)
 	}
-	return writeAtomic(filepath.Join(c.home, "config"), c.kf.Marshal())
+	if err := writeAtomic(filepath.Join(c.home, "config"), c.kf.Marshal()); err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	return nil
 }
 
-// Names lists the configured remotes, sorted.
+// Names lists the configured remotes with a valid name, sorted; the others
+// are in Problems.
 func (c *Config) Names() []string {
 	var out []string
 	for _, g := range c.kf.Groups() {
-		if strings.HasPrefix(g, `remote "`) && strings.HasSuffix(g, `"`) {
-			out = append(out, g[len(`remote "`):len(g)-1])
+		if name, ok := groupRemote(g); ok && ostree.ValidateRemoteName(name) == nil {
+			out = append(out, name)
 		}
 	}
 	sort.Strings(out)
@@ -137,24 +183,37 @@ func (c *Config) Remote(name string) (*Remote, error) {
 
 // AddOptions describe a new remote.
 type AddOptions struct {
-	URL          string
-	Mirrors      []string
-	GPGKeys      [][]byte // public keys, binary or armored
-	Ed25519Keys  []byte   // one base64 key per line
+	URL     string
+	Mirrors []string
+	// GPGKeys are OpenPGP keys, binary or armored. Only their public parts
+	// are stored: a secret-key export is accepted (as ostree's
+	// --gpg-import accepts it) and its secret parts are dropped, with a
+	// warning through Warn.
+	GPGKeys      [][]byte
+	Ed25519Keys  []byte // one base64 public key per line
 	NoGPGVerify  bool
 	CollectionID string
 	// Replace allows overwriting an existing remote.
 	Replace bool
+	// Warn receives what the user should know about a remote that was
+	// added anyway (secret key material that was dropped), one sentence
+	// per call; nil drops the warnings.
+	Warn func(msg string)
 }
 
-// CheckURL accepts only http and https URLs.
+// CheckURL accepts only http and https URLs. Its errors name the URL
+// without userinfo.
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("url %q: %w", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("url %q: %v", RedactURL(raw), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("url %q: only http and https URLs are supported", raw)
+		return fmt.Errorf("url %q: only http and https URLs are supported", RedactURL(raw))
 	}
 	return nil
 }
@@ -180,38 +239,65 @@ func (c *Config) Add(name string, o AddOptions) error {
 		}
 	}
 	var keyring []byte
-	for _, k := range o.GPGKeys {
+	secret := false
+	for i, k := range o.GPGKeys {
+		// sign.LoadGPGKeyring is the judge of what verifies: a key it
+		// refuses is refused here, before anything is written.
 		if _, err := sign.LoadGPGKeyring(k); err != nil {
 			return fmt.Errorf("remote %s: gpg key: %w", name, err)
 		}
-		keyring = append(keyring, k...)
+		pub, hadSecret, err := publicGPGKeys(k)
+		if err != nil {
+			return fmt.Errorf("remote %s: gpg key data %d: %w", name, i, err)
+		}
+		secret = secret || hadSecret
+		keyring = append(keyring, pub...)
 	}
+	var edKeys []byte
 	if len(o.Ed25519Keys) > 0 {
 		keys, err := sign.ParseEd25519PublicKeys(o.Ed25519Keys)
 		if err != nil || len(keys) == 0 {
-			return fmt.Errorf("remote %s: ed25519 key: no valid key (%v)", name, err)
+			return fmt.Errorf("remote %s: ed25519 key: no valid public key (%v)", name, err)
+		}
+		// Written normalized, one key per line: nothing of the input but
+		// the public keys themselves reaches the disk.
+		for _, k := range keys {
+			edKeys = append(edKeys, base64.StdEncoding.EncodeToString(k)+"\n"...)
 		}
 	}
 	gpgOn := len(keyring) > 0
-	if !gpgOn && len(o.Ed25519Keys) == 0 && !o.NoGPGVerify {
+	if !gpgOn && len(edKeys) == 0 && !o.NoGPGVerify {
 		return fmt.Errorf("remote %s: no key given: import one with --gpg-import or --sign-pubkey-file, or pass --no-gpg-verify to trust the network", name)
 	}
-	keyDir := filepath.Join(c.home, "keys", name)
-	os.RemoveAll(keyDir)
-	if gpgOn || len(o.Ed25519Keys) > 0 {
-		if err := os.MkdirAll(keyDir, 0o755); err != nil {
-			return err
+	keysDir := filepath.Join(c.home, "keys")
+	keyDir := filepath.Join(keysDir, name)
+	if err := os.RemoveAll(keyDir); err != nil {
+		return fmt.Errorf("remote %s: remove old keys: %w", name, err)
+	}
+	if gpgOn || len(edKeys) > 0 {
+		if err := os.MkdirAll(keyDir, privateDirMode); err != nil {
+			return fmt.Errorf("remote %s: %w", name, err)
+		}
+		// MkdirAll leaves existing directories alone: a keys/ made by an
+		// older version is 0755.
+		for _, d := range []string{keysDir, keyDir} {
+			if err := os.Chmod(d, privateDirMode); err != nil {
+				return fmt.Errorf("remote %s: %w", name, err)
+			}
 		}
 	}
 	if gpgOn {
 		if err := writeAtomic(filepath.Join(keyDir, gpgKeyFile), keyring); err != nil {
-			return err
+			return fmt.Errorf("remote %s: write keyring: %w", name, err)
 		}
 	}
-	if len(o.Ed25519Keys) > 0 {
-		if err := writeAtomic(filepath.Join(keyDir, ed25519KeyFile), o.Ed25519Keys); err != nil {
-			return err
+	if len(edKeys) > 0 {
+		if err := writeAtomic(filepath.Join(keyDir, ed25519KeyFile), edKeys); err != nil {
+			return fmt.Errorf("remote %s: write ed25519 keys: %w", name, err)
 		}
+	}
+	if secret && o.Warn != nil {
+		o.Warn(fmt.Sprintf("remote %s: the gpg key data holds secret key material: only the public keys were stored; keep the secret key file private", name))
 	}
 	c.kf.RemoveGroup(g)
 	c.kf.Set(g, "url", o.URL)
@@ -227,14 +313,87 @@ func (c *Config) Add(name string, o AddOptions) error {
 	return nil
 }
 
-// Remove deletes a remote and its keys.
+// Remove deletes a remote and its keys. A group with an invalid name (one
+// of Problems) is removed from the config only: such a name never becomes
+// a path, so nothing on disk is touched for it.
 func (c *Config) Remove(name string) error {
 	if !c.kf.RemoveGroup(remoteGroup(name)) {
 		return fmt.Errorf("remote %q: %w", name, ErrNoRemote)
 	}
-	return os.RemoveAll(filepath.Join(c.home, "keys", name))
+	if ostree.ValidateRemoteName(name) != nil {
+		return nil
+	}
+	if err := os.RemoveAll(filepath.Join(c.home, "keys", name)); err != nil {
+		return fmt.Errorf("remove remote %s: %w", name, err)
+	}
+	return nil
 }
 
+// publicGPGKeys parses binary or armored OpenPGP key data and returns the
+// public keys alone, in binary (what `gpg --export` writes), and whether
+// the input held any secret key material. Serialize writes the public
+// packets of an entity (keys, user ids, subkeys, their signatures) and
+// never its secret ones.
+func publicGPGKeys(data []byte) (pub []byte, hadSecret bool, err error) {
+	var el openpgp.EntityList
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0]&0x80 != 0 {
+		if el, err = openpgp.ReadKeyRing(bytes.NewReader(trimmed)); err != nil {
+			return nil, false, fmt.Errorf("read keys: %w", err)
+		}
+	} else {
+		// go-crypto's armor decoder reads one block, so cut the text at
+		// each block's start (a file may hold several).
+		marker := []byte("-----BEGIN PGP")
+		for rest := trimmed; len(rest) > 0; {
+			i := bytes.Index(rest, marker)
+			if i < 0 {
+				break
+			}
+			rest = rest[i:]
+			end := bytes.Index(rest[len(marker):], marker)
+			block := rest
+			if end >= 0 {
+				block, rest = rest[:len(marker)+end], rest[len(marker)+end:]
+			} else {
+				rest = nil
+			}
+			b, err := armor.Decode(bytes.NewReader(block))
+			if err != nil {
+				return nil, false, fmt.Errorf("read armored keys: %w", err)
+			}
+			if b.Type == openpgp.PrivateKeyType {
+				hadSecret = true
+			}
+			keys, err := openpgp.ReadKeyRing(b.Body)
+			if err != nil {
+				return nil, false, fmt.Errorf("read armored keys: %w", err)
+			}
+			el = append(el, keys...)
+		}
+	}
+	if len(el) == 0 {
+		return nil, false, errors.New("read keys: no public key found")
+	}
+	var buf bytes.Buffer
+	for _, e := range el {
+		if e.PrivateKey != nil {
+			hadSecret = true
+		}
+		for _, sk := range e.Subkeys {
+			if sk.PrivateKey != nil {
+				hadSecret = true
+			}
+		}
+		if err := e.Serialize(&buf); err != nil {
+			return nil, false, fmt.Errorf("export public key %X: %w", e.PrimaryKey.Fingerprint, err)
+		}
+	}
+	return buf.Bytes(), hadSecret, nil
+}
+
+// writeAtomic replaces path with data, owner-only (privateFileMode): what
+// Config writes is either a trust root or may carry credentials.
 func writeAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
@@ -248,7 +407,7 @@ func writeAtomic(path string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
+		err = os.Chmod(tmp.Name(), privateFileMode)
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
