@@ -44,10 +44,19 @@
 //
 // Open returns a reference-counted Handle whose fd can be given to the
 // kernel for FUSE passthrough. Every open checks the file's size against
-// the record; the first open of each object after Open of the store also
-// rehashes it (files written in this session were hashed on the way in).
-// A damaged object is dropped and returned as a *CorruptError, never
-// served. Metadata reads rehash content-addressed types once per session.
+// the record, and a file is rehashed unless it was verified in this
+// session (hashed on the way in, by an earlier open, or by fsck) and is
+// still that file: each verification notes the file's device, inode,
+// size, ctime and mtime, and each open compares them with an fstat of
+// the fd it serves (the shared fd too, when other handles have the
+// object open). Writing in place changes mtime and ctime, replacing
+// changes the inode, and only the kernel sets ctime, so a changed file
+// costs a rehash and an unchanged one an fstat. (With coarse
+// timestamps, a same-size write in the same clock tick as the
+// verification could go unseen; Linux's multigrain timestamps give a
+// change that follows a stat a fine-grained ctime, and the verification
+// is such a stat. TestChangedFileRehashed relies on that on ext4.) A damaged object is
+// dropped and returned as a *CorruptError, never served. Metadata reads rehash content-addressed types once per session.
 //
 // # Quota and eviction
 //

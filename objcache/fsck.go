@@ -119,66 +119,68 @@ func (s *Store) checkObject(ctx context.Context, o index.Object) (string, error)
 	if err != nil {
 		return "", err
 	}
-	what, err := s.inspect(ctx, cur)
+	what, fid, err := s.inspect(ctx, cur)
 	if err != nil {
 		return "", err
 	}
 	if what != "" {
 		s.drop(o.ID)
 	} else {
-		s.setVerified(o.ID)
+		s.setVerified(o.ID, fid)
 	}
 	return what, nil
 }
 
-func (s *Store) inspect(ctx context.Context, o index.Object) (string, error) {
+// inspect checks one object. For a good content object it also returns
+// its file's identity as it was before hashing.
+func (s *Store) inspect(ctx context.Context, o index.Object) (string, fileID, error) {
 	if o.ID.Type != index.TypeFile {
 		data, err := s.db.Data(o.ID)
 		if errors.Is(err, index.ErrNotFound) {
-			return "missing", nil
+			return "missing", fileID{}, nil
 		}
 		if err != nil {
-			return "", err
+			return "", fileID{}, err
 		}
 		if int64(len(data)) != o.Size {
-			return fmt.Sprintf("size is %d, want %d", len(data), o.Size), nil
+			return fmt.Sprintf("size is %d, want %d", len(data), o.Size), fileID{}, nil
 		}
 		if o.ID.Type.ContentAddressed() && index.Sum(sha256.Sum256(data)) != o.ID.Sum {
-			return "checksum mismatch", nil
+			return "checksum mismatch", fileID{}, nil
 		}
-		return "", nil
+		return "", fileID{}, nil
 	}
 	f, err := os.Open(s.path(o.ID.Sum))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "missing", nil
+		return "missing", fileID{}, nil
 	}
 	if err != nil {
-		return "", err
+		return "", fileID{}, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return "", err
+		return "", fileID{}, err
 	}
 	if fi.Size() != o.Size {
-		return fmt.Sprintf("size is %d, want %d", fi.Size(), o.Size), nil
+		return fmt.Sprintf("size is %d, want %d", fi.Size(), o.Size), fileID{}, nil
 	}
 	hdr, err := s.db.Header(o.ID.Sum)
 	if errors.Is(err, index.ErrNotFound) {
-		return "no cached header", nil
+		return "no cached header", fileID{}, nil
 	}
 	if err != nil {
-		return "", err
+		return "", fileID{}, err
 	}
 	h := sha256.New()
 	h.Write(hdr.Raw)
 	if _, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, o.Size), o.Size); err != nil {
-		return "", err
+		return "", fileID{}, err
 	}
 	if got := index.Sum(h.Sum(nil)); got != o.ID.Sum {
-		return "checksum mismatch: content hashes to " + got.String(), nil
+		return "checksum mismatch: content hashes to " + got.String(), fileID{}, nil
 	}
-	return "", nil
+	return "", statID(fi), nil
 }
 
 // removeOrphans deletes files in objects/ that have no present record.

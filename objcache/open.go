@@ -18,7 +18,8 @@ type openObj struct {
 	id      index.ObjectID
 	f       *os.File
 	size    int64
-	refs    int // guarded by Store.mu
+	refs    int    // guarded by Store.mu
+	fid     fileID // guarded by Store.mu: f's identity when last verified
 	corrupt atomic.Bool
 }
 
@@ -82,12 +83,19 @@ func (h *Handle) Close() error {
 	return o.f.Close()
 }
 
-// Open opens a stored content object. The first open of each object after
-// the store was opened checks the file against its checksum (a file
-// written in this session is trusted, it was verified on the way in);
-// every open checks its size. A damaged object is dropped and reported as
-// a *CorruptError, never served. An object that is not stored returns an
-// error matching ErrNotPresent.
+// Open opens a stored content object. A file is rehashed before it is
+// served unless it was verified in this session (written, opened or
+// checked by fsck) and is still the file that was verified: every open
+// fstats it and compares device, inode, size, ctime and mtime with what
+// they were then, so a file written in place or replaced since is
+// rehashed (and one whose bytes changed is dropped), even while other
+// handles have it open. A damaged object is dropped and reported as a
+// *CorruptError, never served; handles already open on it refuse to
+// read. An object that is not stored returns an error matching
+// ErrNotPresent.
+//
+// Bytes changed under a handle after it was opened are not seen by it
+// (FUSE passthrough reads them without asking us); the next open is.
 func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
 	sum, err := index.ParseSum(checksum)
 	if err != nil {
@@ -102,10 +110,16 @@ func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
 		s.mu.Lock()
 		if o := s.open[id]; o != nil {
 			o.refs++
+			fid := o.fid
 			s.mu.Unlock()
+			h := &Handle{s: s, o: o}
+			if err := s.recheck(ctx, o, fid); err != nil {
+				h.Close()
+				return nil, err
+			}
 			s.db.Touch(id)
 			s.hits.Add(1)
-			return &Handle{s: s, o: o}, nil
+			return h, nil
 		}
 		if ch := s.busy[id]; ch != nil {
 			s.mu.Unlock()
@@ -118,14 +132,19 @@ func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
 		}
 		ch := make(chan struct{})
 		s.busy[id] = ch
-		_, verified := s.verified[id]
+		known, verified := s.verified[id]
 		s.mu.Unlock()
 
-		o, err := s.openFile(ctx, id, verified)
+		var o *openObj
+		if verified {
+			o, err = s.openFile(ctx, id, &known)
+		} else {
+			o, err = s.openFile(ctx, id, nil)
+		}
 		s.mu.Lock()
 		if err == nil {
 			s.open[id] = o
-			s.verified[id] = struct{}{}
+			s.verified[id] = o.fid
 		}
 		delete(s.busy, id)
 		s.mu.Unlock()
@@ -143,7 +162,9 @@ func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
 }
 
 // openFile opens and checks id's file; the caller holds its busy entry.
-func (s *Store) openFile(ctx context.Context, id index.ObjectID, verified bool) (*openObj, error) {
+// known is the file's identity when it was verified in this session, or
+// nil: unless the file still has it, the file is rehashed.
+func (s *Store) openFile(ctx context.Context, id index.ObjectID, known *fileID) (*openObj, error) {
 	rec, err := s.db.Object(id)
 	if errors.Is(err, index.ErrNotFound) || (err == nil && rec.State != index.StatePresent) {
 		return nil, fmt.Errorf("open %s: %w", id, ErrNotPresent)
@@ -169,13 +190,64 @@ func (s *Store) openFile(ctx context.Context, id index.ObjectID, verified bool) 
 		s.drop(id)
 		return nil, &CorruptError{Object: id.String(), What: "size", Got: itoa(fi.Size()), Want: itoa(rec.Size)}
 	}
-	if !verified {
+	// Taken before hashing: a change during the hash changes the ctime
+	// again, so the next open rehashes.
+	fid := statID(fi)
+	if known == nil || *known != fid {
+		s.rehashes.Add(1)
 		if err := s.verifyFile(ctx, id, f, rec.Size); err != nil {
 			f.Close()
 			return nil, err
 		}
 	}
-	return &openObj{id: id, f: f, size: rec.Size, refs: 1}, nil
+	return &openObj{id: id, f: f, size: rec.Size, refs: 1, fid: fid}, nil
+}
+
+// recheck makes sure that o's shared file, on which the caller holds a
+// reference, is still the file verified as fid, and rehashes it if not
+// (dropping the object if its bytes changed).
+func (s *Store) recheck(ctx context.Context, o *openObj, fid fileID) error {
+	fi, err := o.f.Stat()
+	if err != nil {
+		return fmt.Errorf("open %s: %w", o.id, err)
+	}
+	if statID(fi) == fid {
+		return nil
+	}
+	unlock, err := s.lock(ctx, o.id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if o.corrupt.Load() {
+		return &CorruptError{Object: o.id.String(), What: "checksum", Got: "a damaged file", Want: o.id.Sum.String()}
+	}
+	// Another opener may have rehashed it meanwhile.
+	if fi, err = o.f.Stat(); err != nil {
+		return fmt.Errorf("open %s: %w", o.id, err)
+	}
+	now := statID(fi)
+	s.mu.Lock()
+	same := now == o.fid
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	if now.size != o.size {
+		s.drop(o.id)
+		return &CorruptError{Object: o.id.String(), What: "size", Got: itoa(now.size), Want: itoa(o.size)}
+	}
+	s.rehashes.Add(1)
+	if err := s.verifyFile(ctx, o.id, o.f, o.size); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	o.fid = now
+	if s.open[o.id] == o {
+		s.verified[o.id] = now
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // verifyFile hashes header || file and drops the object on a mismatch.
@@ -237,7 +309,7 @@ func (s *Store) ReadMeta(ctx context.Context, typ index.ObjType, checksum string
 			unlock()
 			return nil, &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum}
 		}
-		s.setVerified(id)
+		s.setVerified(id, fileID{})
 	}
 	s.db.Touch(id)
 	s.hits.Add(1)

@@ -262,7 +262,13 @@ func (s *Store) commitLocked(ctx context.Context, id index.ObjectID, f *os.File,
 	}
 	if added {
 		s.count.Add(1)
-		s.setVerified(id)
+		if f == nil {
+			s.setVerified(id, fileID{})
+		} else if fi, err := f.Stat(); err == nil {
+			// After the rename, which changes the ctime. Without a
+			// stat, the first open rehashes.
+			s.setVerified(id, statID(fi))
+		}
 	}
 	return added, nil
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/lazytree/lazytree/index"
 )
@@ -68,12 +69,13 @@ type Store struct {
 	mu             sync.Mutex
 	open           map[index.ObjectID]*openObj
 	busy           map[index.ObjectID]chan struct{}
-	verified       map[index.ObjectID]struct{}
+	verified       map[index.ObjectID]fileID // fileID{} for metadata
 	lifeMu         sync.RWMutex
 	closed         bool
 	ops            sync.WaitGroup
 	wrapTempWriter func(f *os.File) io.Writer // tests: inject write failures
 	skippedOpen    atomic.Int64               // tests: evictions that met an open object
+	rehashes       atomic.Int64               // tests: files Open rehashed
 }
 
 // StartupReport says what Open had to clean up.
@@ -113,7 +115,7 @@ func Open(ctx context.Context, home string, opts Options) (*Store, error) {
 		max:      opts.MaxBytes,
 		open:     make(map[index.ObjectID]*openObj),
 		busy:     make(map[index.ObjectID]chan struct{}),
-		verified: make(map[index.ObjectID]struct{}),
+		verified: make(map[index.ObjectID]fileID),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -423,10 +425,38 @@ func (s *Store) isVerified(id index.ObjectID) bool {
 	return ok
 }
 
-func (s *Store) setVerified(id index.ObjectID) {
+// setVerified notes that id's bytes were checked, and for a content
+// object the identity its file had then (see fileID).
+func (s *Store) setVerified(id index.ObjectID, fid fileID) {
 	s.mu.Lock()
-	s.verified[id] = struct{}{}
+	s.verified[id] = fid
 	s.mu.Unlock()
+}
+
+// fileID is what stat says of a file's identity and its last change. A
+// verification holds while it stays the same: writing to the file in
+// place changes its mtime and ctime, replacing it changes the inode, and
+// no one but the kernel sets a ctime (changing mtime back with utimensat
+// sets ctime to now). A cheap fstat on each open thus replaces a rehash.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	ctime, mtime int64 // ns since the epoch
+}
+
+func statID(fi os.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		// Not a Linux stat: nothing to compare, so always rehash.
+		return fileID{size: -1}
+	}
+	return fileID{
+		dev:   uint64(st.Dev),
+		ino:   st.Ino,
+		size:  st.Size,
+		ctime: st.Ctim.Nano(),
+		mtime: st.Mtim.Nano(),
+	}
 }
 
 // present reports whether id has a present record.
