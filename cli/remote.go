@@ -294,6 +294,10 @@ func newLsRemoteCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if st := s.fetcher.RemoteStatus(args[0]); st.Offline {
+				fmt.Fprintf(cmd.ErrOrStderr(), "remote %s is offline (%s): refs from its summary verified at %s\n",
+					Escape(args[0]), Escape(st.Cause), st.SummaryVerified.UTC().Format(time.RFC3339))
+			}
 			if g.JSON {
 				if refs == nil {
 					refs = []fetch.RefInfo{}
