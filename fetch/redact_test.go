@@ -2,6 +2,7 @@ package fetch_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,4 +179,30 @@ func TestCheckURLHidesCredentials(t *testing.T) {
 		}
 		assertNoCreds(t, "the CheckURL error", err.Error())
 	}
+}
+
+// TestStatusHidesURLCredentials: what the mount shows in status.json
+// (readable by every user of an allow_other mount) carries the errors of
+// a failing remote without its credentials.
+func TestStatusHidesURLCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	opts := fetch.Options{}
+	opts.HTTP.Retries = 1
+	e := newEnv(t, withCreds(srv.URL), fetch.AddOptions{NoGPGVerify: true}, opts)
+	src := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
+	t.Cleanup(func() { src.Close() })
+	if _, err := src.Refs(ctxT(t), "r"); err == nil {
+		t.Fatal("the refs of a failing remote loaded")
+	}
+	b, err := json.Marshal(src.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "HTTP 500") {
+		t.Fatalf("status does not show the failure: the test no longer looks where the error lands: %s", b)
+	}
+	assertNoCreds(t, "the source status", string(b))
 }
