@@ -27,7 +27,7 @@ func openSession(ctx context.Context, g *globalOptions) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(home, 0o755); err != nil {
+	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, err
 	}
 	store, err := objcache.Open(ctx, home, objcache.Options{})

@@ -90,7 +90,7 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 // its control socket answers (or it died).
 func startDaemon(ctx context.Context, g *globalOptions, mp string, out io.Writer) error {
 	home := g.HomeDir()
-	if err := os.MkdirAll(home, 0o755); err != nil {
+	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
 	}
 	args := append([]string{"--home", home}, os.Args[1:]...)
@@ -139,7 +139,7 @@ func startDaemon(ctx context.Context, g *globalOptions, mp string, out io.Writer
 // ctx ends, SIGTERM, or an unmount request.
 func runDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions, ready func(*fusefs.Server)) error {
 	home := g.HomeDir()
-	if err := os.MkdirAll(home, 0o755); err != nil {
+	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(mp, 0o755); err != nil {
