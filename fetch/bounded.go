@@ -30,6 +30,8 @@ const (
 	// archived size of its .filez. The cache quota bounds it further:
 	// objcache reserves the declared size before it writes a byte.
 	MaxContentSize = 64 << 30
+	// maxSummarySig caps summary.sig (a few signatures).
+	maxSummarySig = 1 << 20
 )
 
 // metaCap is the largest body accepted for an object of type t.
@@ -175,23 +177,35 @@ func detached(ctx context.Context, f *Fetcher, key string, fn func(ctx context.C
 // sizeInfo is what a verified commit's ostree.sizes says of an object.
 type sizeInfo struct{ archived, unpacked uint64 }
 
-// learnSizes records the sizes a verified commit states for its content
-// objects, so that their fetches are bounded by them.
-func (f *Fetcher) learnSizes(cm *ostree.Commit) {
+type sizeKey struct {
+	remote string
+	c      ostree.Checksum
+}
+
+// learnSizes records the sizes a commit verified for r states for its
+// content objects, so that fetches of them from r are bounded by them.
+// They are kept per remote (a commit of one remote cannot set the limits
+// another remote's objects are held to) and only from remotes that check
+// signatures (an unverified commit's sizes prove nothing).
+func (f *Fetcher) learnSizes(r *Remote, cm *ostree.Commit) {
+	if !r.GPGVerify && !r.SignVerify {
+		return
+	}
 	entries, err := ostree.DecodeSizes(cm.Metadata)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
 		if e.Type == ostree.ObjFile {
-			f.sizes.LoadOrStore(e.Checksum, sizeInfo{e.Archived, e.Unpacked})
+			f.sizes.LoadOrStore(sizeKey{r.Name, e.Checksum}, sizeInfo{e.Archived, e.Unpacked})
 		}
 	}
 }
 
-// knownSize returns the sizes a verified commit stated for content c.
-func (f *Fetcher) knownSize(c ostree.Checksum) (sizeInfo, bool) {
-	v, ok := f.sizes.Load(c)
+// knownSize returns the sizes a commit verified for remote stated for
+// content c.
+func (f *Fetcher) knownSize(remote string, c ostree.Checksum) (sizeInfo, bool) {
+	v, ok := f.sizes.Load(sizeKey{remote, c})
 	if !ok {
 		return sizeInfo{}, false
 	}

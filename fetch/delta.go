@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
@@ -111,7 +112,12 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	// does not reach are dropped: an injected delta (the delta index is
 	// not signed) can fill the cache with nothing but what the commit
 	// names.
-	defer f.dropUnreached(ctx, cm, sink)
+	defer func() {
+		// Even when the pull was cancelled.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		f.dropUnreached(ctx, cm, sink)
+	}()
 	for i, hdr := range sb.Parts {
 		if f.havePart(hdr) {
 			continue
@@ -263,11 +269,27 @@ func (s *deltaSink) CreateContent(ctx context.Context, c ostree.Checksum, h *ost
 	if ok, _ := s.store.Has(index.TypeFile, c.String()); ok {
 		return nil, nil
 	}
+	// The declared size is hostile until the object's hash matches:
+	// nothing larger than the cache could hold is started, and no more
+	// than it declares is written.
+	if h.Size > uint64(min(s.store.MaxBytes(), MaxContentSize)) {
+		return nil, fmt.Errorf("%s: %w: declares %d bytes, more than the cache holds", ostree.ObjectName(c, ostree.ObjFile), ostree.ErrCorrupt, h.Size)
+	}
 	f, err := s.store.CreateTemp()
 	if err != nil {
 		return nil, err
 	}
 	return &deltaWriter{File: f, ctx: ctx, s: s, c: c, h: h}, nil
+}
+
+// Write refuses bytes past the declared size.
+func (w *deltaWriter) Write(p []byte) (int, error) {
+	if w.n+uint64(len(p)) > w.h.Size {
+		return 0, fmt.Errorf("%s: %w: more content than the %d bytes it declares", ostree.ObjectName(w.c, ostree.ObjFile), ostree.ErrCorrupt, w.h.Size)
+	}
+	n, err := w.File.Write(p)
+	w.n += uint64(n)
+	return n, err
 }
 
 type deltaWriter struct {
@@ -276,6 +298,7 @@ type deltaWriter struct {
 	s   *deltaSink
 	c   ostree.Checksum
 	h   *ostree.FileHeader
+	n   uint64 // bytes written
 }
 
 func (w *deltaWriter) Commit() error {

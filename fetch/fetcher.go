@@ -218,8 +218,8 @@ func (f *Fetcher) Summary(ctx context.Context, remote string, refresh bool) (*os
 
 func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Summary, error) {
 	r := rs.r
-	sig, sigErr := rs.c.getAll(ctx, "summary.sig", ostree.MaxSummarySize)
-	data, err := rs.c.getAll(ctx, "summary", ostree.MaxSummarySize)
+	sig, sigErr := f.getBounded(ctx, rs, "summary.sig", maxSummarySig, nil)
+	data, err := f.getBounded(ctx, rs, "summary", ostree.MaxSummarySize, nil)
 	if errors.Is(err, ErrNotFound) {
 		// Flatpak repos may publish only summary.idx and sub-summaries.
 		s, _, idxSig, ierr := f.fetchIndexedSummary(ctx, rs)
@@ -328,6 +328,12 @@ func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig []byte) 
 	r := rs.r
 	if err := checkExpiry(r.Name, s, f.opts.Now()); err != nil {
 		return nil, err
+	}
+	// A summary dated ahead of the clock would make every genuine one
+	// after it look like a replay, for good.
+	if t, ok := s.LastModified(); ok && t > uint64(f.opts.Now().Add(f.opts.MaxFutureSkew).Unix()) {
+		return nil, &VerifyError{r.Name, "summary", "future timestamp", fmt.Errorf("summary is dated %s, more than %s ahead of now",
+			time.Unix(int64(t), 0).UTC().Format(time.RFC3339), f.opts.MaxFutureSkew)}
 	}
 	stored, err := s.Encode()
 	if err != nil {
@@ -620,7 +626,7 @@ func (f *Fetcher) verifyCommit(rs *remoteState, ref string, c ostree.Checksum, d
 	}
 	f.origin.LoadOrStore(cm.RootTree, r.Name)
 	f.origin.LoadOrStore(cm.RootMeta, r.Name)
-	f.learnSizes(cm)
+	f.learnSizes(r, cm)
 	return cm, nil
 }
 
@@ -646,7 +652,7 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, 
 		return nil, err
 	}
 	if metaBytes != nil {
-		if err := f.putCommitMeta(ctx, c, metaBytes, remote); err != nil {
+		if err := f.putCommitMeta(ctx, rs, c, metaBytes); err != nil {
 			return nil, err
 		}
 	}
@@ -661,8 +667,13 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, 
 // putCommitMeta stores the detached metadata that verified a commit,
 // replacing what another remote left there: the next check of the cached
 // commit for this remote then finds the signatures it needs.
-func (f *Fetcher) putCommitMeta(ctx context.Context, c ostree.Checksum, data []byte, remote string) error {
-	return f.store.ReplaceMeta(ctx, index.TypeCommitMeta, c.String(), data, remote)
+func (f *Fetcher) putCommitMeta(ctx context.Context, rs *remoteState, c ostree.Checksum, data []byte) error {
+	if !rs.r.GPGVerify && !rs.r.SignVerify {
+		// A remote that checks no signature never replaces what one that
+		// does verified.
+		return f.store.PutMeta(ctx, index.TypeCommitMeta, c.String(), data, rs.r.Name)
+	}
+	return f.store.ReplaceMeta(ctx, index.TypeCommitMeta, c.String(), data, rs.r.Name)
 }
 
 // originOf returns the remote to fetch an object from: the one whose tree
@@ -797,7 +808,7 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		}
 		// Bounded by what a signed commit says of it, or by the cap.
 		maxArchived, maxSize := int64(MaxContentSize), uint64(MaxContentSize)
-		known, haveSize := f.knownSize(c)
+		known, haveSize := f.knownSize(remote, c)
 		if haveSize {
 			maxArchived = int64(min(known.archived, MaxContentSize))
 			maxSize = known.unpacked

@@ -112,3 +112,21 @@ func TestSummaryFreezeAndReplay(t *testing.T) {
 		}
 	})
 }
+
+// TestFutureSummaryRefused: a summary dated ahead of the clock is refused;
+// accepted, it would make every genuine summary after it a "replay" (found
+// in review of issue 8).
+func TestFutureSummaryRefused(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	p.commit("ref", "v1", day)
+	p.export(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+	srv := testutil.ServeDir(t, p.r.Dir)
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	_, err := e.fetcher.Summary(ctxT(t), "r", true)
+	wantVerifyError(t, err, "future timestamp")
+	p.export(day)
+	if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+		t.Fatalf("the genuine summary after a refused future one: %v", err)
+	}
+}

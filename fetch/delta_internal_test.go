@@ -1,0 +1,61 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/lazytree/lazytree/objcache"
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/gvariant"
+)
+
+// TestDeltaContentBounded: a delta's content object may not declare more
+// than the cache holds, nor write more than it declares (an injected delta
+// filling tmp/ past the quota before its hash fails; review of issue 8).
+func TestDeltaContentBounded(t *testing.T) {
+	store, err := objcache.Open(context.Background(), t.TempDir(), objcache.Options{NoSync: true, MaxBytes: 10 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sink := &deltaSink{store: store, remote: "r"}
+	var c ostree.Checksum
+	c[0] = 1
+	if _, err := sink.CreateContent(context.Background(), c, &ostree.FileHeader{Mode: ostree.ModeReg | 0o644, Size: 2 << 30}); !errors.Is(err, ostree.ErrCorrupt) {
+		t.Fatalf("2 GiB declared into a 10 MiB cache: err = %v", err)
+	}
+	w, err := sink.CreateContent(context.Background(), c, &ostree.FileHeader{Mode: ostree.ModeReg | 0o644, Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if _, err := w.Write([]byte("abcd")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("e")); !errors.Is(err, ostree.ErrCorrupt) {
+		t.Fatalf("a fifth byte of a 4-byte object: err = %v", err)
+	}
+}
+
+// TestSizesArePerVerifyingRemote: the ostree.sizes of one remote's commit
+// bound only that remote's fetches, and an unverified commit's sizes are
+// not learnt at all (found in review of issue 8).
+func TestSizesArePerVerifyingRemote(t *testing.T) {
+	var c ostree.Checksum
+	c[0] = 7
+	cm := &ostree.Commit{Metadata: []any{gvariant.DictEntry{Key: ostree.MetaSizes,
+		Value: gvariant.NewVariant("aay", ostree.EncodeSizes([]ostree.SizeEntry{{Checksum: c, Archived: 3, Unpacked: 1, Type: ostree.ObjFile}}))}}}
+	f := &Fetcher{}
+	f.learnSizes(&Remote{Name: "b", GPGVerify: true}, cm)
+	f.learnSizes(&Remote{Name: "open"}, cm)
+	if _, ok := f.knownSize("a", c); ok {
+		t.Fatal("remote b's commit set a size limit for remote a")
+	}
+	if _, ok := f.knownSize("open", c); ok {
+		t.Fatal("an unverified commit's sizes were learnt")
+	}
+	if got, ok := f.knownSize("b", c); !ok || got.archived != 3 || got.unpacked != 1 {
+		t.Fatalf("b's own sizes: %+v %v", got, ok)
+	}
+}
