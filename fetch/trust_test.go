@@ -253,4 +253,3 @@ func TestOriginAfterRestart(t *testing.T) {
 		t.Fatalf("object names sent to the remote that does not have them: %v", wrong)
 	}
 }
-
