@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -62,8 +63,8 @@ func injectDelta(t *testing.T, edit func(sb *delta.Superblock)) (c, d ostree.Che
 	os.MkdirAll(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, "superblock"), out, 0o644)
 	for i := range sb.Parts {
-		part := mustRead(t, p.path(ostree.DeltaPath(nil, d)+"/"+itoa(i)))
-		os.WriteFile(filepath.Join(dir, itoa(i)), part, 0o644)
+		part := mustRead(t, p.path(ostree.DeltaPath(nil, d)+"/"+strconv.Itoa(i)))
+		os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), part, 0o644)
 	}
 	idx := gvariant.VarDict{}
 	idx.Set(ostree.SummaryStaticDeltas, "a{sv}", []any{gvariant.DictEntry{Key: c.String(), Value: gvariant.NewVariant("ay", ostree.Sum(out).Bytes())}})
@@ -76,8 +77,6 @@ func injectDelta(t *testing.T, edit func(sb *delta.Superblock)) (c, d ostree.Che
 	os.WriteFile(ip, b, 0o644)
 	return c, d, p
 }
-
-func itoa(i int) string { return string(rune('0' + i)) }
 
 // TestInjectedDeltaAddsNothingUnreached: the objects of an injected delta
 // that the verified commit does not reach are dropped, and the pull still
@@ -133,7 +132,7 @@ func TestHostileDeltaPartBoundsHeap(t *testing.T) {
 		if r.URL.Path != part {
 			return false
 		}
-		w.Header().Set("Content-Length", itoa64(huge))
+		w.Header().Set("Content-Length", strconv.Itoa(huge))
 		w.Write([]byte{delta.CompressionNone})
 		n, _ := io.Copy(w, io.LimitReader(endless{}, huge-1))
 		sent.Add(n + 1)
@@ -165,15 +164,6 @@ func TestHostileDeltaPartBoundsHeap(t *testing.T) {
 	if left := dirBytes(filepath.Join(e.home, "tmp")); left != 0 {
 		t.Fatalf("tmp/ holds %d bytes after the pull", left)
 	}
-}
-
-func itoa64(n int64) string {
-	var b []byte
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }
 
 // loggedServer serves a directory, records the paths asked for, and lets
