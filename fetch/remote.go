@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -12,9 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/sign"
@@ -242,15 +238,17 @@ func (c *Config) Add(name string, o AddOptions) error {
 	secret := false
 	for i, k := range o.GPGKeys {
 		// sign.LoadGPGKeyring is the judge of what verifies: a key it
-		// refuses is refused here, before anything is written.
-		if _, err := sign.LoadGPGKeyring(k); err != nil {
+		// refuses is refused here, before anything is written; only the
+		// public keys it kept are stored.
+		kr, err := sign.LoadGPGKeyring(k)
+		if err != nil {
 			return fmt.Errorf("remote %s: gpg key: %w", name, err)
 		}
-		pub, hadSecret, err := publicGPGKeys(k)
+		pub, err := kr.PublicKeys()
 		if err != nil {
 			return fmt.Errorf("remote %s: gpg key data %d: %w", name, i, err)
 		}
-		secret = secret || hadSecret
+		secret = secret || kr.HadSecret()
 		keyring = append(keyring, pub...)
 	}
 	var edKeys []byte
@@ -327,69 +325,6 @@ func (c *Config) Remove(name string) error {
 		return fmt.Errorf("remove remote %s: %w", name, err)
 	}
 	return nil
-}
-
-// publicGPGKeys parses binary or armored OpenPGP key data and returns the
-// public keys alone, in binary (what `gpg --export` writes), and whether
-// the input held any secret key material. Serialize writes the public
-// packets of an entity (keys, user ids, subkeys, their signatures) and
-// never its secret ones.
-func publicGPGKeys(data []byte) (pub []byte, hadSecret bool, err error) {
-	var el openpgp.EntityList
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0]&0x80 != 0 {
-		if el, err = openpgp.ReadKeyRing(bytes.NewReader(trimmed)); err != nil {
-			return nil, false, fmt.Errorf("read keys: %w", err)
-		}
-	} else {
-		// go-crypto's armor decoder reads one block, so cut the text at
-		// each block's start (a file may hold several).
-		marker := []byte("-----BEGIN PGP")
-		for rest := trimmed; len(rest) > 0; {
-			i := bytes.Index(rest, marker)
-			if i < 0 {
-				break
-			}
-			rest = rest[i:]
-			end := bytes.Index(rest[len(marker):], marker)
-			block := rest
-			if end >= 0 {
-				block, rest = rest[:len(marker)+end], rest[len(marker)+end:]
-			} else {
-				rest = nil
-			}
-			b, err := armor.Decode(bytes.NewReader(block))
-			if err != nil {
-				return nil, false, fmt.Errorf("read armored keys: %w", err)
-			}
-			if b.Type == openpgp.PrivateKeyType {
-				hadSecret = true
-			}
-			keys, err := openpgp.ReadKeyRing(b.Body)
-			if err != nil {
-				return nil, false, fmt.Errorf("read armored keys: %w", err)
-			}
-			el = append(el, keys...)
-		}
-	}
-	if len(el) == 0 {
-		return nil, false, errors.New("read keys: no public key found")
-	}
-	var buf bytes.Buffer
-	for _, e := range el {
-		if e.PrivateKey != nil {
-			hadSecret = true
-		}
-		for _, sk := range e.Subkeys {
-			if sk.PrivateKey != nil {
-				hadSecret = true
-			}
-		}
-		if err := e.Serialize(&buf); err != nil {
-			return nil, false, fmt.Errorf("export public key %X: %w", e.PrimaryKey.Fingerprint, err)
-		}
-	}
-	return buf.Bytes(), hadSecret, nil
 }
 
 // writeAtomic replaces path with data, owner-only (privateFileMode): what

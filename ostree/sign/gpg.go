@@ -27,6 +27,9 @@ const maxGPGSignatures = 64
 // LoadGPGKeyring and safe for concurrent use.
 type GPGKeyring struct {
 	entities openpgp.EntityList
+	// hadSecret is set when the key data held secret key material, which
+	// LoadGPGKeyring dropped.
+	hadSecret bool
 	// now is the clock that expiry and revocation are judged against; nil
 	// means time.Now. Only tests set it.
 	now func() time.Time
@@ -40,6 +43,7 @@ type GPGKeyring struct {
 // loads. It fails with ErrNoKeys when no key at all was found.
 func LoadGPGKeyring(data ...[]byte) (*GPGKeyring, error) {
 	var all openpgp.EntityList
+	hadSecret := false
 	for i, d := range data {
 		el, err := readEntities(d)
 		if err != nil {
@@ -48,8 +52,10 @@ func LoadGPGKeyring(data ...[]byte) (*GPGKeyring, error) {
 		for _, e := range el {
 			// A keyring only verifies; do not keep secret material
 			// around when someone hands in a secret-key export.
+			hadSecret = hadSecret || e.PrivateKey != nil
 			e.PrivateKey = nil
 			for j := range e.Subkeys {
+				hadSecret = hadSecret || e.Subkeys[j].PrivateKey != nil
 				e.Subkeys[j].PrivateKey = nil
 			}
 		}
@@ -58,7 +64,25 @@ func LoadGPGKeyring(data ...[]byte) (*GPGKeyring, error) {
 	if len(all) == 0 {
 		return nil, fmt.Errorf("load gpg keyring: %w", ErrNoKeys)
 	}
-	return &GPGKeyring{entities: all}, nil
+	return &GPGKeyring{entities: all, hadSecret: hadSecret}, nil
+}
+
+// HadSecret reports whether the key data held secret key material (a
+// secret-key export given where a public key was meant). The keyring
+// never keeps it.
+func (k *GPGKeyring) HadSecret() bool { return k.hadSecret }
+
+// PublicKeys serialises the keyring's public keys, in binary, as `gpg
+// --export` writes them: primary keys, user ids, subkeys and their
+// signatures, never secret key material.
+func (k *GPGKeyring) PublicKeys() ([]byte, error) {
+	var buf bytes.Buffer
+	for _, e := range k.entities {
+		if err := e.Serialize(&buf); err != nil {
+			return nil, fmt.Errorf("export public key %s: %w", fingerprint(e.PrimaryKey), err)
+		}
+	}
+	return buf.Bytes(), nil
 }
 
 // Fingerprints returns the primary-key fingerprints of the loaded keys, in
