@@ -594,15 +594,21 @@ func (f *Fetcher) verifyCommit(rs *remoteState, ref string, c ostree.Checksum, d
 	}
 	// Signatures before anything else is parsed. A signature check that
 	// passed once for this remote's keys holds for these bytes for good.
-	if _, ok := rs.signed.Load(c); !ok {
+	_, known := rs.signed.Load(c)
+	if !known {
 		if err := r.verifySignatures(name, data, dict, r.GPGVerify, r.SignVerify); err != nil {
 			return nil, err
 		}
-		rs.signed.Store(c, true)
 	}
 	cm, err := ostree.DecodeCommit(data)
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %w", r.Name, err)
+	}
+	if !known {
+		// Once per remote state and commit: what the signed commit says
+		// of its objects' sizes does not change either.
+		f.learnSizes(r, cm)
+		rs.signed.Store(c, true)
 	}
 	if err := r.checkBindings(name, ref, cm); err != nil {
 		return nil, err
@@ -626,7 +632,6 @@ func (f *Fetcher) verifyCommit(rs *remoteState, ref string, c ostree.Checksum, d
 	}
 	f.origin.LoadOrStore(cm.RootTree, r.Name)
 	f.origin.LoadOrStore(cm.RootMeta, r.Name)
-	f.learnSizes(r, cm)
 	return cm, nil
 }
 
