@@ -160,7 +160,7 @@ func (f *Fetcher) getBounded(ctx context.Context, rs *remoteState, path string, 
 // time, on a context detached from the first caller and bounded by
 // Options.FetchTimeout (a shared fetch must not fail because one caller
 // gave up); each caller stops waiting when its own ctx ends.
-func detached(ctx context.Context, f *Fetcher, key string, fn func(ctx context.Context) (any, error)) (any, error) {
+func (f *Fetcher) detached(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (any, error) {
 	ch := f.sf.DoChan(key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
 		defer cancel()

@@ -207,7 +207,7 @@ func (f *Fetcher) Summary(ctx context.Context, remote string, refresh bool) (*os
 		return s, nil
 	}
 	rs.mu.Unlock()
-	v, err := detached(ctx, f, "summary/"+remote, func(ctx context.Context) (any, error) {
+	v, err := f.detached(ctx, "summary/"+remote, func(ctx context.Context) (any, error) {
 		return f.fetchSummary(ctx, rs)
 	})
 	if err != nil {
@@ -499,7 +499,7 @@ func (f *Fetcher) commit(ctx context.Context, remote, ref string, c ostree.Check
 	// Not cached, or cached without the signatures this remote requires
 	// (its detached metadata came from elsewhere): fetch it from remote.
 	key := "commit/" + remote + "/" + ref + "/" + c.String()
-	v, err := detached(ctx, f, key, func(ctx context.Context) (any, error) {
+	v, err := f.detached(ctx, key, func(ctx context.Context) (any, error) {
 		return f.fetchCommit(ctx, rs, ref, c)
 	})
 	if err != nil {
@@ -743,7 +743,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 		return nil, err
 	}
 	name := ostree.ObjectName(c, t)
-	v, err := detached(ctx, f, name, func(ctx context.Context) (any, error) {
+	v, err := f.detached(ctx, name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
 		if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
@@ -800,7 +800,7 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		return err
 	}
 	name := ostree.ObjectName(c, ostree.ObjFile)
-	_, err = detached(ctx, f, name, func(ctx context.Context) (any, error) {
+	_, err = f.detached(ctx, name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
 		if h, err := f.store.Open(ctx, c.String()); err == nil {
