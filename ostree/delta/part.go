@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/bits"
 	"unicode/utf8"
 
@@ -51,9 +50,9 @@ type Part struct {
 	// usize bounds what Apply writes (PartHeader.USize).
 	usize uint64
 
-	opened     bool     // the tables below are in use, not Modes and Xattrs
-	modeTable  []byte   // a(uuu): 12 bytes per entry
-	xattrTable varArray // aa(ayay)
+	opened     bool              // the tables below are in use, not Modes and Xattrs
+	modeTable  []byte            // a(uuu): 12 bytes per entry
+	xattrTable gvariant.VarArray // aa(ayay)
 	// mapping is the body mapped read-only (OpenPartStream), or nil.
 	mapping []byte
 	closed  bool
@@ -119,7 +118,7 @@ func (p *Part) Close() error {
 	}
 	p.closed = true
 	m := p.mapping
-	p.mapping, p.Payload, p.Ops, p.modeTable, p.xattrTable = nil, nil, nil, nil, varArray{}
+	p.mapping, p.Payload, p.Ops, p.modeTable, p.xattrTable = nil, nil, nil, nil, gvariant.VarArray{}
 	if m == nil {
 		return nil
 	}
@@ -179,11 +178,11 @@ func decodePart(body []byte) (*Part, error) {
 			return nil, err
 		}
 	}
-	if p.xattrTable, err = parseVarArray(f[1].([]byte)); err != nil {
+	if p.xattrTable, err = gvariant.ParseVarArray(f[1].([]byte)); err != nil {
 		return nil, fmt.Errorf("%w: xattr table: %v", ostree.ErrCorrupt, err)
 	}
-	for i := range p.xattrTable.n {
-		if _, err := decodeXattrs(p.xattrTable.elem(i), i); err != nil {
+	for i := range p.xattrTable.Len() {
+		if _, err := decodeXattrs(p.xattrTable.Elem(i), i); err != nil {
 			return nil, err
 		}
 	}
@@ -232,106 +231,6 @@ func decodeXattrs(b []byte, i int) ([]ostree.Xattr, error) {
 	return xs, nil
 }
 
-// varArray is a GVariant array of variable-sized, 1-aligned elements
-// (aay, aa(ayay)) whose framing was checked but whose elements were not
-// decoded: elem slices them out of data in constant time.
-type varArray struct {
-	data  []byte
-	w     int // framing offset width
-	n     int // elements
-	table int // start of the framing offsets
-}
-
-// parseVarArray checks the framing of b as GLib normal form does
-// (gvariant.Decode's rules: minimal offset width, offsets in order and in
-// range) without allocating per element.
-func parseVarArray(b []byte) (varArray, error) {
-	size := len(b)
-	if size == 0 {
-		return varArray{data: b}, nil
-	}
-	w := offsetWidth(size)
-	if size < w {
-		return varArray{}, errors.New("array smaller than its framing offset")
-	}
-	last := readOffset(b[size-w:], w)
-	if last > size-w {
-		return varArray{}, fmt.Errorf("last framing offset %d out of range", last)
-	}
-	tableSize := size - last
-	if tableSize%w != 0 {
-		return varArray{}, fmt.Errorf("framing table size %d not a multiple of %d", tableSize, w)
-	}
-	a := varArray{data: b, w: w, n: tableSize / w, table: last}
-	if minimalOffsetWidth(last, a.n) != w {
-		return varArray{}, errors.New("framing offsets not of minimal width")
-	}
-	prev := 0
-	for i := range a.n {
-		o := a.offset(i)
-		if o < prev || o > last {
-			return varArray{}, fmt.Errorf("framing offset %d out of order or range", o)
-		}
-		prev = o
-	}
-	if prev != last {
-		return varArray{}, errors.New("elements do not end at the framing table")
-	}
-	return a, nil
-}
-
-func (a varArray) offset(i int) int { return readOffset(a.data[a.table+i*a.w:], a.w) }
-
-// elem returns element i (0 <= i < a.n).
-func (a varArray) elem(i int) []byte {
-	start := 0
-	if i > 0 {
-		start = a.offset(i - 1)
-	}
-	end := a.offset(i)
-	return a.data[start:end:end]
-}
-
-// offsetWidth is the framing offset width GVariant reads for a container
-// of this size.
-func offsetWidth(size int) int {
-	switch {
-	case size <= 0xff:
-		return 1
-	case size <= 0xffff:
-		return 2
-	case uint64(size) <= 0xffffffff:
-		return 4
-	}
-	return 8
-}
-
-// minimalOffsetWidth is the width an encoder picks for body bytes followed
-// by n offsets.
-func minimalOffsetWidth(body, n int) int {
-	switch {
-	case body+n <= 0xff:
-		return 1
-	case body+2*n <= 0xffff:
-		return 2
-	case uint64(body)+4*uint64(n) <= 0xffffffff:
-		return 4
-	}
-	return 8
-}
-
-func readOffset(b []byte, w int) int {
-	switch w {
-	case 1:
-		return int(b[0])
-	case 2:
-		return int(binary.LittleEndian.Uint16(b))
-	case 4:
-		return int(binary.LittleEndian.Uint32(b))
-	}
-	return int(min(binary.LittleEndian.Uint64(b), math.MaxInt32)) // out of range for any part
-}
-
 // Encode serialises the part's GVariant (the part file without the
 // compression byte).
 func (p *Part) Encode() ([]byte, error) {
@@ -348,7 +247,7 @@ func (p *Part) Encode() ([]byte, error) {
 		}
 		// The tables were checked to be in normal form; framing them
 		// again gives back the body.
-		return gvariant.Encode(typePartFrame, []any{nonNil(p.modeTable), nonNil(p.xattrTable.data), payload, ops})
+		return gvariant.Encode(typePartFrame, []any{nonNil(p.modeTable), nonNil(p.xattrTable.Bytes()), payload, ops})
 	}
 	modes := make([]any, len(p.Modes))
 	for i, m := range p.Modes {
@@ -398,11 +297,11 @@ func (p *Part) header(modeIdx, xattrIdx uint64, cache *xattrCache) (*ostree.File
 	if err != nil {
 		return nil, err
 	}
-	if xattrIdx >= uint64(p.xattrTable.n) {
-		return nil, fmt.Errorf("xattr index %d out of range (%d entries)", xattrIdx, p.xattrTable.n)
+	if xattrIdx >= uint64(p.xattrTable.Len()) {
+		return nil, fmt.Errorf("xattr index %d out of range (%d entries)", xattrIdx, p.xattrTable.Len())
 	}
 	if !cache.valid || cache.idx != xattrIdx {
-		xs, err := decodeXattrs(p.xattrTable.elem(int(xattrIdx)), int(xattrIdx))
+		xs, err := decodeXattrs(p.xattrTable.Elem(int(xattrIdx)), int(xattrIdx))
 		if err != nil {
 			return nil, err
 		}
