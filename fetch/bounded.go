@@ -52,13 +52,17 @@ func metaCap(t ostree.ObjectType) int64 {
 // Memory for metadata bodies is bounded as a whole: every request may
 // hold up to smallBody bytes, and a body that grows past that must hold
 // one of largeBodies tokens while it does. With R requests in flight the
-// heap held for bodies is at most R*smallBody + largeBodies*(2*cap) (a
+// heap held for bodies is at most R*smallBody + largeBodies*2*cap (a
 // body is read into pooled chunks, then copied once into an exact-size
 // slice): for one remote at the default concurrency, 32 MiB + 64 MiB,
-// against the 1.7 GiB that eight
-// hostile 128 MiB dirtree responses could take before. Holders of a token
-// never wait for anything but the network (bounded by the HTTP stall
-// timer and minimum throughput), so waiting for a token cannot deadlock.
+// against the 1.7 GiB that eight hostile 128 MiB dirtree responses could
+// take before. A remote holds at most one of the tokens at a time (its own
+// token first), so a hostile remote that trickles a large body cannot keep
+// every other remote's large metadata waiting. Holders of a token wait
+// for nothing but the network (bounded by the HTTP stall timer and
+// minimum throughput), so waiting for one cannot deadlock; the wait
+// pauses the waiting request's stall timer, so it is not mistaken for a
+// slow server.
 const (
 	smallBody   = 1 << 20
 	largeBodies = 2
@@ -79,7 +83,7 @@ const chunkSize = 64 << 10
 // token if it grows past smallBody. With want set it hashes as it reads
 // and refuses a body whose SHA-256 differs. The result is one exact-size
 // slice.
-func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Checksum, what string) ([]byte, error) {
+func readBounded(ctx context.Context, r io.Reader, own *semaphore.Weighted, limit int64, want *ostree.Checksum, what string) ([]byte, error) {
 	h := sha256.New()
 	var chunks []*[]byte
 	large := false
@@ -89,6 +93,7 @@ func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Che
 		}
 		if large {
 			largeBudget.Release(1)
+			own.Release(1)
 		}
 	}()
 	var total int64
@@ -96,7 +101,7 @@ func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Che
 	for {
 		if fill == chunkSize {
 			if !large && total >= smallBody {
-				if err := largeBudget.Acquire(ctx, 1); err != nil {
+				if err := acquireLarge(ctx, r, own); err != nil {
 					return nil, fmt.Errorf("%s: waiting for memory: %w", what, err)
 				}
 				large = true
@@ -137,6 +142,22 @@ func readBounded(ctx context.Context, r io.Reader, limit int64, want *ostree.Che
 	return out, nil
 }
 
+// acquireLarge takes the remote's own large-body token, then one of the
+// shared ones, with r's stall timer paused meanwhile (when r can pause).
+func acquireLarge(ctx context.Context, r io.Reader, own *semaphore.Weighted) error {
+	if p, ok := r.(interface{ Pause() func() }); ok {
+		defer p.Pause()()
+	}
+	if err := own.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	if err := largeBudget.Acquire(ctx, 1); err != nil {
+		own.Release(1)
+		return err
+	}
+	return nil
+}
+
 // getMeta fetches one metadata file of type t, bounded by its type's cap
 // and the shared memory budget. The body is not hashed: callers check
 // what they can (a commit's checksum, a commitmeta's signatures).
@@ -149,7 +170,7 @@ func (f *Fetcher) getMeta(ctx context.Context, rs *remoteState, path string, t o
 func (f *Fetcher) getBounded(ctx context.Context, rs *remoteState, path string, limit int64, want *ostree.Checksum) ([]byte, error) {
 	var data []byte
 	err := rs.c.fetch(ctx, path, limit, 0, func(r io.Reader) error {
-		b, err := readBounded(ctx, r, limit, want, path)
+		b, err := readBounded(ctx, r, rs.large, limit, want, path)
 		data = b
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -123,7 +124,7 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 			continue
 		}
 		what := fmt.Sprintf("delta %s part %d", name, i)
-		pt, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr)
+		pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr)
 		if err != nil {
 			var ce *ostree.ChecksumError
 			if errors.As(err, &ce) || errors.Is(err, ostree.ErrCorrupt) {
@@ -133,6 +134,7 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 		}
 		err = pt.Apply(ctx, hdr.Objects, src, sink)
 		pt.Close()
+		release()
 		if err != nil {
 			return false, fmt.Errorf("remote %s: %s: %w", remote, what, err)
 		}
@@ -146,15 +148,21 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 
 // openPart opens one part: an inline one from the superblock, any other
 // streamed from the remote through the decoder into a scratch file in the
-// cache's tmp/, never whole on the heap. It returns the bytes fetched.
-func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader) (*delta.Part, int64, error) {
+// cache's tmp/, never whole on the heap. It returns the bytes fetched and
+// release, which gives back the part's scratch reservation: call it after
+// the part is closed.
+func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader) (pt *delta.Part, release func(), n int64, err error) {
 	if hdr.Inline != nil {
 		pt, err := delta.OpenPart(hdr.Inline, hdr, true)
-		return pt, 0, err
+		return pt, func() {}, 0, err
 	}
-	var pt *delta.Part
-	var n int64
-	err := rs.c.fetch(ctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
+	// The scratch file may grow to the part's body limit before its
+	// digest is known: it counts against the cache quota meanwhile.
+	release, err = f.store.ReserveScratch(ctx, int64(min(hdr.BodyLimit(), math.MaxInt64)))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	err = rs.c.fetch(ctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
 		cr := &countingReader{r: r}
 		p, err := delta.OpenPartStream(ctx, cr, hdr, f.store.TmpDir())
 		n = cr.n
@@ -162,10 +170,11 @@ func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hd
 		return err
 	})
 	if err != nil {
-		return nil, n, err
+		release()
+		return nil, nil, n, err
 	}
 	f.stats.BytesFetched.Add(n)
-	return pt, n, nil
+	return pt, release, n, nil
 }
 
 // dropUnreached removes the objects sink added that cm does not reach

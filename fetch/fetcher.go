@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/lazytree/lazytree/index"
@@ -94,7 +95,9 @@ type remoteState struct {
 	// signed holds the commits whose signatures passed this remote's
 	// keys (ostree.Checksum -> true); a new config makes a new state.
 	signed sync.Map
-	mu     sync.Mutex
+	// large is this remote's one large-body token (see bounded.go).
+	large *semaphore.Weighted
+	mu    sync.Mutex
 	// summary is the last verified summary, nil when the remote has none.
 	summary   *ostree.Summary
 	summaryAt time.Time
@@ -176,7 +179,7 @@ func (f *Fetcher) remote(name string) (*remoteState, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &remoteState{r: r, c: newClient(r.URLs(), f.opts.HTTP)}
+	rs := &remoteState{r: r, c: newClient(r.URLs(), f.opts.HTTP), large: semaphore.NewWeighted(1)}
 	f.remotes[name] = rs
 	return rs, nil
 }
@@ -743,7 +746,9 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 		return nil, err
 	}
 	name := ostree.ObjectName(c, t)
-	v, err := f.detached(ctx, name, func(ctx context.Context) (any, error) {
+	// Keyed by remote too: a reader of one remote never waits on a fetch
+	// that another (possibly hostile) remote is stalling.
+	v, err := f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
 		if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
@@ -800,7 +805,7 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		return err
 	}
 	name := ostree.ObjectName(c, ostree.ObjFile)
-	_, err = f.detached(ctx, name, func(ctx context.Context) (any, error) {
+	_, err = f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
 		if h, err := f.store.Open(ctx, c.String()); err == nil {

@@ -389,6 +389,28 @@ func (w *watchedReader) disarm() {
 	}
 }
 
+// Pause stops the stall timer while the consumer waits for something
+// other than the network (memory for a large body, say), and the time
+// until resume does not count against the minimum throughput: a wait of
+// ours is not the server's slowness. Call it and resume from the goroutine
+// that reads.
+func (w *watchedReader) Pause() (resume func()) {
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+	t0 := time.Now()
+	return func() {
+		w.start = w.start.Add(time.Since(t0))
+		w.mu.Lock()
+		if w.timer != nil {
+			w.timer.Reset(w.opts.StallTimeout)
+		}
+		w.mu.Unlock()
+	}
+}
+
 func (w *watchedReader) Read(p []byte) (int, error) {
 	if w.max > 0 && w.n+int64(len(p)) > w.max+1 {
 		p = p[:max(0, w.max+1-w.n)]
