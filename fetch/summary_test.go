@@ -1,9 +1,14 @@
 package fetch_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -128,5 +133,36 @@ func TestFutureSummaryRefused(t *testing.T) {
 	p.export(day)
 	if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
 		t.Fatalf("the genuine summary after a refused future one: %v", err)
+	}
+}
+
+// TestIndexedSummariesCapped: the sub-summaries a summary.idx names are
+// capped together, as one summary is (an unsigned index may name any
+// number of them; found in review of issue 8).
+func TestIndexedSummariesCapped(t *testing.T) {
+	dir := testutil.CopyVectorRepo(t, "flatpak-repo")
+	os.Remove(filepath.Join(dir, "summary"))
+	os.Remove(filepath.Join(dir, "summary.sig"))
+	srv := testutil.ServeDir(t, dir)
+	smallest := int64(-1)
+	matches, _ := filepath.Glob(filepath.Join(dir, "summaries", "*.gz"))
+	for _, m := range matches {
+		zr, err := gzip.NewReader(bytes.NewReader(mustRead(t, m)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, zr)
+		if smallest < 0 || n < smallest {
+			smallest = n
+		}
+	}
+	if smallest <= 0 {
+		t.Fatal("the vector repo has no sub-summaries")
+	}
+	defer fetch.SetMaxMergedSummary(smallest - 1)()
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	_, err := e.fetcher.Refs(ctxT(t), "r")
+	if err == nil || !strings.Contains(err.Error(), "allowed") && !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("sub-summaries against a cap of %d bytes: err = %v", smallest-1, err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"math/bits"
 	"sort"
 
@@ -15,6 +14,10 @@ import (
 
 var typeSummaryIndex = gvariant.MustType("(a{s(ayaaya{sv})}a{sv})")
 
+// maxMergedSummary caps the sub-summaries of one summary.idx together
+// (decompressed), as one summary is capped; a variable for tests.
+var maxMergedSummary int64 = ostree.MaxSummarySize
+
 // fetchIndexedSummary reads Flatpak's summary.idx (verified like a
 // summary) and every sub-summary it names (each checked against the
 // digest in the index), and merges them into one summary: refs from all
@@ -22,13 +25,13 @@ var typeSummaryIndex = gvariant.MustType("(a{s(ayaaya{sv})}a{sv})")
 // gathered into an xa.cache entry so that listings show them.
 func (f *Fetcher) fetchIndexedSummary(ctx context.Context, rs *remoteState) (*ostree.Summary, []byte, []byte, error) {
 	r := rs.r
-	data, err := rs.c.getAll(ctx, "summary.idx", ostree.MaxSummarySize)
+	data, err := f.getBounded(ctx, rs, "summary.idx", ostree.MaxSummarySize, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sig, sigErr := rs.c.getAll(ctx, "summaries/"+ostree.Sum(data).String()+".idx.sig", ostree.MaxSummarySize)
+	sig, sigErr := f.getBounded(ctx, rs, "summaries/"+ostree.Sum(data).String()+".idx.sig", maxSummarySig, nil)
 	if sigErr != nil {
-		sig, sigErr = rs.c.getAll(ctx, "summary.idx.sig", ostree.MaxSummarySize)
+		sig, sigErr = f.getBounded(ctx, rs, "summary.idx.sig", maxSummarySig, nil)
 	}
 	if r.GPGVerifySummary || r.SignVerify {
 		if sigErr != nil {
@@ -50,13 +53,17 @@ func (f *Fetcher) fetchIndexedSummary(ctx context.Context, rs *remoteState) (*os
 	merged := &ostree.Summary{Metadata: top[1].([]any)}
 	seen := map[string]bool{}
 	var cache []any
+	// The merged summary is one summary: together the sub-summaries may
+	// not be larger than one may be (each is checked against a digest,
+	// but an unsigned index can name any number of them).
+	budget := maxMergedSummary
 	for _, e := range top[0].([]any) {
 		de := e.(gvariant.DictEntry)
 		digest, err := ostree.ChecksumFromBytes(de.Value.([]any)[0].([]byte))
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("remote %s: summary.idx: subset %q: %w", r.Name, de.Key, err)
 		}
-		gz, err := rs.c.getAll(ctx, "summaries/"+digest.String()+".gz", ostree.MaxSummarySize)
+		gz, err := f.getBounded(ctx, rs, "summaries/"+digest.String()+".gz", budget, nil)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: %w", r.Name, de.Key, err)
 		}
@@ -64,10 +71,11 @@ func (f *Fetcher) fetchIndexedSummary(ctx context.Context, rs *remoteState) (*os
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: %w", r.Name, de.Key, err)
 		}
-		sub, err := io.ReadAll(io.LimitReader(zr, ostree.MaxSummarySize+1))
-		if err != nil || len(sub) > ostree.MaxSummarySize {
-			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: unreadable or too large (%v)", r.Name, de.Key, err)
+		sub, err := readBounded(ctx, zr, rs.large, budget, nil, "sub-summary")
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("remote %s: sub-summary %q: unreadable or, with the others, larger than %d bytes: %w", r.Name, de.Key, maxMergedSummary, err)
 		}
+		budget -= int64(len(sub))
 		if got := ostree.Sum(sub); got != digest {
 			return nil, nil, nil, &VerifyError{r.Name, "sub-summary " + de.Key.(string), "checksum", &ostree.ChecksumError{Object: "summaries/" + digest.String(), Got: got, Want: digest}}
 		}
