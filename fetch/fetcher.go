@@ -36,7 +36,8 @@ type Options struct {
 	FetchTimeout time.Duration
 	// MaxOfflineAge bounds how long after it was last verified online the
 	// stored summary of a remote is used while the remote cannot be
-	// reached (default 7 days). Past it, the remote's refs fail until it
+	// reached (default 7 days; a remote's max-offline-age config key
+	// overrides it). Past it, the remote's refs fail until it
 	// answers again: a network attacker who cuts a remote off cannot
 	// freeze its clients on old refs for ever.
 	MaxOfflineAge time.Duration
@@ -300,9 +301,13 @@ func (f *Fetcher) offlineSummary(rs *remoteState, cause error) (*ostree.Summary,
 		return nil, fmt.Errorf("remote %s: summary: %w", r.Name, cause)
 	}
 	now := f.opts.Now()
-	if age := now.Sub(old.Verified); age > f.opts.MaxOfflineAge {
+	maxAge := f.opts.MaxOfflineAge
+	if r.MaxOfflineAge > 0 {
+		maxAge = r.MaxOfflineAge
+	}
+	if age := now.Sub(old.Verified); age > maxAge {
 		return nil, fmt.Errorf("remote %s: summary: %w (the last verified summary is from %s, older than the %s allowed offline)",
-			r.Name, cause, old.Verified.UTC().Format(time.RFC3339), f.opts.MaxOfflineAge)
+			r.Name, cause, old.Verified.UTC().Format(time.RFC3339), maxAge)
 	}
 	if err := checkExpiry(r.Name, s, now); err != nil {
 		return nil, err

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/sign"
@@ -30,6 +32,9 @@ type Remote struct {
 	// SignVerify checks ed25519 signatures of commits and the summary.
 	SignVerify   bool
 	CollectionID string
+	// MaxOfflineAge, when set (config key max-offline-age, e.g. "3d" or
+	// "12h"), replaces Options.MaxOfflineAge for this remote.
+	MaxOfflineAge time.Duration
 
 	gpg     *sign.GPGKeyring
 	ed25519 []ed25519.PublicKey
@@ -147,6 +152,13 @@ func (c *Config) Remote(name string) (*Remote, error) {
 	r.URL, _ = c.kf.String(g, "url")
 	r.Mirrors = c.kf.List(g, "mirrors")
 	r.CollectionID, _ = c.kf.String(g, "collection-id")
+	if v, ok := c.kf.String(g, "max-offline-age"); ok && v != "" {
+		d, err := parseAge(v)
+		if err != nil {
+			return nil, fmt.Errorf("remote %s: max-offline-age: %w", name, err)
+		}
+		r.MaxOfflineAge = d
+	}
 	var err error
 	if r.GPGVerify, err = c.kf.Bool(g, "gpg-verify", true); err != nil {
 		return nil, err
@@ -175,6 +187,23 @@ func (c *Config) Remote(name string) (*Remote, error) {
 		return nil, fmt.Errorf("remote %s: sign-verify is on but no ed25519 key was given", name)
 	}
 	return r, nil
+}
+
+// parseAge reads a duration as Go writes them ("36h", "90m") or in whole
+// days ("7d").
+func parseAge(v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 36500 {
+			return 0, fmt.Errorf("%q is not a number of days", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (e.g. 7d, 36h)", v)
+	}
+	return d, nil
 }
 
 // AddOptions describe a new remote.

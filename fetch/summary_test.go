@@ -166,3 +166,36 @@ func TestIndexedSummariesCapped(t *testing.T) {
 		t.Fatalf("sub-summaries against a cap of %d bytes: err = %v", smallest-1, err)
 	}
 }
+
+// TestMaxOfflineAgeFromConfig: a remote's max-offline-age config key
+// bounds how long its stored summary stands in; a bad value is refused.
+func TestMaxOfflineAgeFromConfig(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	p.commit("ref", "v1", day)
+	p.export(day)
+	srv := httptest.NewServer(http.FileServer(http.Dir(p.r.Dir)))
+	defer srv.Close()
+	var now atomic.Int64
+	now.Store(time.Now().Unix())
+	opts := fetch.Options{Now: func() time.Time { return time.Unix(now.Load(), 0) }, HTTP: fetch.HTTPOptions{Retries: -1}}
+	gpg := fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}
+	e := newEnv(t, srv.URL, gpg, opts)
+	e.addRemote(t, "r", srv.URL, gpg, "max-offline-age=1h")
+	if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	now.Add(30 * 60)
+	if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+		t.Fatalf("30 minutes offline, 1h allowed: %v", err)
+	}
+	now.Add(60 * 60)
+	if _, err := e.fetcher.Summary(ctxT(t), "r", true); err == nil || !strings.Contains(err.Error(), "older than the 1h0m0s allowed offline") {
+		t.Fatalf("90 minutes offline, 1h allowed: err = %v", err)
+	}
+	e.addRemote(t, "r", srv.URL, gpg, "max-offline-age=soon")
+	if _, err := e.fetcher.Remote("r"); err == nil || !strings.Contains(err.Error(), "max-offline-age") {
+		t.Fatalf("max-offline-age=soon: err = %v", err)
+	}
+}
