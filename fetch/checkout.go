@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -20,32 +21,44 @@ func (f *Fetcher) Checkout(ctx context.Context, remote string, commit ostree.Che
 	if err != nil {
 		return err
 	}
-	return f.checkoutDir(ctx, remote, cm.RootTree, cm.RootMeta, dir)
-}
-
-func (f *Fetcher) checkoutDir(ctx context.Context, remote string, tree, meta ostree.Checksum, dir string) error {
-	m, err := f.DirMeta(ctx, remote, meta)
-	if err != nil {
-		return err
-	}
-	t, err := f.DirTree(ctx, remote, tree)
-	if err != nil {
-		return err
-	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	for _, e := range t.Files {
-		if err := f.checkoutFile(ctx, remote, e.Checksum, filepath.Join(dir, e.Name)); err != nil {
+	// Directories are made writable first and get their own modes last,
+	// deepest first, so that read-only ones can be filled.
+	var mu sync.Mutex
+	var dirs []Dir
+	_, err = f.Walk(ctx, cm.RootTree, cm.RootMeta, WalkOptions{Remote: remote}, func(ctx context.Context, d Dir) error {
+		at := filepath.Join(dir, filepath.FromSlash(d.Path))
+		for _, e := range d.DirTree.Files {
+			if err := f.checkoutFile(ctx, remote, e.Checksum, filepath.Join(at, e.Name)); err != nil {
+				return err
+			}
+		}
+		for _, sub := range d.DirTree.Dirs {
+			if err := os.Mkdir(filepath.Join(at, sub.Name), 0o700); err != nil {
+				return err
+			}
+		}
+		mu.Lock()
+		dirs = append(dirs, d)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		m, err := f.DirMeta(ctx, remote, d.Meta)
+		if err != nil {
+			return err
+		}
+		if err := applyMeta(filepath.Join(dir, filepath.FromSlash(d.Path)), m.UID, m.GID, m.Mode, m.Xattrs, false); err != nil {
 			return err
 		}
 	}
-	for _, d := range t.Dirs {
-		if err := f.checkoutDir(ctx, remote, d.Tree, d.Meta, filepath.Join(dir, d.Name)); err != nil {
-			return err
-		}
-	}
-	return applyMeta(dir, m.UID, m.GID, m.Mode, m.Xattrs, false)
+	return nil
 }
 
 func (f *Fetcher) checkoutFile(ctx context.Context, remote string, c ostree.Checksum, path string) error {

@@ -185,29 +185,22 @@ func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, sink *de
 	if len(added) == 0 {
 		return
 	}
+	var mu sync.Mutex
 	reached := map[ostree.Checksum]bool{cm.RootTree: true, cm.RootMeta: true}
-	var walk func(tree ostree.Checksum)
-	walk = func(tree ostree.Checksum) {
-		b, err := f.store.ReadMeta(ctx, index.TypeDirTree, tree.String())
-		if err != nil {
-			return
-		}
-		t, err := ostree.DecodeDirTree(b)
-		if err != nil {
-			return
-		}
-		for _, e := range t.Files {
+	_, err := f.Walk(ctx, cm.RootTree, cm.RootMeta, WalkOptions{CachedOnly: true, Unique: true}, func(ctx context.Context, d Dir) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range d.DirTree.Files {
 			reached[e.Checksum] = true
 		}
-		for _, d := range t.Dirs {
-			reached[d.Meta] = true
-			if !reached[d.Tree] {
-				reached[d.Tree] = true
-				walk(d.Tree)
-			}
+		for _, sub := range d.DirTree.Dirs {
+			reached[sub.Meta], reached[sub.Tree] = true, true
 		}
+		return nil
+	})
+	if err != nil {
+		return // without the whole reach known, drop nothing
 	}
-	walk(cm.RootTree)
 	dropped := 0
 	for _, o := range added {
 		if reached[o.Checksum] {

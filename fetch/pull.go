@@ -111,53 +111,43 @@ func (f *Fetcher) walk(ctx context.Context, remote string, cm *ostree.Commit, p 
 	}
 	g.Go(func() error {
 		defer close(files)
-		type dir struct {
-			tree, meta ostree.Checksum
-			newMeta    bool // first time this dirmeta is seen: count it
-		}
 		first(cm.RootTree)
-		level := []dir{{cm.RootTree, cm.RootMeta, first(cm.RootMeta)}}
-		for len(level) > 0 {
-			var mu sync.Mutex
-			var next []dir
-			lg, lctx := errgroup.WithContext(ctx)
-			lg.SetLimit(workers)
-			for _, d := range level {
-				lg.Go(func() error {
-					if _, err := f.DirMeta(lctx, remote, d.meta); err != nil {
-						return err
-					}
-					if d.newMeta {
-						p.ObjectsDone.Add(1)
-					}
-					t, err := f.DirTree(lctx, remote, d.tree)
-					if err != nil {
-						return err
-					}
-					p.ObjectsDone.Add(1)
-					for _, e := range t.Files {
-						if first(e.Checksum) {
-							select {
-							case files <- e.Checksum:
-							case <-lctx.Done():
-								return lctx.Err()
-							}
-						}
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					for _, sub := range t.Dirs {
-						if first(sub.Tree) {
-							next = append(next, dir{sub.Tree, sub.Meta, first(sub.Meta)})
-						}
-					}
-					return nil
-				})
+		// Each dirmeta once, fetched by the directory that names it (two
+		// paths to one dirtree may carry different dirmetas).
+		fetchMeta := func(ctx context.Context, m ostree.Checksum) error {
+			if !first(m) {
+				return nil
 			}
-			if err := lg.Wait(); err != nil {
+			if _, err := f.DirMeta(ctx, remote, m); err != nil {
 				return err
 			}
-			level = next
+			p.ObjectsDone.Add(1)
+			return nil
+		}
+		if err := fetchMeta(ctx, cm.RootMeta); err != nil {
+			return err
+		}
+		_, err := f.Walk(ctx, cm.RootTree, cm.RootMeta, WalkOptions{Remote: remote, Unique: true, Concurrency: workers}, func(ctx context.Context, d Dir) error {
+			p.ObjectsDone.Add(1)
+			for _, e := range d.DirTree.Files {
+				if first(e.Checksum) {
+					select {
+					case files <- e.Checksum:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+			}
+			for _, sub := range d.DirTree.Dirs {
+				first(sub.Tree)
+				if err := fetchMeta(ctx, sub.Meta); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		p.MetaDone.Store(true)
 		return nil
@@ -173,37 +163,32 @@ func (f *Fetcher) Reachable(ctx context.Context, commit ostree.Checksum) ([]inde
 		return nil, err
 	}
 	ids := []index.ObjectID{{Sum: index.Sum(commit), Type: index.TypeCommit}}
+	var mu sync.Mutex
 	seen := map[index.ObjectID]bool{}
-	add := func(c ostree.Checksum, t index.ObjType) bool {
+	add := func(c ostree.Checksum, t index.ObjType) {
 		id := index.ObjectID{Sum: index.Sum(c), Type: t}
-		if seen[id] {
-			return false
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
 		}
-		seen[id] = true
-		ids = append(ids, id)
-		return true
 	}
-	var walk func(tree, meta ostree.Checksum) error
-	walk = func(tree, meta ostree.Checksum) error {
-		add(meta, index.TypeDirMeta)
-		if !add(tree, index.TypeDirTree) {
-			return nil
-		}
-		t, err := f.DirTree(ctx, "", tree)
-		if err != nil {
-			return fmt.Errorf("reachable objects of %s: %w", commit, err)
-		}
-		for _, e := range t.Files {
+	add(cm.RootMeta, index.TypeDirMeta)
+	_, err = f.Walk(ctx, cm.RootTree, cm.RootMeta, WalkOptions{Unique: true}, func(ctx context.Context, d Dir) error {
+		mu.Lock()
+		defer mu.Unlock()
+		add(d.Tree, index.TypeDirTree)
+		for _, e := range d.DirTree.Files {
 			add(e.Checksum, index.TypeFile)
 		}
-		for _, d := range t.Dirs {
-			if err := walk(d.Tree, d.Meta); err != nil {
-				return err
-			}
+		for _, sub := range d.DirTree.Dirs {
+			add(sub.Meta, index.TypeDirMeta) // also of a dirtree reached twice
 		}
 		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reachable objects of %s: %w", commit, err)
 	}
-	return ids, walk(cm.RootTree, cm.RootMeta)
+	return ids, nil
 }
 
 // Pin pulls remote:ref completely and pins every object of its commit, so

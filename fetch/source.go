@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
@@ -62,7 +65,8 @@ type MountSource struct {
 	prefetched map[ostree.Checksum]bool
 	profiles   map[ostree.Checksum]*profile
 	refErrors  map[string]string
-	bgSem      chan struct{}
+	// bg bounds background fetches across every prefetch of the mount.
+	bg *semaphore.Weighted
 }
 
 type profile struct {
@@ -86,7 +90,7 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
 		refs:       map[string]map[string]ostree.Checksum{},
 		prefetched: map[ostree.Checksum]bool{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
-		bgSem: make(chan struct{}, opts.BackgroundWorkers)}
+		bg: semaphore.NewWeighted(int64(opts.BackgroundWorkers))}
 	s.wg.Add(1)
 	go s.loop()
 	return s
@@ -343,26 +347,17 @@ func (s *MountSource) share(c ostree.Checksum) RefShare {
 	if err != nil {
 		return rs
 	}
+	var mu sync.Mutex
 	seen := map[ostree.Checksum]bool{}
-	var walk func(tree ostree.Checksum)
-	walk = func(tree ostree.Checksum) {
-		if len(seen) > maxShareWalk {
-			rs.TreeComplete = false
-			return
-		}
-		b, err := s.f.store.ReadMeta(s.ctx, index.TypeDirTree, tree.String())
-		if err != nil {
-			rs.TreeComplete = false
-			return
-		}
-		t, err := ostree.DecodeDirTree(b)
-		if err != nil {
-			rs.TreeComplete = false
-			return
-		}
-		for _, f := range t.Files {
+	complete, err := s.f.Walk(s.ctx, cm.RootTree, cm.RootMeta, WalkOptions{CachedOnly: true, Unique: true}, func(ctx context.Context, d Dir) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range d.DirTree.Files {
 			if seen[f.Checksum] {
 				continue
+			}
+			if len(seen) >= maxShareWalk {
+				return ErrStopWalk
 			}
 			seen[f.Checksum] = true
 			rs.Known++
@@ -376,14 +371,9 @@ func (s *MountSource) share(c ostree.Checksum) RefShare {
 				rs.CachedBytes += h.Size
 			}
 		}
-		for _, d := range t.Dirs {
-			if !seen[d.Tree] {
-				seen[d.Tree] = true
-				walk(d.Tree)
-			}
-		}
-	}
-	walk(cm.RootTree)
+		return nil
+	})
+	rs.TreeComplete = complete && err == nil
 	if rs.Known > 0 {
 		rs.Share = float64(rs.Cached) / float64(rs.Known)
 	}
@@ -420,64 +410,32 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 	}()
 }
 
-// prefetchTree walks the commit breadth first with the background workers.
+// prefetchTree walks the commit breadth first with the background
+// workers: every dirmeta, and with content every file.
 func (s *MountSource) prefetchTree(cm *ostree.Commit, remote string, content bool) error {
-	level := []ostree.Checksum{cm.RootTree}
-	seen := map[ostree.Checksum]bool{}
-	for len(level) > 0 {
-		var mu sync.Mutex
-		var next []ostree.Checksum
-		var wg sync.WaitGroup
-		var firstErr error
-		for _, tc := range level {
-			select {
-			case s.bgSem <- struct{}{}:
-			case <-s.ctx.Done():
-				wg.Wait()
-				return s.ctx.Err()
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-s.bgSem }()
-				t, err := s.f.DirTree(s.ctx, remote, tc)
-				if err == nil {
-					for _, d := range t.Dirs {
-						if _, err2 := s.f.DirMeta(s.ctx, remote, d.Meta); err2 != nil && err == nil {
-							err = err2
-						}
-					}
-					if content {
-						for _, e := range t.Files {
-							if err2 := s.f.FetchContent(s.ctx, remote, e.Checksum); err2 != nil && err == nil {
-								err = err2
-							}
-						}
-					}
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-					return
-				}
-				for _, d := range t.Dirs {
-					if !seen[d.Tree] {
-						seen[d.Tree] = true
-						next = append(next, d.Tree)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return firstErr
-		}
-		level = next
+	if _, err := s.f.DirMeta(s.ctx, remote, cm.RootMeta); err != nil {
+		return err
 	}
-	return nil
+	_, err := s.f.Walk(s.ctx, cm.RootTree, cm.RootMeta, WalkOptions{Remote: remote, Unique: true, Concurrency: s.opts.BackgroundWorkers}, func(ctx context.Context, d Dir) error {
+		if err := s.bg.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		defer s.bg.Release(1)
+		for _, sub := range d.DirTree.Dirs {
+			if _, err := s.f.DirMeta(ctx, remote, sub.Meta); err != nil {
+				return err
+			}
+		}
+		if content {
+			for _, e := range d.DirTree.Files {
+				if err := s.f.FetchContent(ctx, remote, e.Checksum); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return err
 }
 
 // prefetchProfile replays the files earlier runs of this commit opened, in
@@ -490,27 +448,23 @@ func (s *MountSource) prefetchProfile(c ostree.Checksum, cm *ostree.Commit, remo
 		}
 		return err
 	}
-	var wg sync.WaitGroup
+	g, ctx := errgroup.WithContext(s.ctx)
+	g.SetLimit(s.opts.BackgroundWorkers)
 	for _, p := range paths {
 		sum, err := s.resolve(cm, remote, p)
 		if err != nil {
 			continue // the profile may name files of another layout
 		}
-		select {
-		case s.bgSem <- struct{}{}:
-		case <-s.ctx.Done():
-			wg.Wait()
-			return s.ctx.Err()
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-s.bgSem }()
-			s.f.FetchContent(s.ctx, remote, sum)
-		}()
+		g.Go(func() error {
+			if err := s.bg.Acquire(ctx, 1); err != nil {
+				return err
+			}
+			defer s.bg.Release(1)
+			s.f.FetchContent(ctx, remote, sum) // best effort: a failure is recorded by the fetch
+			return nil
+		})
 	}
-	wg.Wait()
-	return nil
+	return g.Wait()
 }
 
 // resolve finds the content checksum of a path inside a commit.

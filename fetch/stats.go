@@ -1,0 +1,89 @@
+package fetch
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stats are cumulative counters for status reports.
+type Stats struct {
+	ObjectsFetched atomic.Int64
+	BytesFetched   atomic.Int64 // compressed bytes received for objects
+	CacheHits      atomic.Int64
+	InFlight       atomic.Int64
+	Errors         atomic.Int64
+	errMu          sync.Mutex
+	lastErrors     []ErrorRecord
+}
+
+// ErrorRecord is one recent fetch failure.
+type ErrorRecord struct {
+	Time   time.Time `json:"time"`
+	Remote string    `json:"remote"`
+	Object string    `json:"object"`
+	Cause  string    `json:"cause"`
+}
+
+func (s *Stats) record(remote, object string, err error) {
+	s.Errors.Add(1)
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	s.lastErrors = append(s.lastErrors, ErrorRecord{time.Now().UTC(), remote, object, err.Error()})
+	if len(s.lastErrors) > 32 {
+		s.lastErrors = s.lastErrors[len(s.lastErrors)-32:]
+	}
+}
+
+// RecentErrors returns the last failures, oldest first.
+func (s *Stats) RecentErrors() []ErrorRecord {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return append([]ErrorRecord(nil), s.lastErrors...)
+}
+
+// Stats returns the fetcher's counters.
+func (f *Fetcher) Stats() *Stats { return &f.stats }
+
+// RemoteStatus is what status.json and ls-remote say of a remote.
+type RemoteStatus struct {
+	Name string `json:"name"`
+	// Offline is set while the remote cannot be reached and its last
+	// verified summary stands in; Cause says why.
+	Offline bool   `json:"offline"`
+	Cause   string `json:"offline_cause,omitempty"`
+	// SummaryVerified is when the summary in use was last verified
+	// online (zero before the first).
+	SummaryVerified time.Time `json:"summary_verified,omitzero"`
+}
+
+// RemoteStatus reports the state of one remote without network I/O.
+func (f *Fetcher) RemoteStatus(name string) RemoteStatus {
+	st := RemoteStatus{Name: name}
+	if sum, err := f.db.Summary(name); err == nil {
+		st.SummaryVerified = sum.Verified
+	}
+	f.mu.Lock()
+	rs := f.remotes[name]
+	f.mu.Unlock()
+	if rs != nil {
+		rs.mu.Lock()
+		st.Offline, st.Cause = rs.offline, rs.offlineCause
+		rs.mu.Unlock()
+	}
+	return st
+}
+
+// HTTPStats sums the HTTP counters of every remote.
+func (f *Fetcher) HTTPStats() map[string]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int64{}
+	for _, rs := range f.remotes {
+		out["requests"] += rs.c.requests.get()
+		out["bytes"] += rs.c.bytes.get()
+		out["retries"] += rs.c.retries.get()
+		out["failovers"] += rs.c.failovers.get()
+	}
+	return out
+}
