@@ -230,3 +230,10 @@ func (f *Fetcher) putCommitMeta(ctx context.Context, rs *remoteState, c ostree.C
 	}
 	return f.store.ReplaceMeta(ctx, index.TypeCommitMeta, c.String(), data, rs.r.Name)
 }
+
+// CommitFor is Commit that also names the remote that verified the
+// commit: the one asked for, or with remote empty the first configured
+// remote that accepts it (where the objects below it are fetched from).
+func (f *Fetcher) CommitFor(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, string, error) {
+	return f.commit(ctx, remote, ref, c)
+}

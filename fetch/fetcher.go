@@ -108,11 +108,19 @@ func (f *Fetcher) Store() *objcache.Store { return f.store }
 
 // SetConfig replaces the remote configuration (remote add/remove while a
 // daemon runs). Remotes whose settings did not change keep their state.
+// The others (and removed ones) are dropped: their next use starts from
+// the new settings, with no remembered signature checks.
 func (f *Fetcher) SetConfig(cfg *Config) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cfg = cfg
-	f.remotes = map[string]*remoteState{}
+	kept := map[string]*remoteState{}
+	for name, rs := range f.remotes {
+		if r, err := cfg.Remote(name); err == nil && r.sameAs(rs.r) {
+			kept[name] = rs
+		}
+	}
+	f.remotes = kept
 }
 
 // Remotes lists the configured remote names.
@@ -144,4 +152,33 @@ func (f *Fetcher) Remote(name string) (*Remote, error) {
 		return nil, err
 	}
 	return rs.r, nil
+}
+
+// SummaryTTL is how long a fetched summary is used before it is fetched
+// again.
+func (f *Fetcher) SummaryTTL() time.Duration { return f.opts.SummaryTTL }
+
+// VerifiedRefs returns the refs of remote verified before (ref to the
+// last commit verified for it), without network I/O: what a remote
+// without a summary lists.
+func (f *Fetcher) VerifiedRefs(remote string) (map[string]ostree.Checksum, error) {
+	refs, err := f.db.Refs(remote)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]ostree.Checksum, len(refs))
+	for name, r := range refs {
+		out[name] = ostree.Checksum(r.Commit)
+	}
+	return out, nil
+}
+
+// Profile returns the paths recorded as opened under commit, in order.
+func (f *Fetcher) Profile(commit ostree.Checksum) ([]string, error) {
+	return f.db.Profile(index.Sum(commit))
+}
+
+// SetProfile records the paths opened under commit.
+func (f *Fetcher) SetProfile(commit ostree.Checksum, paths []string) error {
+	return f.db.SetProfile(index.Sum(commit), paths)
 }

@@ -259,3 +259,7 @@ func (f *Fetcher) Refetch(ctx context.Context, c ostree.Checksum, t ostree.Objec
 	}
 	return last
 }
+
+// PeekHeader returns a verified content header from the index, without
+// network I/O.
+func (f *Fetcher) PeekHeader(c ostree.Checksum) (*ostree.FileHeader, bool) { return f.cachedHeader(c) }

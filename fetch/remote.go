@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +40,16 @@ type Remote struct {
 
 	gpg     *sign.GPGKeyring
 	ed25519 []ed25519.PublicKey
+	// keys is the SHA-256 of the key files as read, to tell whether a
+	// reloaded config changed them.
+	keys [32]byte
+}
+
+// sameAs reports whether o is r with nothing changed: settings and keys.
+func (r *Remote) sameAs(o *Remote) bool {
+	return r.Name == o.Name && r.URL == o.URL && slices.Equal(r.Mirrors, o.Mirrors) &&
+		r.GPGVerify == o.GPGVerify && r.GPGVerifySummary == o.GPGVerifySummary && r.SignVerify == o.SignVerify &&
+		r.CollectionID == o.CollectionID && r.MaxOfflineAge == o.MaxOfflineAge && r.keys == o.keys
 }
 
 // Verifies reports whether any signature check is on.
@@ -170,16 +182,21 @@ func (c *Config) Remote(name string) (*Remote, error) {
 		return nil, err
 	}
 	keyDir := filepath.Join(c.home, "keys", name)
+	keyHash := sha256.New()
 	if b, err := os.ReadFile(filepath.Join(keyDir, gpgKeyFile)); err == nil {
+		keyHash.Write(b)
 		if r.gpg, err = sign.LoadGPGKeyring(b); err != nil {
 			return nil, fmt.Errorf("remote %s: keyring: %w", name, err)
 		}
 	}
+	keyHash.Write([]byte{0})
 	if b, err := os.ReadFile(filepath.Join(keyDir, ed25519KeyFile)); err == nil {
+		keyHash.Write(b)
 		if r.ed25519, err = sign.ParseEd25519PublicKeys(b); err != nil {
 			return nil, fmt.Errorf("remote %s: ed25519 keys: %w", name, err)
 		}
 	}
+	keyHash.Sum(r.keys[:0])
 	if (r.GPGVerify || r.GPGVerifySummary) && r.gpg == nil {
 		return nil, fmt.Errorf("remote %s: gpg-verify is on but no key was imported", name)
 	}

@@ -81,7 +81,7 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 		opts.Prefetch = PrefetchNone
 	}
 	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = f.opts.SummaryTTL
+		opts.RefreshInterval = f.SummaryTTL()
 	}
 	if opts.BackgroundWorkers <= 0 {
 		opts.BackgroundWorkers = 4
@@ -160,9 +160,9 @@ func (s *MountSource) loadRefs(ctx context.Context, remote string) (map[string]o
 	}
 	if len(refs) == 0 {
 		// No summary: the refs verified before.
-		if known, err := s.f.db.Refs(remote); err == nil {
+		if known, err := s.f.VerifiedRefs(remote); err == nil {
 			for name, r := range known {
-				m[name] = ostree.Checksum(r.Commit)
+				m[name] = r
 			}
 		}
 	}
@@ -179,7 +179,7 @@ func (s *MountSource) loadRefs(ctx context.Context, remote string) (map[string]o
 // (remote empty), verified for some configured remote. Whether the
 // commit was cached, or listed by another remote or ref, changes nothing.
 func (s *MountSource) Commit(ctx context.Context, remote, ref string, c ostree.Checksum) (*ostree.Commit, error) {
-	cm, verifiedFor, err := s.f.commit(ctx, remote, ref, c)
+	cm, verifiedFor, err := s.f.CommitFor(ctx, remote, ref, c)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func (s *MountSource) FileHeader(ctx context.Context, remote string, c ostree.Ch
 
 // PeekFileHeader returns a header only if the index has it.
 func (s *MountSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
-	return s.f.cachedHeader(c)
+	return s.f.PeekHeader(c)
 }
 
 // Open returns the verified, cached content of a file.
@@ -220,7 +220,7 @@ func (s *MountSource) RecordAccess(commit ostree.Checksum, p string) {
 	pr := s.profiles[commit]
 	if pr == nil {
 		pr = &profile{seen: map[string]bool{}}
-		if old, err := s.f.db.Profile(index.Sum(commit)); err == nil {
+		if old, err := s.f.Profile(commit); err == nil {
 			for _, o := range old {
 				pr.seen[o] = true
 			}
@@ -254,17 +254,34 @@ func (s *MountSource) flushProfiles() error {
 	s.mu.Unlock()
 	var first error
 	for _, t := range todo {
-		if err := s.f.db.SetProfile(index.Sum(t.c), t.paths); err != nil && first == nil {
+		if err := s.f.SetProfile(t.c, t.paths); err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
 }
 
+// Status is what status.json shows of the mount's source.
+type Status struct {
+	Remotes        []RemoteStatus      `json:"remotes"`
+	ObjectsFetched int64               `json:"objects_fetched"`
+	BytesFetched   int64               `json:"bytes_fetched"`
+	CacheHits      int64               `json:"cache_hits"`
+	InFlight       int64               `json:"in_flight"`
+	FetchErrors    int64               `json:"fetch_errors"`
+	RecentErrors   []ErrorRecord       `json:"recent_errors"`
+	HTTP           HTTPStats           `json:"http"`
+	CacheBytes     int64               `json:"cache_bytes"`
+	CacheObjects   int64               `json:"cache_objects"`
+	Prefetch       string              `json:"prefetch"`
+	RefErrors      map[string]string   `json:"ref_errors"`
+	Refs           map[string]RefShare `json:"refs"`
+}
+
 // Status returns the counters for status.json.
 func (s *MountSource) Status() any {
 	st := s.f.Stats()
-	used, objects := s.f.store.Usage()
+	used, objects := s.f.Store().Usage()
 	s.mu.Lock()
 	refErrs := map[string]string{}
 	for k, v := range s.refErrors {
@@ -275,20 +292,20 @@ func (s *MountSource) Status() any {
 	for _, r := range s.f.Remotes() {
 		remotes = append(remotes, s.f.RemoteStatus(r))
 	}
-	return map[string]any{
-		"remotes":         remotes,
-		"objects_fetched": st.ObjectsFetched.Load(),
-		"bytes_fetched":   st.BytesFetched.Load(),
-		"cache_hits":      st.CacheHits.Load(),
-		"in_flight":       st.InFlight.Load(),
-		"fetch_errors":    st.Errors.Load(),
-		"recent_errors":   st.RecentErrors(),
-		"http":            s.f.HTTPStats(),
-		"cache_bytes":     used,
-		"cache_objects":   objects,
-		"prefetch":        s.opts.Prefetch,
-		"ref_errors":      refErrs,
-		"refs":            s.refShares(),
+	return &Status{
+		Remotes:        remotes,
+		ObjectsFetched: st.ObjectsFetched.Load(),
+		BytesFetched:   st.BytesFetched.Load(),
+		CacheHits:      st.CacheHits.Load(),
+		InFlight:       st.InFlight.Load(),
+		FetchErrors:    st.Errors.Load(),
+		RecentErrors:   st.RecentErrors(),
+		HTTP:           s.f.HTTPStats(),
+		CacheBytes:     used,
+		CacheObjects:   objects,
+		Prefetch:       s.opts.Prefetch,
+		RefErrors:      refErrs,
+		Refs:           s.refShares(),
 	}
 }
 
@@ -333,13 +350,13 @@ func (s *MountSource) refShares() map[string]RefShare {
 // used reports whether the mount has looked at commit c (its commit
 // object is cached). Called with s.mu held.
 func (s *MountSource) used(c ostree.Checksum) bool {
-	ok, _ := s.f.store.Has(index.TypeCommit, c.String())
+	ok, _ := s.f.Store().Has(index.TypeCommit, c.String())
 	return ok
 }
 
 func (s *MountSource) share(c ostree.Checksum) RefShare {
 	rs := RefShare{Commit: c.String(), TreeComplete: true}
-	data, err := s.f.store.ReadMeta(s.ctx, index.TypeCommit, c.String())
+	data, err := s.f.Store().ReadMeta(s.ctx, index.TypeCommit, c.String())
 	if err != nil {
 		return rs
 	}
@@ -361,12 +378,12 @@ func (s *MountSource) share(c ostree.Checksum) RefShare {
 			}
 			seen[f.Checksum] = true
 			rs.Known++
-			h, ok := s.f.cachedHeader(f.Checksum)
+			h, ok := s.f.PeekHeader(f.Checksum)
 			if !ok {
 				continue
 			}
 			rs.Bytes += h.Size
-			if present, _ := s.f.store.Has(index.TypeFile, f.Checksum.String()); present {
+			if present, _ := s.f.Store().Has(index.TypeFile, f.Checksum.String()); present {
 				rs.Cached++
 				rs.CachedBytes += h.Size
 			}
@@ -405,7 +422,7 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 			err = s.prefetchProfile(c, cm, remote)
 		}
 		if err != nil && s.ctx.Err() == nil {
-			s.f.stats.record(remote, "prefetch "+c.String(), err)
+			s.f.RecordError(remote, "prefetch "+c.String(), err)
 		}
 	}()
 }
@@ -441,7 +458,7 @@ func (s *MountSource) prefetchTree(cm *ostree.Commit, remote string, content boo
 // prefetchProfile replays the files earlier runs of this commit opened, in
 // their order.
 func (s *MountSource) prefetchProfile(c ostree.Checksum, cm *ostree.Commit, remote string) error {
-	paths, err := s.f.db.Profile(index.Sum(c))
+	paths, err := s.f.Profile(c)
 	if err != nil {
 		if errors.Is(err, index.ErrNotFound) {
 			return nil

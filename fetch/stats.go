@@ -74,16 +74,28 @@ func (f *Fetcher) RemoteStatus(name string) RemoteStatus {
 	return st
 }
 
+// HTTPStats are the HTTP counters summed over every remote.
+type HTTPStats struct {
+	Requests  int64 `json:"requests"`
+	Bytes     int64 `json:"bytes"`
+	Retries   int64 `json:"retries"`
+	Failovers int64 `json:"failovers"`
+}
+
 // HTTPStats sums the HTTP counters of every remote.
-func (f *Fetcher) HTTPStats() map[string]int64 {
+func (f *Fetcher) HTTPStats() HTTPStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]int64{}
+	var out HTTPStats
 	for _, rs := range f.remotes {
-		out["requests"] += rs.c.requests.get()
-		out["bytes"] += rs.c.bytes.get()
-		out["retries"] += rs.c.retries.get()
-		out["failovers"] += rs.c.failovers.get()
+		out.Requests += rs.c.requests.get()
+		out.Bytes += rs.c.bytes.get()
+		out.Retries += rs.c.retries.get()
+		out.Failovers += rs.c.failovers.get()
 	}
 	return out
 }
+
+// RecordError notes a failure of work done for the fetcher's users (a
+// background prefetch, say) in the recent errors.
+func (f *Fetcher) RecordError(remote, object string, err error) { f.stats.record(remote, object, err) }

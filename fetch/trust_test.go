@@ -253,3 +253,33 @@ func TestOriginAfterRestart(t *testing.T) {
 		t.Fatalf("object names sent to the remote that does not have them: %v", wrong)
 	}
 }
+
+// TestSetConfigKeepsUnchangedRemotes: reloading the config keeps the
+// state of remotes whose settings and keys did not change (their summary
+// is not fetched again within its TTL) and drops the others'.
+func TestSetConfigKeepsUnchangedRemotes(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	p.commit("ref", "v1", day)
+	p.export(day)
+	srv := testutil.ServeDir(t, p.r.Dir)
+	gpg := fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}
+	e := newEnv(t, srv.URL, gpg, fetch.Options{})
+	e.addRemote(t, "other", srv.URL, gpg)
+	for _, r := range []string{"r", "other"} {
+		if _, err := e.fetcher.Summary(ctxT(t), r, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Log.Reset()
+	// Change "other" only, then reload.
+	e.addRemote(t, "other", srv.URL, gpg, "max-offline-age=2d")
+	for _, r := range []string{"r", "other"} {
+		if _, err := e.fetcher.Summary(ctxT(t), r, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := srv.Log.Count("/summary"); got != 1 {
+		t.Fatalf("summary fetched %d times after the reload, want 1 (only the changed remote): %v", got, srv.Log.Paths())
+	}
+}
