@@ -93,7 +93,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 			if errors.As(err, &ce) {
 				err = &VerifyError{remote, name, "checksum", err}
 			}
-			err = fmt.Errorf("remote %s: %s: %w", remote, name, err)
+			err = objectError(remote, name, err)
 			f.stats.record(remote, name, err)
 			return nil, err
 		}
@@ -165,13 +165,13 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 			hdr := index.FileHeader{UID: h.UID, GID: h.GID, Mode: h.Mode, Size: h.Size, Symlink: h.Target, Raw: h.StreamHeader()}
 			err = f.store.PutContent(ctx, c.String(), hdr, content, remote)
 			received = cr.n
-			if errors.Is(err, objcache.ErrCorrupt) || errors.Is(err, ostree.ErrCorrupt) {
+			if errors.Is(err, ostree.ErrCorrupt) { // objcache's CorruptError included
 				return &VerifyError{remote, name, "checksum", err}
 			}
 			return err
 		})
 		if err != nil {
-			err = fmt.Errorf("remote %s: %s: %w", remote, name, err)
+			err = objectError(remote, name, err)
 			f.stats.record(remote, name, err)
 			return nil, err
 		}

@@ -33,6 +33,16 @@ func (e *VerifyError) Is(target error) bool {
 
 func (e *VerifyError) Unwrap() error { return e.Err }
 
+// objectError names remote and object in err, once: a verification
+// failure already names both.
+func objectError(remote, object string, err error) error {
+	var ve *VerifyError
+	if errors.As(err, &ve) && ve.Remote == remote && ve.Object == object {
+		return err
+	}
+	return fmt.Errorf("remote %s: %s: %w", remote, object, err)
+}
+
 // signature reports whether a signature check failed (which detached
 // metadata from the remote itself may still satisfy).
 func (e *VerifyError) signature() bool {

@@ -3,6 +3,8 @@ package objcache
 import (
 	"errors"
 	"fmt"
+
+	"github.com/lazytree/lazytree/ostree"
 )
 
 // Sentinel errors.
@@ -27,7 +29,8 @@ var (
 // CorruptError reports an object whose bytes are not what its name
 // promises: offered to Put with the wrong checksum, or found damaged on
 // disk (in which case it has been dropped from the cache). It matches
-// ErrCorrupt.
+// ErrCorrupt, and ostree.ErrCorrupt: every verification failure of the
+// module is one family.
 type CorruptError struct {
 	// Object is the "checksum.type" name.
 	Object string
@@ -40,5 +43,5 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("objcache: object %s corrupt: %s is %s, want %s", e.Object, e.What, e.Got, e.Want)
 }
 
-// Is makes a CorruptError match ErrCorrupt.
-func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+// Is makes a CorruptError match ErrCorrupt and ostree.ErrCorrupt.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt || target == ostree.ErrCorrupt }

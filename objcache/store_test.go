@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/ostree"
 )
 
 func TestPutOpenRoundTrip(t *testing.T) {
@@ -557,4 +558,13 @@ func TestPutFile(t *testing.T) {
 		t.Errorf("foreign file removed: %v", err)
 	}
 	fsckClean(t, s)
+}
+
+// TestCorruptErrorIsOstreeCorrupt: objcache's verification failures are
+// of the module's one corrupt family.
+func TestCorruptErrorIsOstreeCorrupt(t *testing.T) {
+	var err error = fmt.Errorf("wrapped: %w", &CorruptError{Object: "x.file", What: "checksum", Got: "a", Want: "b"})
+	if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ostree.ErrCorrupt) {
+		t.Fatalf("%v matches ErrCorrupt %v, ostree.ErrCorrupt %v", err, errors.Is(err, ErrCorrupt), errors.Is(err, ostree.ErrCorrupt))
+	}
 }
