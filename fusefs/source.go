@@ -38,6 +38,9 @@ var ErrNotFound = errors.New("not found")
 // one fetch between callers must not cancel it because one caller left.
 //
 // Concurrency: every method is called from many goroutines at once.
+//
+// internal/sourcetest is the conformance suite for this contract; every
+// implementation runs it.
 type Source interface {
 	// Remotes returns the configured remote names, sorted. It must not
 	// block: it is called on every lookup in the mount's root.
