@@ -1,0 +1,57 @@
+package fetch
+
+import "github.com/lazytree/lazytree/ostree"
+
+type profile struct {
+	seen  map[string]bool
+	paths []string
+	dirty bool
+}
+
+// RecordAccess notes an opened path for the commit's access profile.
+func (s *MountSource) RecordAccess(commit ostree.Checksum, p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr := s.profiles[commit]
+	if pr == nil {
+		pr = &profile{seen: map[string]bool{}}
+		if old, err := s.f.Profile(commit); err == nil {
+			for _, o := range old {
+				pr.seen[o] = true
+			}
+			pr.paths = old
+		}
+		s.profiles[commit] = pr
+	}
+	if pr.seen[p] {
+		return
+	}
+	pr.seen[p] = true
+	pr.paths = append(pr.paths, p)
+	pr.dirty = true
+}
+
+func (s *MountSource) flushProfiles() error {
+	s.mu.Lock()
+	var todo []struct {
+		c     ostree.Checksum
+		paths []string
+	}
+	for c, pr := range s.profiles {
+		if pr.dirty {
+			todo = append(todo, struct {
+				c     ostree.Checksum
+				paths []string
+			}{c, append([]string(nil), pr.paths...)})
+			pr.dirty = false
+		}
+	}
+	s.mu.Unlock()
+	var first error
+	for _, t := range todo {
+		if err := s.f.SetProfile(t.c, t.paths); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
