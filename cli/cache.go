@@ -23,10 +23,6 @@ import (
 	"github.com/lazytree/lazytree/objcache"
 )
 
-func init() {
-	register(newCacheCmd)
-	register(newPinsCmd)
-}
 
 func newCacheCmd(g *globalOptions) *cobra.Command {
 	c := &cobra.Command{

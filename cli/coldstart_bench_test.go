@@ -62,7 +62,7 @@ func BenchmarkColdStart(b *testing.B) {
 		home, mp := filepath.Join(dir, "home"), filepath.Join(dir, "mnt")
 		os.RemoveAll(home)
 		g := &globalOptions{Home: home}
-		if _, err := runRemoteAdd(g, &remoteAddOptions{NoGPGVerify: true}, []string{"b", srv.URL()}); err != nil {
+		if _, err := runRemoteAdd(context.Background(), g, &remoteAddOptions{NoGPGVerify: true}, []string{"b", srv.URL()}); err != nil {
 			b.Fatal(err)
 		}
 		srv.Reset()

@@ -25,7 +25,6 @@ import (
 	"github.com/lazytree/lazytree/ostree/repo"
 )
 
-func init() { register(newDemoCmd) }
 
 // demoBinaries are host programs copied into the demo runtime (those that
 // exist), with every library they need and the loader.
@@ -99,7 +98,7 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 		return err
 	}
 	step("committed %d files (%s, %s compressed) as %s, signed with a throwaway ed25519 key, in %s",
-		nfiles, humanBytes(uint64(res.Bytes)), humanBytes(uint64(refBytes)), ref, time.Since(start).Round(time.Millisecond))
+		nfiles, formatBytes(res.Bytes), formatBytes(refBytes), ref, time.Since(start).Round(time.Millisecond))
 
 	srv, err := fetchtest.New(pub, fetchtest.Options{Latency: o.Latency})
 	if err != nil {
@@ -110,7 +109,7 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 
 	home := filepath.Join(work, "home")
 	g := &globalOptions{Home: home}
-	if _, err := runRemoteAdd(g, &remoteAddOptions{SignPubkey: []string{pubKey}}, []string{"demo", srv.URL()}); err != nil {
+	if _, err := runRemoteAdd(ctx, g, &remoteAddOptions{SignPubkey: []string{pubKey}}, []string{"demo", srv.URL()}); err != nil {
 		return err
 	}
 	mp := filepath.Join(work, "mnt")
@@ -149,7 +148,7 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 		fmt.Fprintf(out, "    %s: %q\n", run, line)
 		fmt.Fprintf(out, "    %s start: first output after %s (exit after %s); fetched %s of %s in the ref (%.1f%%) in %d requests\n",
 			run, first.Round(time.Millisecond), total.Round(time.Millisecond),
-			humanBytes(uint64(st.Bytes-before.Bytes)), humanBytes(uint64(refBytes)),
+			formatBytes(st.Bytes-before.Bytes), formatBytes(refBytes),
 			100*float64(st.Bytes-before.Bytes)/float64(max(refBytes, 1)), st.Requests-before.Requests)
 	}
 	step("done; unmounting and cleaning up")

@@ -23,10 +23,6 @@ import (
 	"github.com/lazytree/lazytree/objcache"
 )
 
-func init() {
-	register(newMountCmd)
-	register(newUnmountCmd)
-}
 
 type mountOptions struct {
 	Foreground bool

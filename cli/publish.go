@@ -16,11 +16,6 @@ import (
 	"github.com/lazytree/lazytree/ostree/sign"
 )
 
-func init() {
-	register(newInitCmd)
-	register(newCommitCmd)
-	register(newExportCmd)
-}
 
 func newInitCmd(g *globalOptions) *cobra.Command {
 	var dir, collection string

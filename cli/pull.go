@@ -13,11 +13,6 @@ import (
 	"github.com/lazytree/lazytree/fetch"
 )
 
-func init() {
-	register(newPullCmd)
-	register(newPinCmd)
-	register(newUnpinCmd)
-}
 
 // splitRefspec parses NAME:REF.
 func splitRefspec(s string) (remote, ref string, err error) {
@@ -56,7 +51,7 @@ func showProgress(w io.Writer, what string, p *fetch.Progress, done <-chan struc
 		case <-done:
 			return
 		case <-t.C:
-			fmt.Fprintf(w, "%s: %d/%d objects, %s fetched\n", what, p.ObjectsDone.Load(), p.ObjectsKnown.Load(), humanBytes(uint64(p.BytesFetched.Load())))
+			fmt.Fprintf(w, "%s: %d/%d objects, %s fetched\n", what, p.ObjectsDone.Load(), p.ObjectsKnown.Load(), formatBytes(p.BytesFetched.Load()))
 		}
 	}
 }
@@ -162,7 +157,7 @@ func newUnpinCmd(g *globalOptions) *cobra.Command {
 type refArgs struct{ Remote, Ref string }
 
 func printPull(w io.Writer, remote, ref string, res *fetch.PullResult) {
-	fmt.Fprintf(w, "%s:%s %s: %d objects, %d fetched (%s)\n", Escape(remote), Escape(ref), res.Commit, res.Objects, res.Fetched, humanBytes(uint64(res.Bytes)))
+	fmt.Fprintf(w, "%s:%s %s: %d objects, %d fetched (%s)\n", Escape(remote), Escape(ref), res.Commit, res.Objects, res.Fetched, formatBytes(res.Bytes))
 }
 
 func printPin(w io.Writer, remote, ref string, res *fetch.PullResult) {

@@ -18,10 +18,6 @@ import (
 	"github.com/lazytree/lazytree/ostree"
 )
 
-func init() {
-	register(newRemoteCmd)
-	register(newLsRemoteCmd)
-}
 
 type remoteAddOptions struct {
 	GPGImport    []string
@@ -45,7 +41,7 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 		Args:  cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.warn = cmd.ErrOrStderr()
-			name, err := runRemoteAdd(g, o, args)
+			name, err := runRemoteAdd(cmd.Context(), g, o, args)
 			if err != nil {
 				return err
 			}
@@ -131,7 +127,7 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 			if err := cfg.Save(); err != nil {
 				return err
 			}
-			return reloadDaemon(g)
+			return reloadDaemon(cmd.Context(), g)
 		},
 	}
 	for _, sub := range []*cobra.Command{list, show} {
@@ -188,7 +184,7 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string, error) {
+func runRemoteAdd(ctx context.Context, g *globalOptions, o *remoteAddOptions, args []string) (string, error) {
 	var name, rawURL string
 	add := fetch.AddOptions{Mirrors: o.Mirrors, NoGPGVerify: o.NoGPGVerify, CollectionID: o.CollectionID, Replace: o.Replace}
 	if o.warn != nil {
@@ -269,13 +265,13 @@ func runRemoteAdd(g *globalOptions, o *remoteAddOptions, args []string) (string,
 	if err := cfg.Save(); err != nil {
 		return "", err
 	}
-	return name, reloadDaemon(g)
+	return name, reloadDaemon(ctx, g)
 }
 
 // reloadDaemon tells a running daemon that the remotes changed, so a new
 // remote appears in the mount without a restart.
-func reloadDaemon(g *globalOptions) error {
-	_, err := callDaemon(context.Background(), g.HomeDir(), "reload", nil, io.Discard)
+func reloadDaemon(ctx context.Context, g *globalOptions) error {
+	_, err := callDaemon(ctx, g.HomeDir(), "reload", nil, io.Discard)
 	return err
 }
 
@@ -311,7 +307,7 @@ func newLsRemoteCmd(g *globalOptions) *cobra.Command {
 				if r.Timestamp > 0 {
 					date = time.Unix(int64(r.Timestamp), 0).UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", Escape(r.Name), r.CommitHex[:12], date, humanBytes(r.DownloadSize), humanBytes(r.InstalledSize))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", Escape(r.Name), r.CommitHex[:12], date, sizeOrUnknown(r.DownloadSize), sizeOrUnknown(r.InstalledSize))
 			}
 			return tw.Flush()
 		},
@@ -320,8 +316,9 @@ func newLsRemoteCmd(g *globalOptions) *cobra.Command {
 	return c
 }
 
-// humanBytes is formatBytes with "-" for an unknown (zero) size.
-func humanBytes(n uint64) string {
+// sizeOrUnknown is formatBytes for a size a summary may not state (Flatpak's
+// xa.cache): zero there means unknown, shown as "-".
+func sizeOrUnknown(n uint64) string {
 	if n == 0 {
 		return "-"
 	}

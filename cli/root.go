@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -21,12 +20,16 @@ const (
 	ExitUsage   = 2
 )
 
-// commands holds the constructors of the top-level verbs. Each verb's file
-// appends its constructor in an init function, so verbs live in their own
-// files and the root never needs editing when one is added.
-var commands []func(*globalOptions) *cobra.Command
-
-func register(f func(*globalOptions) *cobra.Command) { commands = append(commands, f) }
+// commands are the constructors of the top-level verbs, in the order of
+// the CLI contract (DESIGN.md).
+var commands = []func(*globalOptions) *cobra.Command{
+	newRemoteCmd, newLsRemoteCmd,
+	newMountCmd, newUnmountCmd,
+	newPullCmd, newPinCmd, newUnpinCmd, newPinsCmd,
+	newCacheCmd,
+	newInitCmd, newCommitCmd, newExportCmd,
+	newDemoCmd,
+}
 
 // globalOptions are the flags every verb shares.
 type globalOptions struct {
@@ -76,7 +79,25 @@ func NewRootCommand() *cobra.Command {
 	for _, f := range commands {
 		root.AddCommand(f(g))
 	}
+	typedArgErrors(root)
 	return root
+}
+
+// typedArgErrors makes every command's argument check return a
+// usageError, so that the exit code follows from the error's type, not
+// from its text.
+func typedArgErrors(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		typedArgErrors(sub)
+	}
 }
 
 // Main runs the command line and returns the process exit code.
@@ -93,26 +114,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	// A verb that does not exist is a usage error of the lookup itself.
+	err := error(nil)
+	if _, _, ferr := root.Find(args); ferr != nil {
+		err = usageError{ferr}
+	} else {
+		err = root.ExecuteContext(ctx)
+	}
 	if err == nil {
 		return ExitOK
 	}
 	fmt.Fprintf(stderr, "lazytree: %s\n", Escape(err.Error()))
 	var u usageError
-	if errors.As(err, &u) || isCobraUsage(err) {
+	if errors.As(err, &u) {
 		return ExitUsage
 	}
 	return ExitFailure
-}
-
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "requires at most", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // Escape makes a string safe to print on a terminal: control characters
