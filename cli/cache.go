@@ -23,7 +23,6 @@ import (
 	"github.com/lazytree/lazytree/objcache"
 )
 
-
 func newCacheCmd(g *globalOptions) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cache",

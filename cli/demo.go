@@ -25,7 +25,6 @@ import (
 	"github.com/lazytree/lazytree/ostree/repo"
 )
 
-
 // demoBinaries are host programs copied into the demo runtime (those that
 // exist), with every library they need and the loader.
 var demoBinaries = []string{

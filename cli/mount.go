@@ -23,7 +23,6 @@ import (
 	"github.com/lazytree/lazytree/objcache"
 )
 
-
 type mountOptions struct {
 	Foreground bool
 	CacheSize  string
@@ -188,14 +187,7 @@ func runDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions
 
 // daemonHandlers are the operations the control socket offers.
 func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, stop chan struct{}) map[string]controlHandler {
-	refspec := func(args json.RawMessage) (string, string, error) {
-		var a struct{ Remote, Ref string }
-		if err := json.Unmarshal(args, &a); err != nil {
-			return "", "", err
-		}
-		return a.Remote, a.Ref, nil
-	}
-	return map[string]controlHandler{
+	handlers := map[string]controlHandler{
 		"status": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
 			return writeJSON(w, map[string]any{"mountpoint": srv.Mountpoint(), "pid": os.Getpid(), "source": src.Status()})
 		},
@@ -211,37 +203,6 @@ func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, stop
 			s.cfg = cfg
 			s.fetcher.SetConfig(cfg)
 			return srv.Refresh(ctx)
-		},
-		"pull": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
-			remote, ref, err := refspec(args)
-			if err != nil {
-				return err
-			}
-			res, err := s.fetcher.Pull(ctx, remote, ref, nil)
-			if err != nil {
-				return err
-			}
-			printPull(w, remote, ref, res)
-			return nil
-		},
-		"pin": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
-			remote, ref, err := refspec(args)
-			if err != nil {
-				return err
-			}
-			res, err := s.fetcher.Pin(ctx, remote, ref, nil)
-			if err != nil {
-				return err
-			}
-			printPin(w, remote, ref, res)
-			return nil
-		},
-		"unpin": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
-			remote, ref, err := refspec(args)
-			if err != nil {
-				return err
-			}
-			return s.fetcher.Unpin(ctx, remote, ref)
 		},
 		"cache": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
 			var a cacheArgs
@@ -259,6 +220,10 @@ func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, stop
 			return nil
 		},
 	}
+	for _, v := range refVerbs {
+		handlers[v.op] = v.handler(s.fetcher)
+	}
+	return handlers
 }
 
 func newUnmountCmd(g *globalOptions) *cobra.Command {

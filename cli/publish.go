@@ -16,7 +16,6 @@ import (
 	"github.com/lazytree/lazytree/ostree/sign"
 )
 
-
 func newInitCmd(g *globalOptions) *cobra.Command {
 	var dir, collection string
 	c := &cobra.Command{

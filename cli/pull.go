@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/lazytree/lazytree/fetch"
 )
-
 
 // splitRefspec parses NAME:REF.
 func splitRefspec(s string) (remote, ref string, err error) {
@@ -70,17 +70,30 @@ func runWithProgress(ctx context.Context, w io.Writer, what string, fn func(p *f
 	return res, err
 }
 
-func newPullCmd(g *globalOptions) *cobra.Command {
+// refVerb is pull, pin or unpin: a REMOTE:REF verb that the daemon runs
+// when one serves the cache (it owns it), and this process runs on a
+// session of its own otherwise.
+type refVerb struct {
+	op, short string
+	// run does the work on a local session; p is nil for verbs without
+	// progress.
+	run func(ctx context.Context, f *fetch.Fetcher, remote, ref string, p *fetch.Progress) (*fetch.PullResult, error)
+	// print shows the result; nil prints nothing.
+	print    func(w io.Writer, remote, ref string, res *fetch.PullResult)
+	progress bool
+}
+
+func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
 	return &cobra.Command{
-		Use:   "pull REMOTE:REF",
-		Short: "Fetch a ref completely into the cache",
+		Use:   v.op + " REMOTE:REF",
+		Short: v.short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote, ref, err := splitRefspec(args[0])
 			if err != nil {
 				return err
 			}
-			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), "pull", refArgs{remote, ref}, cmd.OutOrStdout()); handled {
+			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), v.op, refArgs{remote, ref}, cmd.OutOrStdout()); handled {
 				return err
 			}
 			s, err := openSession(cmd.Context(), g)
@@ -88,68 +101,67 @@ func newPullCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			res, err := runWithProgress(cmd.Context(), cmd.ErrOrStderr(), "pull "+args[0], func(p *fetch.Progress) (*fetch.PullResult, error) {
-				return s.fetcher.Pull(cmd.Context(), remote, ref, p)
-			})
+			var res *fetch.PullResult
+			if v.progress {
+				res, err = runWithProgress(cmd.Context(), cmd.ErrOrStderr(), v.op+" "+args[0], func(p *fetch.Progress) (*fetch.PullResult, error) {
+					return v.run(cmd.Context(), s.fetcher, remote, ref, p)
+				})
+			} else {
+				res, err = v.run(cmd.Context(), s.fetcher, remote, ref, nil)
+			}
 			if err != nil {
 				return err
 			}
-			printPull(cmd.OutOrStdout(), remote, ref, res)
+			if v.print != nil {
+				v.print(cmd.OutOrStdout(), remote, ref, res)
+			}
 			return nil
 		},
 	}
 }
 
-func newPinCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "pin REMOTE:REF",
-		Short: "Pull a ref and keep it in the cache (never evicted)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, ref, err := splitRefspec(args[0])
-			if err != nil {
-				return err
-			}
-			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), "pin", refArgs{remote, ref}, cmd.OutOrStdout()); handled {
-				return err
-			}
-			s, err := openSession(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			res, err := runWithProgress(cmd.Context(), cmd.ErrOrStderr(), "pin "+args[0], func(p *fetch.Progress) (*fetch.PullResult, error) {
-				return s.fetcher.Pin(cmd.Context(), remote, ref, p)
-			})
-			if err != nil {
-				return err
-			}
-			printPin(cmd.OutOrStdout(), remote, ref, res)
-			return nil
-		},
-	}
+// refVerbs are pull, pin and unpin, for the commands and for the
+// daemon's handlers alike.
+var refVerbs = []refVerb{
+	{op: "pull", short: "Fetch a ref completely into the cache", progress: true, print: printPull,
+		run: func(ctx context.Context, f *fetch.Fetcher, remote, ref string, p *fetch.Progress) (*fetch.PullResult, error) {
+			return f.Pull(ctx, remote, ref, p)
+		}},
+	{op: "pin", short: "Pull a ref and keep it in the cache (never evicted)", progress: true, print: printPin,
+		run: func(ctx context.Context, f *fetch.Fetcher, remote, ref string, p *fetch.Progress) (*fetch.PullResult, error) {
+			return f.Pin(ctx, remote, ref, p)
+		}},
+	{op: "unpin", short: "Release a pin; its objects become evictable",
+		run: func(ctx context.Context, f *fetch.Fetcher, remote, ref string, _ *fetch.Progress) (*fetch.PullResult, error) {
+			return nil, f.Unpin(ctx, remote, ref)
+		}},
 }
 
-func newUnpinCmd(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "unpin REMOTE:REF",
-		Short: "Release a pin; its objects become evictable",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, ref, err := splitRefspec(args[0])
-			if err != nil {
-				return err
-			}
-			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), "unpin", refArgs{remote, ref}, cmd.OutOrStdout()); handled {
-				return err
-			}
-			s, err := openSession(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			return s.fetcher.Unpin(cmd.Context(), remote, ref)
-		},
+// refCommands are the cobra commands of refVerbs.
+func refCommands(g *globalOptions) []*cobra.Command {
+	out := make([]*cobra.Command, len(refVerbs))
+	for i, v := range refVerbs {
+		out[i] = newRefCmd(g, v)
+	}
+	return out
+}
+
+// handler is v as a daemon operation: the same work on the daemon's
+// fetcher, without progress, printed to the client.
+func (v refVerb) handler(f *fetch.Fetcher) controlHandler {
+	return func(ctx context.Context, args json.RawMessage, w io.Writer) error {
+		var a refArgs
+		if err := json.Unmarshal(args, &a); err != nil || a.Remote == "" || a.Ref == "" {
+			return usagef("%s: want a remote and a ref", v.op)
+		}
+		res, err := v.run(ctx, f, a.Remote, a.Ref, nil)
+		if err != nil {
+			return err
+		}
+		if v.print != nil {
+			v.print(w, a.Remote, a.Ref, res)
+		}
+		return nil
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"github.com/lazytree/lazytree/ostree"
 )
 
-
 type remoteAddOptions struct {
 	GPGImport    []string
 	SignPubkey   []string

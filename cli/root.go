@@ -25,7 +25,7 @@ const (
 var commands = []func(*globalOptions) *cobra.Command{
 	newRemoteCmd, newLsRemoteCmd,
 	newMountCmd, newUnmountCmd,
-	newPullCmd, newPinCmd, newUnpinCmd, newPinsCmd,
+	newPinsCmd,
 	newCacheCmd,
 	newInitCmd, newCommitCmd, newExportCmd,
 	newDemoCmd,
@@ -79,6 +79,7 @@ func NewRootCommand() *cobra.Command {
 	for _, f := range commands {
 		root.AddCommand(f(g))
 	}
+	root.AddCommand(refCommands(g)...)
 	typedArgErrors(root)
 	return root
 }
