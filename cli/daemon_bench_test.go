@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lazytree/lazytree/fetch/fetchtest"
+	"github.com/lazytree/lazytree/fusefs"
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/ostree/repo"
 )
@@ -93,7 +94,7 @@ func BenchmarkDaemonMemoryWalk(b *testing.B) {
 			daemon.Process.Kill()
 			b.Fatal("daemon did not exit on SIGINT")
 		}
-		if isMountpoint(mp) {
+		if fusefs.Mounted(mp) {
 			b.Fatal("mount left behind")
 		}
 		b.ReportMetric(float64(hwm)/1024, "daemon-peak-MB")

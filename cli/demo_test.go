@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lazytree/lazytree/fusefs"
 )
 
 // TestDemo runs `lazytree demo` and checks that it prints its figures and
@@ -32,7 +34,7 @@ func TestDemo(t *testing.T) {
 	if m == nil {
 		t.Fatal("demo did not say where it mounted")
 	}
-	if isMountpoint(m[1]) {
+	if fusefs.Mounted(m[1]) {
 		t.Fatalf("%s is still mounted", m[1])
 	}
 	if _, err := os.Stat(filepath.Dir(m[1])); !os.IsNotExist(err) {

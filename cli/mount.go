@@ -10,13 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fusefs"
@@ -66,7 +64,7 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 				return err
 			}
 			if !o.Foreground {
-				return startDaemon(cmd.Context(), g, mp, cmd.OutOrStdout())
+				return startDaemon(cmd.Context(), g, mp, o, cmd.OutOrStdout())
 			}
 			return runDaemon(cmd.Context(), g, mp, o, func(s *fusefs.Server) {
 				fmt.Fprintf(cmd.OutOrStdout(), "mounted %s (passthrough: %v)\n", s.Mountpoint(), s.PassthroughKernel())
@@ -83,16 +81,18 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 
 // startDaemon runs `lazytree mount --foreground` detached, and returns once
 // its control socket answers (or it died).
-func startDaemon(ctx context.Context, g *globalOptions, mp string, out io.Writer) error {
+func startDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions, out io.Writer) error {
 	home := g.HomeDir()
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
 	}
-	args := append([]string{"--home", home}, os.Args[1:]...)
-	args = append(args, "--foreground")
-	if !strings.Contains(strings.Join(os.Args, " "), mp) {
-		args = append(args, mp)
+	// The daemon's command line, from the parsed options (not from
+	// os.Args: this may not be the process's own command line).
+	args := []string{"--home", home, "mount", "--foreground", "--prefetch", o.Prefetch, "--timeout", o.Timeout.String()}
+	if o.CacheSize != "" {
+		args = append(args, "--cache-size", o.CacheSize)
 	}
+	args = append(args, mp)
 	logPath := filepath.Join(home, "daemon.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -243,61 +243,24 @@ func newUnmountCmd(g *globalOptions) *cobra.Command {
 				}
 				// Wait for the daemon to let go of the mount.
 				for i := 0; i < 100; i++ {
-					if !isMountpoint(mp) {
+					if !fusefs.Mounted(mp) {
 						return nil
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
 				return fmt.Errorf("unmount %s: the daemon did not unmount within 10 s", mp)
 			}
-			if !isMountpoint(mp) {
+			if !fusefs.Mounted(mp) {
 				return fmt.Errorf("unmount %s: not mounted and no daemon running", mp)
 			}
 			// A daemon that died left its mount behind.
-			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-				return fmt.Errorf("unmount %s: %w", mp, err)
+			if err := fusefs.Unmount(mp); err != nil {
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "unmounted stale mount %s\n", mp)
 			return nil
 		},
 	}
-}
-
-// isMountpoint reports whether path is listed in /proc/self/mountinfo.
-func isMountpoint(path string) bool {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return false
-	}
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountinfo(f[4]) == abs {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cacheQuota is --cache-size, else [cache] size= in config, else 0 (the

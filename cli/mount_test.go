@@ -91,7 +91,7 @@ func (m *mounted) runDaemon(t *testing.T, mopts mountOptions) {
 		case <-time.After(20 * time.Second):
 			t.Error("daemon did not stop")
 		}
-		if isMountpoint(m.mp) {
+		if fusefs.Mounted(m.mp) {
 			syscall.Unmount(m.mp, syscall.MNT_DETACH)
 			t.Error("mount left behind")
 		}
@@ -165,7 +165,7 @@ func TestMountReadsOneFileCold(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("daemon still running after unmount")
 	}
-	if isMountpoint(m.mp) {
+	if fusefs.Mounted(m.mp) {
 		t.Fatal("still mounted")
 	}
 }
