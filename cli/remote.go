@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lazytree/lazytree/fetch"
-	"github.com/lazytree/lazytree/ostree"
 )
 
 type remoteAddOptions struct {
@@ -198,39 +196,23 @@ func runRemoteAdd(ctx context.Context, g *globalOptions, o *remoteAddOptions, ar
 			return "", err
 		}
 		defer f.Close()
-		kf, err := ostree.ParseKeyFile(f)
+		rf, err := fetch.ReadRemoteFile(f)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", o.From, err)
 		}
-		group := "Flatpak Repo"
-		if kf.HasGroup("Flatpak Ref") {
-			group = "Flatpak Ref"
+		rawURL = rf.URL
+		if rf.GPGKey != nil {
+			add.GPGKeys = append(add.GPGKeys, rf.GPGKey)
 		}
-		if !kf.HasGroup(group) {
-			return "", fmt.Errorf("%s: neither a .flatpakrepo nor a .flatpakref file", o.From)
+		if add.CollectionID == "" {
+			add.CollectionID = rf.CollectionID
 		}
-		if v, ok := kf.String(group, "Version"); ok && v != "1" {
-			return "", fmt.Errorf("%s: unsupported Version %q", o.From, v)
-		}
-		rawURL, _ = kf.String(group, "Url")
-		if rawURL == "" {
-			return "", fmt.Errorf("%s: no Url", o.From)
-		}
-		if key, ok := kf.String(group, "GPGKey"); ok && key != "" {
-			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(key))
-			if err != nil {
-				return "", fmt.Errorf("%s: GPGKey is not base64: %w", o.From, err)
-			}
-			add.GPGKeys = append(add.GPGKeys, b)
-		}
-		if id, ok := kf.String(group, "DeploySideloadCollectionID"); ok && add.CollectionID == "" {
-			add.CollectionID = id
-		}
-		if len(args) == 1 {
+		switch {
+		case len(args) == 1:
 			name = args[0]
-		} else if s, ok := kf.String(group, "SuggestRemoteName"); ok {
-			name = s
-		} else {
+		case rf.SuggestedName != "":
+			name = rf.SuggestedName
+		default:
 			return "", usagef("remote add --from %s: give a NAME", o.From)
 		}
 	} else {
