@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lazytree/lazytree/fetch"
-	"github.com/lazytree/lazytree/ostree"
 	"io"
 	"io/fs"
 	"math"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
 )
@@ -303,51 +302,24 @@ func runCacheGC(ctx context.Context, home string, o cacheGCOptions, w io.Writer)
 // fsckJSON is what `cache fsck --json` prints.
 type fsckJSON struct {
 	*objcache.FsckReport
-	// TempRemoved and the missing records the start-up found are part of
-	// what fsck reports: opening the cache is where they are repaired.
-	TempRemoved int  `json:"temp_removed"`
-	Clean       bool `json:"clean"`
+	Clean bool `json:"clean"`
 	// Repaired lists the objects --repair fetched again; RepairErrors
 	// those it could not.
 	Repaired     []string `json:"repaired,omitempty"`
 	RepairErrors []string `json:"repair_errors,omitempty"`
 }
 
-// repairCache fetches dropped objects again from the configured remotes,
-// each verified like any fetch.
-func repairCache(ctx context.Context, home string, s *objcache.Store, problems []objcache.Problem, startDropped []string) (repaired, failed []string) {
-	f := (*fetch.Fetcher)(nil)
+// repairFetcher is the daemon's fetcher when the daemon runs this, else
+// a fetcher of this process over s.
+func repairFetcher(ctx context.Context, home string, s *objcache.Store) (*fetch.Fetcher, error) {
 	if ds, ok := ctx.Value(daemonSessionKey{}).(*session); ok {
-		f = ds.fetcher
-	} else {
-		cfg, err := fetch.LoadConfig(home)
-		if err != nil {
-			return nil, []string{err.Error()}
-		}
-		f = fetch.New(s, cfg, fetch.Options{})
+		return ds.fetcher, nil
 	}
-	names := append([]string(nil), startDropped...)
-	for _, p := range problems {
-		names = append(names, p.Object)
+	cfg, err := fetch.LoadConfig(home)
+	if err != nil {
+		return nil, err
 	}
-	seen := map[string]bool{}
-	for _, name := range names {
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		id, err := index.ParseObjectName(name)
-		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-			continue
-		}
-		if err := f.Refetch(ctx, ostree.Checksum(id.Sum), ostree.ObjectType(id.Type)); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-			continue
-		}
-		repaired = append(repaired, name)
-	}
-	return repaired, failed
+	return fetch.New(s, cfg, fetch.Options{}), nil
 }
 
 func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Writer) error {
@@ -360,26 +332,29 @@ func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Wri
 		return err
 	}
 	defer release()
-	start := s.Startup()
-	r, err := s.Fsck(ctx)
+	r, err := s.FsckSinceOpen(ctx)
 	if err != nil {
 		return err
 	}
 	var repaired []string
 	var repairErrs []string
 	if o.Repair {
-		repaired, repairErrs = repairCache(ctx, home, s, append(append([]objcache.Problem(nil), r.Corrupt...), r.Missing...), start.RecordsDropped)
+		var names []string
+		for _, p := range append(append([]objcache.Problem(nil), r.Corrupt...), r.Missing...) {
+			names = append(names, p.Object)
+		}
+		if f, err := repairFetcher(ctx, home, s); err != nil {
+			repairErrs = []string{err.Error()}
+		} else {
+			repaired, repairErrs = f.Repair(ctx, names)
+		}
 	}
 	if err := release(); err != nil {
 		return err
 	}
-	for _, name := range start.RecordsDropped {
-		r.Missing = append(r.Missing, objcache.Problem{Object: name, Cause: "file missing (found at start-up)"})
-	}
-	r.OrphansRemoved += start.OrphansRemoved
 	dropped := len(r.Corrupt) + len(r.Missing)
 	if o.JSON {
-		out := fsckJSON{FsckReport: r, TempRemoved: start.TempRemoved, Clean: r.Clean()}
+		out := fsckJSON{FsckReport: r, Clean: r.Clean()}
 		out.Repaired, out.RepairErrors = repaired, repairErrs
 		if err := writeJSON(w, out); err != nil {
 			return err
@@ -398,8 +373,8 @@ func runCacheFsck(ctx context.Context, home string, o cacheFsckOptions, w io.Wri
 		if r.OrphansRemoved > 0 {
 			fmt.Fprintf(w, "removed %d files that had no record\n", r.OrphansRemoved)
 		}
-		if start.TempRemoved > 0 {
-			fmt.Fprintf(w, "removed %d unfinished writes from tmp/\n", start.TempRemoved)
+		if r.TempRemoved > 0 {
+			fmt.Fprintf(w, "removed %d unfinished writes from tmp/\n", r.TempRemoved)
 		}
 		if dropped > 0 {
 			fmt.Fprintf(w, "dropped %d objects from the cache; they are fetched again when next needed\n", dropped)

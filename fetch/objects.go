@@ -263,3 +263,27 @@ func (f *Fetcher) Refetch(ctx context.Context, c ostree.Checksum, t ostree.Objec
 // PeekHeader returns a verified content header from the index, without
 // network I/O.
 func (f *Fetcher) PeekHeader(c ostree.Checksum) (*ostree.FileHeader, bool) { return f.cachedHeader(c) }
+
+// Repair fetches again, verified like any fetch, the objects fsck dropped
+// (by "checksum.type" name), each from the first remote that has it. It
+// returns the names fetched and, for the others, why not.
+func (f *Fetcher) Repair(ctx context.Context, names []string) (repaired, failed []string) {
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		id, err := index.ParseObjectName(name)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if err := f.Refetch(ctx, ostree.Checksum(id.Sum), ostree.ObjectType(id.Type)); err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		repaired = append(repaired, name)
+	}
+	return repaired, failed
+}

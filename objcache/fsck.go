@@ -39,11 +39,31 @@ type FsckReport struct {
 	// Index lists violations of the index's own invariants (not
 	// repaired: each is a bug).
 	Index []string `json:"index"`
+	// TempRemoved is how many unfinished writes were removed from tmp/
+	// (by the start-up, with FsckSinceOpen).
+	TempRemoved int `json:"temp_removed"`
 }
 
 // Clean reports whether fsck found nothing wrong.
 func (r *FsckReport) Clean() bool {
 	return len(r.Corrupt) == 0 && len(r.Missing) == 0 && len(r.Index) == 0
+}
+
+// FsckSinceOpen is Fsck together with what opening the store found and
+// repaired (unfinished writes, records without a file, files without a
+// record): everything wrong with the cache since it was last closed.
+func (s *Store) FsckSinceOpen(ctx context.Context) (*FsckReport, error) {
+	r, err := s.Fsck(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := s.Startup()
+	for _, name := range start.RecordsDropped {
+		r.Missing = append(r.Missing, Problem{Object: name, Cause: "file missing (found at start-up)"})
+	}
+	r.OrphansRemoved += start.OrphansRemoved
+	r.TempRemoved += start.TempRemoved
+	return r, nil
 }
 
 // Fsck rehashes every stored object, drops those that are missing or
