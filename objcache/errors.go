@@ -44,4 +44,6 @@ func (e *CorruptError) Error() string {
 }
 
 // Is makes a CorruptError match ErrCorrupt and ostree.ErrCorrupt.
-func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt || target == ostree.ErrCorrupt }
+func (e *CorruptError) Is(target error) bool {
+	return target == ErrCorrupt || target == ostree.ErrCorrupt
+}
