@@ -46,7 +46,7 @@ func newCacheStatsCmd(g *globalOptions) *cobra.Command {
 			return runCacheCmd(cmd.Context(), g.HomeDir(), cacheArgs{Cmd: "stats", Stats: o}, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	bindJSON(c, &o.JSON)
 	return c
 }
 
@@ -68,7 +68,7 @@ func newCacheGCCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&o.To, "to", "", "target size (default: 90% of the quota)")
-	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	bindJSON(c, &o.JSON)
 	return c
 }
 
@@ -91,7 +91,7 @@ func newCacheFsckCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&o.Repair, "repair", false, "also fetch dropped objects again from the remotes")
-	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	bindJSON(c, &o.JSON)
 	return c
 }
 
@@ -109,7 +109,7 @@ func newPinsCmd(g *globalOptions) *cobra.Command {
 			return runCacheCmd(cmd.Context(), g.HomeDir(), cacheArgs{Cmd: "pins", Pins: o}, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	bindJSON(c, &o.JSON)
 	return c
 }
 

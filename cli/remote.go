@@ -128,7 +128,7 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	for _, sub := range []*cobra.Command{list, show} {
-		sub.Flags().BoolVar(&g.JSON, "json", false, "print JSON")
+		bindJSON(sub, &g.JSON)
 	}
 	c.AddCommand(add, list, show, remove)
 	return c
@@ -293,7 +293,7 @@ func newLsRemoteCmd(g *globalOptions) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	c.Flags().BoolVar(&g.JSON, "json", false, "print JSON")
+	bindJSON(c, &g.JSON)
 	return c
 }
 

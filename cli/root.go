@@ -149,3 +149,9 @@ func Escape(s string) string {
 	}
 	return string(out)
 }
+
+// bindJSON gives c the --json flag every listing command has (DESIGN.md,
+// "CLI contract"), into p.
+func bindJSON(c *cobra.Command, p *bool) {
+	c.Flags().BoolVar(p, "json", false, "print JSON")
+}
