@@ -53,7 +53,7 @@ func idFromObjectKey(k []byte) (ObjectID, bool) {
 	var id ObjectID
 	id.Type = ObjType(k[1])
 	copy(id.Sum[:], k[2:])
-	return id, id.Type.Valid()
+	return id, id.Type.Core()
 }
 
 func unixNano(t time.Time) int64 {
@@ -91,7 +91,7 @@ func idFromLRUKey(k []byte) (ObjectID, bool) {
 	var id ObjectID
 	id.Type = ObjType(k[9])
 	copy(id.Sum[:], k[10:])
-	return id, id.Type.Valid()
+	return id, id.Type.Core()
 }
 
 func headerKey(s Sum) []byte {
@@ -164,7 +164,7 @@ func idFromMemberKey(k []byte) (ObjectID, bool) {
 	var id ObjectID
 	id.Type = ObjType(k[9])
 	copy(id.Sum[:], k[10:])
-	return id, id.Type.Valid()
+	return id, id.Type.Core()
 }
 
 // reader decodes a value; the first error sticks, so callers check once

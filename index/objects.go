@@ -84,7 +84,7 @@ func deleteObject(txn *badger.Txn, old *Object) error {
 // The caller must make the object's file durable before calling: once
 // this returns, the record may outlive a crash.
 func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
-	if !o.ID.Type.Valid() {
+	if !o.ID.Type.Core() {
 		return false, fmt.Errorf("add %s: invalid type", o.ID)
 	}
 	if (o.ID.Type == TypeFile) != (hdr != nil) || (o.ID.Type != TypeFile) != (data != nil) {
@@ -139,7 +139,7 @@ func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
 // present is added as by AddObject. It returns the size of the bytes
 // replaced and whether there were any.
 func (db *DB) ReplaceData(o Object, data []byte) (oldSize int64, replaced bool, err error) {
-	if !o.ID.Type.Valid() || o.ID.Type.ContentAddressed() || data == nil {
+	if !o.ID.Type.Core() || o.ID.Type.ContentAddressed() || data == nil {
 		return 0, false, fmt.Errorf("replace %s: only the bytes of a metadata object that is not content-addressed can be replaced", o.ID)
 	}
 	if len(o.Origin) > maxNameLen {

@@ -72,7 +72,7 @@ func (db *DB) UnpinCommit(commit Sum) error {
 
 func (db *DB) pin(ctx context.Context, p Pin, objs []ObjectID) error {
 	for _, id := range objs {
-		if !id.Type.Valid() {
+		if !id.Type.Core() {
 			return fmt.Errorf("object %s: invalid type", id)
 		}
 	}

@@ -1,41 +1,22 @@
 package index
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lazytree/lazytree/ostree"
 )
 
-// Sum is a SHA-256 object checksum. It has the same underlying type as
-// ostree.Checksum, so callers convert with index.Sum(c) at no cost; this
-// package does not import ostree so that it can be built and tested alone.
-type Sum [32]byte
+// Sum is a SHA-256 object checksum: ostree's own type, so that the
+// layers above pass checksums through without conversions.
+type Sum = ostree.Checksum
 
 // ParseSum parses exactly 64 lowercase hex characters. Upper case is
 // refused because checksums become file names, and two spellings of one
 // object must never be two files.
-func ParseSum(s string) (Sum, error) {
-	var c Sum
-	if len(s) != 64 {
-		return c, fmt.Errorf("invalid checksum %q: want 64 lowercase hex characters", clip(s))
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if !(ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f') {
-			return c, fmt.Errorf("invalid checksum %q: want 64 lowercase hex characters", clip(s))
-		}
-	}
-	hex.Decode(c[:], []byte(s))
-	return c, nil
-}
-
-// String returns the 64-character lowercase hex form.
-func (c Sum) String() string { return hex.EncodeToString(c[:]) }
-
-// IsZero reports whether c is all zero bytes (never a real object).
-func (c Sum) IsZero() bool { return c == Sum{} }
+func ParseSum(s string) (Sum, error) { return ostree.ParseChecksum(s) }
 
 func clip(s string) string {
 	if len(s) > 80 {
@@ -44,51 +25,25 @@ func clip(s string) string {
 	return s
 }
 
-// ObjType is an OSTree object type. The values are OSTree's own
-// (OstreeObjectType), which ostree.ObjectType shares.
-type ObjType uint8
+// ObjType is an OSTree object type: ostree's own. The cache stores the
+// six core types (ObjType.Core).
+type ObjType = ostree.ObjectType
 
 // The object types the cache stores.
 const (
-	TypeFile            ObjType = 1
-	TypeDirTree         ObjType = 2
-	TypeDirMeta         ObjType = 3
-	TypeCommit          ObjType = 4
-	TypeCommitTombstone ObjType = 5
-	TypeCommitMeta      ObjType = 6
+	TypeFile            = ostree.ObjFile
+	TypeDirTree         = ostree.ObjDirTree
+	TypeDirMeta         = ostree.ObjDirMeta
+	TypeCommit          = ostree.ObjCommit
+	TypeCommitTombstone = ostree.ObjTombstone
+	TypeCommitMeta      = ostree.ObjCommitMeta
 )
 
-var typeNames = [...]string{
-	TypeFile:            "file",
-	TypeDirTree:         "dirtree",
-	TypeDirMeta:         "dirmeta",
-	TypeCommit:          "commit",
-	TypeCommitTombstone: "commit-tombstone",
-	TypeCommitMeta:      "commitmeta",
-}
-
-// Valid reports whether t is one of the types above.
-func (t ObjType) Valid() bool { return t >= TypeFile && t <= TypeCommitMeta }
-
-// String returns OSTree's name for the type, which is also its file
-// extension in a repository.
-func (t ObjType) String() string {
-	if t.Valid() {
-		return typeNames[t]
-	}
-	return fmt.Sprintf("objtype(%d)", uint8(t))
-}
-
-// ContentAddressed reports whether an object of this type is named by the
-// SHA-256 of its bytes. Commitmeta and tombstones are keyed by the commit
-// they belong to instead.
-func (t ObjType) ContentAddressed() bool { return t >= TypeFile && t <= TypeCommit }
-
-// ParseObjType parses a name that String returns.
+// ParseObjType parses the name of a core type, as ObjType.String gives it.
 func ParseObjType(s string) (ObjType, error) {
-	for t, n := range typeNames {
-		if n != "" && n == s {
-			return ObjType(t), nil
+	for t := TypeFile; t <= TypeCommitMeta; t++ {
+		if t.String() == s {
+			return t, nil
 		}
 	}
 	return 0, fmt.Errorf("unknown object type %q", clip(s))

@@ -284,7 +284,7 @@ func (s *Store) ReadMeta(ctx context.Context, typ index.ObjType, checksum string
 		return nil, fmt.Errorf("read %s object: %w", typ, err)
 	}
 	id := index.ObjectID{Sum: sum, Type: typ}
-	if !typ.Valid() || typ == index.TypeFile {
+	if !typ.Core() || typ == index.TypeFile {
 		return nil, fmt.Errorf("read %s: not a metadata type", id)
 	}
 	if err := s.begin(); err != nil {

@@ -178,7 +178,7 @@ func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, checksum string,
 		return fmt.Errorf("store %s object: %w", typ, err)
 	}
 	id := index.ObjectID{Sum: sum, Type: typ}
-	if !typ.Valid() || typ == index.TypeFile {
+	if !typ.Core() || typ == index.TypeFile {
 		return fmt.Errorf("store %s: not a metadata type", id)
 	}
 	if typ.ContentAddressed() {

@@ -19,7 +19,7 @@ import (
 // error matching ErrNotPresent, which a caller that only wants it gone
 // can ignore.
 func (s *Store) Remove(ctx context.Context, id index.ObjectID) error {
-	if !id.Type.Valid() {
+	if !id.Type.Core() {
 		return fmt.Errorf("remove %s: invalid type", id)
 	}
 	if err := s.begin(); err != nil {
@@ -75,7 +75,7 @@ func (s *Store) ReplaceMeta(ctx context.Context, typ index.ObjType, checksum str
 		return fmt.Errorf("replace %s object: %w", typ, err)
 	}
 	id := index.ObjectID{Sum: sum, Type: typ}
-	if !typ.Valid() || typ.ContentAddressed() {
+	if !typ.Core() || typ.ContentAddressed() {
 		return fmt.Errorf("replace %s: not a metadata type that is replaceable", id)
 	}
 	if err := s.begin(); err != nil {

@@ -117,6 +117,16 @@ func (t ObjectType) String() string {
 	return fmt.Sprintf("objtype(%d)", uint8(t))
 }
 
+// Core reports whether t is one of the six types of an archive
+// repository's objects/ (file through commitmeta), the types a cache
+// stores; the others (payload links, xattrs) belong to bare repositories.
+func (t ObjectType) Core() bool { return t >= ObjFile && t <= ObjCommitMeta }
+
+// ContentAddressed reports whether an object of type t is named by the
+// SHA-256 of its bytes (file, dirtree, dirmeta, commit). Commitmeta and
+// tombstones are keyed by the commit they belong to instead.
+func (t ObjectType) ContentAddressed() bool { return t >= ObjFile && t <= ObjCommit }
+
 // IsMeta reports whether t is a metadata type (dirtree through commitmeta).
 func (t ObjectType) IsMeta() bool { return t >= ObjDirTree && t <= ObjCommitMeta }
 
