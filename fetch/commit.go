@@ -101,14 +101,14 @@ func (f *Fetcher) remoteOrder(c ostree.Checksum) []string {
 		rank[n] = 2
 		if refs, err := f.db.Refs(n); err == nil {
 			for _, r := range refs {
-				if ostree.Checksum(r.Commit) == c {
+				if r.Commit == c {
 					rank[n] = 0
 					break
 				}
 			}
 		}
 	}
-	if o, err := f.db.Object(index.ObjectID{Sum: index.Sum(c), Type: index.TypeCommit}); err == nil {
+	if o, err := f.db.Object(index.ObjectID{Sum: c, Type: index.TypeCommit}); err == nil {
 		if r, ok := rank[o.Origin]; ok && r > 1 {
 			rank[o.Origin] = 1
 		}
@@ -171,11 +171,11 @@ func (f *Fetcher) verifyCommit(rs *remoteState, ref string, c ostree.Checksum, d
 	} else {
 		last, err := f.db.Ref(r.Name, ref)
 		has := err == nil
-		if err := checkTime(r.Name, name, cm, c, ostree.Checksum(last.Commit), last.Timestamp, has, now, f.opts.MaxFutureSkew); err != nil {
+		if err := checkTime(r.Name, name, cm, c, last.Commit, last.Timestamp, has, now, f.opts.MaxFutureSkew); err != nil {
 			return nil, err
 		}
-		if !has || ostree.Checksum(last.Commit) != c {
-			if err := f.db.SetRef(r.Name, ref, index.Ref{Commit: index.Sum(c), Verified: now, Timestamp: cm.Timestamp}); err != nil {
+		if !has || last.Commit != c {
+			if err := f.db.SetRef(r.Name, ref, index.Ref{Commit: c, Verified: now, Timestamp: cm.Timestamp}); err != nil {
 				return nil, err
 			}
 		}

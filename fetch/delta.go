@@ -206,7 +206,7 @@ func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, sink *de
 		if reached[o.Checksum] {
 			continue
 		}
-		if err := f.store.Remove(ctx, index.ObjectID{Sum: index.Sum(o.Checksum), Type: index.ObjType(o.Type)}); err == nil {
+		if err := f.store.Remove(ctx, index.ObjectID{Sum: o.Checksum, Type: o.Type}); err == nil {
 			dropped++
 		}
 	}
@@ -217,7 +217,7 @@ func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, sink *de
 
 func (f *Fetcher) havePart(hdr delta.PartHeader) bool {
 	for _, o := range hdr.Objects {
-		if ok, _ := f.store.Has(index.ObjType(o.Type), o.Checksum.String()); !ok {
+		if ok, _ := f.store.Has(o.Type, o.Checksum.String()); !ok {
 			return false
 		}
 	}
@@ -256,7 +256,7 @@ func (s *deltaSink) takeAdded() []delta.ObjRef {
 }
 
 func (s *deltaSink) PutMetadata(ctx context.Context, obj delta.ObjRef, data []byte) error {
-	typ := index.ObjType(obj.Type)
+	typ := obj.Type
 	if ok, _ := s.store.Has(typ, obj.Checksum.String()); ok {
 		return nil
 	}

@@ -366,7 +366,7 @@ func TestTamperedObjects(t *testing.T) {
 					h.Close()
 					t.Fatal("tampered content object was stored")
 				}
-			} else if _, err := e.store.ReadMeta(ctxT(t), index.ObjType(tg.typ), tg.c.String()); err == nil {
+			} else if _, err := e.store.ReadMeta(ctxT(t), tg.typ, tg.c.String()); err == nil {
 				t.Fatal("tampered object was stored")
 			}
 			os.WriteFile(path, good, 0o644)

@@ -168,17 +168,17 @@ func (f *Fetcher) VerifiedRefs(remote string) (map[string]ostree.Checksum, error
 	}
 	out := make(map[string]ostree.Checksum, len(refs))
 	for name, r := range refs {
-		out[name] = ostree.Checksum(r.Commit)
+		out[name] = r.Commit
 	}
 	return out, nil
 }
 
 // Profile returns the paths recorded as opened under commit, in order.
 func (f *Fetcher) Profile(commit ostree.Checksum) ([]string, error) {
-	return f.db.Profile(index.Sum(commit))
+	return f.db.Profile(commit)
 }
 
 // SetProfile records the paths opened under commit.
 func (f *Fetcher) SetProfile(commit ostree.Checksum, paths []string) error {
-	return f.db.SetProfile(index.Sum(commit), paths)
+	return f.db.SetProfile(commit, paths)
 }

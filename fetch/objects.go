@@ -64,7 +64,7 @@ func (f *Fetcher) DirMeta(ctx context.Context, remote string, c ostree.Checksum)
 }
 
 func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, c ostree.Checksum) ([]byte, error) {
-	if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
+	if data, err := f.store.ReadMeta(ctx, t, c.String()); err == nil {
 		f.stats.CacheHits.Add(1)
 		return data, nil
 	}
@@ -78,7 +78,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 	v, err := f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
-		if data, err := f.store.ReadMeta(ctx, index.ObjType(t), c.String()); err == nil {
+		if data, err := f.store.ReadMeta(ctx, t, c.String()); err == nil {
 			return data, nil
 		}
 		rs, err := f.remote(remote)
@@ -97,7 +97,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 			f.stats.record(remote, name, err)
 			return nil, err
 		}
-		if err := f.store.PutMeta(ctx, index.ObjType(t), c.String(), data, remote); err != nil {
+		if err := f.store.PutMeta(ctx, t, c.String(), data, remote); err != nil {
 			return nil, err
 		}
 		f.stats.ObjectsFetched.Add(1)
@@ -219,7 +219,7 @@ func (f *Fetcher) FileHeader(ctx context.Context, remote string, c ostree.Checks
 
 // cachedHeader returns a header from the index, without network I/O.
 func (f *Fetcher) cachedHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
-	h, err := f.db.Header(index.Sum(c))
+	h, err := f.db.Header(c)
 	if err != nil {
 		return nil, false
 	}
@@ -279,7 +279,7 @@ func (f *Fetcher) Repair(ctx context.Context, names []string) (repaired, failed 
 			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		if err := f.Refetch(ctx, ostree.Checksum(id.Sum), ostree.ObjectType(id.Type)); err != nil {
+		if err := f.Refetch(ctx, id.Sum, id.Type); err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}

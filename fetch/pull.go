@@ -49,8 +49,8 @@ func (f *Fetcher) Pull(ctx context.Context, remote, ref string, p *Progress) (*P
 	// The ref's previous commit, before this pull records the new one: a
 	// delta from it is the cheapest way forward.
 	var prev *ostree.Checksum
-	if last, err := f.db.Ref(remote, ref); err == nil && ostree.Checksum(last.Commit) != c {
-		pc := ostree.Checksum(last.Commit)
+	if last, err := f.db.Ref(remote, ref); err == nil && last.Commit != c {
+		pc := last.Commit
 		prev = &pc
 	}
 	cm, err := f.Commit(ctx, remote, ref, c)
@@ -162,11 +162,11 @@ func (f *Fetcher) Reachable(ctx context.Context, commit ostree.Checksum) ([]inde
 	if err != nil {
 		return nil, err
 	}
-	ids := []index.ObjectID{{Sum: index.Sum(commit), Type: index.TypeCommit}}
+	ids := []index.ObjectID{{Sum: commit, Type: index.TypeCommit}}
 	var mu sync.Mutex
 	seen := map[index.ObjectID]bool{}
 	add := func(c ostree.Checksum, t index.ObjType) {
-		id := index.ObjectID{Sum: index.Sum(c), Type: t}
+		id := index.ObjectID{Sum: c, Type: t}
 		if !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
