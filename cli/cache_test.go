@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +18,7 @@ import (
 // cacheObj is a content object for the cache tests: the store treats the
 // header bytes as opaque, so any bytes do.
 type cacheObj struct {
-	sum     string
+	sum     index.Sum
 	hdr     index.FileHeader
 	content []byte
 }
@@ -32,7 +31,7 @@ func newCacheObj(i, size int) cacheObj {
 	h := sha256.New()
 	h.Write(raw)
 	h.Write(content)
-	return cacheObj{sum: fmt.Sprintf("%x", h.Sum(nil)), hdr: index.FileHeader{Mode: 0o100644, Size: uint64(len(content)), Raw: raw}, content: content}
+	return cacheObj{sum: index.Sum(h.Sum(nil)), hdr: index.FileHeader{Mode: 0o100644, Size: uint64(len(content)), Raw: raw}, content: content}
 }
 
 // fillCache makes a cache in home with three content objects from two
@@ -56,11 +55,11 @@ func fillCache(t *testing.T, home string) []cacheObj {
 		}
 	}
 	tree := []byte("dirtree")
-	if err := s.PutMeta(ctx, index.TypeDirTree, fmt.Sprintf("%x", sha256.Sum256(tree)), tree, "flathub"); err != nil {
+	if err := s.PutMeta(ctx, index.TypeDirTree, index.Sum(sha256.Sum256(tree)), tree, "flathub"); err != nil {
 		t.Fatal(err)
 	}
-	sum, _ := index.ParseSum(objs[1].sum)
-	commit := fmt.Sprintf("%x", sha256.Sum256([]byte("commit")))
+	sum, _ := index.ParseSum(objs[1].sum.String())
+	commit := index.Sum(sha256.Sum256([]byte("commit")))
 	if err := s.PinRef(ctx, "flathub", "app/x", commit, []index.ObjectID{{Sum: sum, Type: index.TypeFile}}); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +161,7 @@ func TestCacheGC(t *testing.T) {
 		t.Errorf("gc output:\n%s", out)
 	}
 	for i, o := range objs {
-		_, err := os.Stat(filepath.Join(home, "objects", o.sum[:2], o.sum[2:]+".file"))
+		_, err := os.Stat(filepath.Join(home, "objects", o.sum.String()[:2], o.sum.String()[2:]+".file"))
 		if (err == nil) != (i == 1) {
 			t.Errorf("object %d after gc: %v (only the pinned one should stay)", i, err)
 		}
@@ -176,7 +175,7 @@ func TestCacheFsck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "checked 4 objects, 5.9 KiB\n") {
 		t.Fatalf("fsck of a good cache: exit %d: %s%s", code, out, errOut)
 	}
-	p := filepath.Join(home, "objects", objs[2].sum[:2], objs[2].sum[2:]+".file")
+	p := filepath.Join(home, "objects", objs[2].sum.String()[:2], objs[2].sum.String()[2:]+".file")
 	b, _ := os.ReadFile(p)
 	b[10] ^= 1
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -186,7 +185,7 @@ func TestCacheFsck(t *testing.T) {
 	if code != ExitFailure {
 		t.Errorf("fsck of a corrupt cache: exit %d", code)
 	}
-	for _, want := range []string{"corrupt " + objs[2].sum + ".file: checksum mismatch", "dropped 1 objects", "could not fetch again: " + objs[2].sum + ".file", "no remote configured"} {
+	for _, want := range []string{"corrupt " + objs[2].sum.String() + ".file: checksum mismatch", "dropped 1 objects", "could not fetch again: " + objs[2].sum.String() + ".file", "no remote configured"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("fsck output lacks %q:\n%s", want, out)
 		}

@@ -108,7 +108,7 @@ func TestSharedFetchSurvivesFirstCaller(t *testing.T) {
 	if n := srv.Count("/objects/**.filez"); n != 1 {
 		t.Fatalf("%d fetches of one object", n)
 	}
-	h, err := e.store.Open(ctxT(t), obj.String())
+	h, err := e.store.Open(ctxT(t), obj)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,12 +120,12 @@ func (f *Fetcher) remoteOrder(c ostree.Checksum) []string {
 // cachedCommit verifies a cached commit for rs and ref. It returns an
 // error matching objcache.ErrNotPresent when the commit is not cached.
 func (f *Fetcher) cachedCommit(ctx context.Context, rs *remoteState, ref string, c ostree.Checksum) (*ostree.Commit, error) {
-	data, err := f.store.ReadMeta(ctx, index.TypeCommit, c.String())
+	data, err := f.store.ReadMeta(ctx, index.TypeCommit, c)
 	if err != nil {
 		return nil, err
 	}
 	var dict []any
-	if meta, err := f.store.ReadMeta(ctx, index.TypeCommitMeta, c.String()); err == nil {
+	if meta, err := f.store.ReadMeta(ctx, index.TypeCommitMeta, c); err == nil {
 		if dict, err = ostree.DecodeVarDict("commitmeta", meta); err != nil {
 			dict = nil // verified like a missing one: a required signature fails
 		}
@@ -211,7 +211,7 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, 
 			return nil, err
 		}
 	}
-	if err := f.store.PutMeta(ctx, index.TypeCommit, c.String(), data, remote); err != nil {
+	if err := f.store.PutMeta(ctx, index.TypeCommit, c, data, remote); err != nil {
 		return nil, err
 	}
 	f.stats.ObjectsFetched.Add(1)
@@ -226,9 +226,9 @@ func (f *Fetcher) putCommitMeta(ctx context.Context, rs *remoteState, c ostree.C
 	if !rs.r.GPGVerify && !rs.r.SignVerify {
 		// A remote that checks no signature never replaces what one that
 		// does verified.
-		return f.store.PutMeta(ctx, index.TypeCommitMeta, c.String(), data, rs.r.Name)
+		return f.store.PutMeta(ctx, index.TypeCommitMeta, c, data, rs.r.Name)
 	}
-	return f.store.ReplaceMeta(ctx, index.TypeCommitMeta, c.String(), data, rs.r.Name)
+	return f.store.ReplaceMeta(ctx, index.TypeCommitMeta, c, data, rs.r.Name)
 }
 
 // CommitFor is Commit that also names the remote that verified the

@@ -72,14 +72,14 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	}
 	var from *ostree.Checksum
 	if prev != nil {
-		if ok, _ := f.store.Has(index.TypeCommit, prev.String()); ok {
+		if ok, _ := f.store.Has(index.TypeCommit, *prev); ok {
 			if _, listed := digests[ostree.DeltaName(prev, to)]; listed {
 				from = prev
 			}
 		}
 	}
 	if from == nil {
-		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree.String()); ok {
+		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree); ok {
 			return false, nil // the tree is (partly) here: loose objects fetch only what is missing
 		}
 		if _, listed := digests[ostree.DeltaName(nil, to)]; !listed {
@@ -217,7 +217,7 @@ func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, sink *de
 
 func (f *Fetcher) havePart(hdr delta.PartHeader) bool {
 	for _, o := range hdr.Objects {
-		if ok, _ := f.store.Has(o.Type, o.Checksum.String()); !ok {
+		if ok, _ := f.store.Has(o.Type, o.Checksum); !ok {
 			return false
 		}
 	}
@@ -228,7 +228,7 @@ func (f *Fetcher) havePart(hdr delta.PartHeader) bool {
 type deltaSource struct{ store *objcache.Store }
 
 func (s deltaSource) OpenContent(ctx context.Context, c ostree.Checksum) (delta.Blob, error) {
-	return s.store.Open(ctx, c.String())
+	return s.store.Open(ctx, c)
 }
 
 // deltaSink stores what a part produces, verified by Apply, and notes
@@ -257,10 +257,10 @@ func (s *deltaSink) takeAdded() []delta.ObjRef {
 
 func (s *deltaSink) PutMetadata(ctx context.Context, obj delta.ObjRef, data []byte) error {
 	typ := obj.Type
-	if ok, _ := s.store.Has(typ, obj.Checksum.String()); ok {
+	if ok, _ := s.store.Has(typ, obj.Checksum); ok {
 		return nil
 	}
-	if err := s.store.PutMeta(ctx, typ, obj.Checksum.String(), append([]byte(nil), data...), s.remote); err != nil {
+	if err := s.store.PutMeta(ctx, typ, obj.Checksum, append([]byte(nil), data...), s.remote); err != nil {
 		return err
 	}
 	s.note(obj)
@@ -268,7 +268,7 @@ func (s *deltaSink) PutMetadata(ctx context.Context, obj delta.ObjRef, data []by
 }
 
 func (s *deltaSink) CreateContent(ctx context.Context, c ostree.Checksum, h *ostree.FileHeader) (delta.ContentWriter, error) {
-	if ok, _ := s.store.Has(index.TypeFile, c.String()); ok {
+	if ok, _ := s.store.Has(index.TypeFile, c); ok {
 		return nil, nil
 	}
 	// The declared size is hostile until the object's hash matches:
@@ -305,7 +305,7 @@ type deltaWriter struct {
 
 func (w *deltaWriter) Commit() error {
 	hdr := index.FileHeader{UID: w.h.UID, GID: w.h.GID, Mode: w.h.Mode, Size: w.h.Size, Symlink: w.h.Target, Raw: w.h.StreamHeader()}
-	if err := w.s.store.PutFile(w.ctx, w.c.String(), hdr, w.File, w.s.remote); err != nil {
+	if err := w.s.store.PutFile(w.ctx, w.c, hdr, w.File, w.s.remote); err != nil {
 		return err
 	}
 	w.s.note(delta.ObjRef{Type: ostree.ObjFile, Checksum: w.c})

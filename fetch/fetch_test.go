@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lazytree/lazytree/fetch"
-	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
@@ -362,11 +361,11 @@ func TestTamperedObjects(t *testing.T) {
 				t.Fatalf("error does not name the object %s: %v", tg.c, err)
 			}
 			if tg.typ == ostree.ObjFile {
-				if h, err := e.store.Open(ctxT(t), tg.c.String()); err == nil {
+				if h, err := e.store.Open(ctxT(t), tg.c); err == nil {
 					h.Close()
 					t.Fatal("tampered content object was stored")
 				}
-			} else if _, err := e.store.ReadMeta(ctxT(t), tg.typ, tg.c.String()); err == nil {
+			} else if _, err := e.store.ReadMeta(ctxT(t), tg.typ, tg.c); err == nil {
 				t.Fatal("tampered object was stored")
 			}
 			os.WriteFile(path, good, 0o644)

@@ -95,7 +95,7 @@ func TestInjectedDeltaAddsNothingUnreached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := e.store.Has(index.TypeDirTree, dm.RootTree.String()); ok {
+	if ok, _ := e.store.Has(index.TypeDirTree, dm.RootTree); ok {
 		t.Fatal("the planted commit's root dirtree stayed in the cache")
 	}
 	dt, err := ostree.DecodeDirTree(mustRead(t, p.path(ostree.ObjectPath(dm.RootTree, ostree.ObjDirTree, true))))
@@ -103,7 +103,7 @@ func TestInjectedDeltaAddsNothingUnreached(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range dt.Files {
-		if ok, _ := e.store.Has(index.TypeFile, f.Checksum.String()); ok {
+		if ok, _ := e.store.Has(index.TypeFile, f.Checksum); ok {
 			t.Fatalf("planted file %s stayed in the cache", f.Name)
 		}
 	}

@@ -64,7 +64,7 @@ func (f *Fetcher) DirMeta(ctx context.Context, remote string, c ostree.Checksum)
 }
 
 func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, c ostree.Checksum) ([]byte, error) {
-	if data, err := f.store.ReadMeta(ctx, t, c.String()); err == nil {
+	if data, err := f.store.ReadMeta(ctx, t, c); err == nil {
 		f.stats.CacheHits.Add(1)
 		return data, nil
 	}
@@ -78,7 +78,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 	v, err := f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
-		if data, err := f.store.ReadMeta(ctx, t, c.String()); err == nil {
+		if data, err := f.store.ReadMeta(ctx, t, c); err == nil {
 			return data, nil
 		}
 		rs, err := f.remote(remote)
@@ -97,7 +97,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 			f.stats.record(remote, name, err)
 			return nil, err
 		}
-		if err := f.store.PutMeta(ctx, t, c.String(), data, remote); err != nil {
+		if err := f.store.PutMeta(ctx, t, c, data, remote); err != nil {
 			return nil, err
 		}
 		f.stats.ObjectsFetched.Add(1)
@@ -113,7 +113,7 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 // Content returns an open handle on a verified content object, fetching
 // it first when it is not cached. The handle must be closed.
 func (f *Fetcher) Content(ctx context.Context, remote string, c ostree.Checksum) (*objcache.Handle, error) {
-	if h, err := f.store.Open(ctx, c.String()); err == nil {
+	if h, err := f.store.Open(ctx, c); err == nil {
 		f.stats.CacheHits.Add(1)
 		return h, nil
 	} else if !errors.Is(err, objcache.ErrNotPresent) && !errors.Is(err, objcache.ErrCorrupt) {
@@ -122,7 +122,7 @@ func (f *Fetcher) Content(ctx context.Context, remote string, c ostree.Checksum)
 	if err := f.FetchContent(ctx, remote, c); err != nil {
 		return nil, err
 	}
-	return f.store.Open(ctx, c.String())
+	return f.store.Open(ctx, c)
 }
 
 // FetchContent makes sure a content object is in the cache.
@@ -135,7 +135,7 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 	_, err = f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
-		if h, err := f.store.Open(ctx, c.String()); err == nil {
+		if h, err := f.store.Open(ctx, c); err == nil {
 			h.Close()
 			return nil, nil
 		}
@@ -163,7 +163,7 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 				return &VerifyError{remote, name, "size", fmt.Errorf("header declares %d bytes, %s", h.Size, sizeBound(haveSize, maxSize))}
 			}
 			hdr := index.FileHeader{UID: h.UID, GID: h.GID, Mode: h.Mode, Size: h.Size, Symlink: h.Target, Raw: h.StreamHeader()}
-			err = f.store.PutContent(ctx, c.String(), hdr, content, remote)
+			err = f.store.PutContent(ctx, c, hdr, content, remote)
 			received = cr.n
 			if errors.Is(err, ostree.ErrCorrupt) { // objcache's CorruptError included
 				return &VerifyError{remote, name, "checksum", err}

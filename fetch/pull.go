@@ -203,7 +203,7 @@ func (f *Fetcher) Pin(ctx context.Context, remote, ref string, p *Progress) (*Pu
 	if err != nil {
 		return nil, err
 	}
-	if err := f.store.PinRef(ctx, remote, ref, res.Commit.String(), ids); err != nil {
+	if err := f.store.PinRef(ctx, remote, ref, res.Commit, ids); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -97,13 +97,13 @@ func (s *MountSource) refShares() map[string]RefShare {
 // used reports whether the mount has looked at commit c (its commit
 // object is cached). Called with s.mu held.
 func (s *MountSource) used(c ostree.Checksum) bool {
-	ok, _ := s.f.Store().Has(index.TypeCommit, c.String())
+	ok, _ := s.f.Store().Has(index.TypeCommit, c)
 	return ok
 }
 
 func (s *MountSource) share(c ostree.Checksum) RefShare {
 	rs := RefShare{Commit: c.String(), TreeComplete: true}
-	data, err := s.f.Store().ReadMeta(s.ctx, index.TypeCommit, c.String())
+	data, err := s.f.Store().ReadMeta(s.ctx, index.TypeCommit, c)
 	if err != nil {
 		return rs
 	}
@@ -130,7 +130,7 @@ func (s *MountSource) share(c ostree.Checksum) RefShare {
 				continue
 			}
 			rs.Bytes += h.Size
-			if present, _ := s.f.Store().Has(index.TypeFile, f.Checksum.String()); present {
+			if present, _ := s.f.Store().Has(index.TypeFile, f.Checksum); present {
 				rs.Cached++
 				rs.CachedBytes += h.Size
 			}

@@ -42,7 +42,7 @@ func (e *env) addRemote(t *testing.T, name, url string, add fetch.AddOptions, se
 func plantCommit(t *testing.T, e *env, p *publisher, c ostree.Checksum) {
 	t.Helper()
 	data := mustRead(t, p.path(ostree.ObjectPath(c, ostree.ObjCommit, true)))
-	if err := e.store.PutMeta(context.Background(), index.TypeCommit, c.String(), data, "elsewhere"); err != nil {
+	if err := e.store.PutMeta(context.Background(), index.TypeCommit, c, data, "elsewhere"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -106,7 +106,7 @@ func (f *Fetcher) Walk(ctx context.Context, tree, meta ostree.Checksum, opts Wal
 // CachedOnly walk does not have it.
 func (f *Fetcher) walkTree(ctx context.Context, opts WalkOptions, c ostree.Checksum) (*ostree.DirTree, bool, error) {
 	if opts.CachedOnly {
-		b, err := f.store.ReadMeta(ctx, index.TypeDirTree, c.String())
+		b, err := f.store.ReadMeta(ctx, index.TypeDirTree, c)
 		if err != nil {
 			return nil, false, nil
 		}

@@ -44,7 +44,7 @@ func TestENOSPC(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Put of 2 MiB into 1 MiB = %v, want ENOSPC", err)
 	}
-	if msg := err.Error(); !strings.Contains(msg, big.sum) || !strings.Contains(msg, "no space left on device") {
+	if msg := err.Error(); !strings.Contains(msg, big.sum.String()) || !strings.Contains(msg, "no space left on device") {
 		t.Errorf("error %q does not name the object and the cause", msg)
 	}
 	t.Logf("error: %v", err)

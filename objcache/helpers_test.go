@@ -18,7 +18,7 @@ import (
 // obj is a test content object. Its header bytes are opaque to the store,
 // so any bytes do; these imitate OSTree's length prefix and padding.
 type obj struct {
-	sum     string
+	sum     index.Sum
 	hdr     index.FileHeader
 	content []byte
 }
@@ -37,16 +37,13 @@ func makeObj(seed uint64, size int) obj {
 	h.Write(raw)
 	h.Write(content)
 	return obj{
-		sum:     fmt.Sprintf("%x", h.Sum(nil)),
+		sum:     index.Sum(h.Sum(nil)),
 		hdr:     index.FileHeader{UID: 0, GID: 0, Mode: 0o100644, Size: uint64(size), Raw: raw},
 		content: content,
 	}
 }
 
-func (o obj) id() index.ObjectID {
-	s, _ := index.ParseSum(o.sum)
-	return index.ObjectID{Sum: s, Type: index.TypeFile}
-}
+func (o obj) id() index.ObjectID { return index.ObjectID{Sum: o.sum, Type: index.TypeFile} }
 
 func openStore(t testing.TB, home string, opts Options) *Store {
 	t.Helper()
@@ -74,12 +71,12 @@ func expectContent(t testing.TB, s *Store, o obj) {
 	t.Helper()
 	h, err := s.Open(context.Background(), o.sum)
 	if err != nil {
-		t.Fatalf("open %s: %v", o.sum[:8], err)
+		t.Fatalf("open %s: %v", o.sum.String()[:8], err)
 	}
 	defer h.Close()
 	got, err := readAll(h)
 	if err != nil || !bytes.Equal(got, o.content) {
-		t.Fatalf("content of %s: %d bytes, err %v; want %d bytes", o.sum[:8], len(got), err, len(o.content))
+		t.Fatalf("content of %s: %d bytes, err %v; want %d bytes", o.sum.String()[:8], len(got), err, len(o.content))
 	}
 }
 
@@ -129,4 +126,13 @@ func fsckClean(t testing.TB, s *Store) *FsckReport {
 		t.Errorf("fsck: corrupt %v, missing %v, index %v", r.Corrupt, r.Missing, r.Index)
 	}
 	return r
+}
+
+// hexSum parses a checksum the test wrote out in hex.
+func hexSum(s string) index.Sum {
+	c, err := index.ParseSum(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

@@ -67,10 +67,10 @@ type probe struct {
 func makeProbe(round, i int) probe {
 	if i%5 == 4 {
 		data := []byte(fmt.Sprintf("probe dirtree %d %d", round, i))
-		return probe{meta: true, data: data, sum: fmt.Sprintf("%x", sha256.Sum256(data))}
+		return probe{meta: true, data: data, sum: index.Sum(sha256.Sum256(data)).String()}
 	}
 	o := makeObj(uint64(3_000_000+round*probesPerRound+i), 1+i%256)
-	return probe{content: o, sum: o.sum}
+	return probe{content: o, sum: o.sum.String()}
 }
 
 func (p probe) id() index.ObjectID {
@@ -83,7 +83,7 @@ func (p probe) id() index.ObjectID {
 
 // probePin is the commit the probes of round are pinned as.
 func probePin(round int) string {
-	return fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprintf("probes of round %d", round))))
+	return index.Sum(sha256.Sum256([]byte(fmt.Sprintf("probes of round %d", round)))).String()
 }
 
 // writeProbes pins round's probes, reports "pinned", then writes them and
@@ -93,7 +93,7 @@ func writeProbes(ctx context.Context, s *Store, round int, report func(string)) 
 	for i := range ids {
 		ids[i] = makeProbe(round, i).id()
 	}
-	if err := s.PinCommit(ctx, probePin(round), ids); err != nil {
+	if err := s.PinCommit(ctx, hexSum(probePin(round)), ids); err != nil {
 		return fmt.Errorf("pin probes: %w", err)
 	}
 	report("pinned")
@@ -105,9 +105,9 @@ func writeProbes(ctx context.Context, s *Store, round int, report func(string)) 
 				p := makeProbe(round, i)
 				var err error
 				if p.meta {
-					err = s.PutMeta(ctx, index.TypeDirTree, p.sum, p.data, "kill")
+					err = s.PutMeta(ctx, index.TypeDirTree, hexSum(p.sum), p.data, "kill")
 				} else {
-					err = s.PutContent(ctx, p.sum, p.content.hdr, bytes.NewReader(p.content.content), "kill")
+					err = s.PutContent(ctx, hexSum(p.sum), p.content.hdr, bytes.NewReader(p.content.content), "kill")
 				}
 				if err != nil {
 					return fmt.Errorf("probe %d: %w", i, err)
@@ -146,13 +146,13 @@ func checkProbes(t *testing.T, s *Store, pinned map[int]bool, acks map[int][]int
 			p := makeProbe(round, i)
 			n++
 			if p.meta {
-				got, err := s.ReadMeta(ctx, index.TypeDirTree, p.sum)
+				got, err := s.ReadMeta(ctx, index.TypeDirTree, hexSum(p.sum))
 				if err != nil || !bytes.Equal(got, p.data) {
 					t.Errorf("round %d: acknowledged dirtree probe %d (%s): %q, %v; want %q", round, i, p.sum[:8], got, err, p.data)
 				}
 				continue
 			}
-			h, err := s.Open(ctx, p.sum)
+			h, err := s.Open(ctx, hexSum(p.sum))
 			if err != nil {
 				t.Errorf("round %d: acknowledged probe %d (%s) lost: %v", round, i, p.sum[:8], err)
 				continue
@@ -201,8 +201,8 @@ func killChild(home string, round int) {
 				switch {
 				case i%10 == 9:
 					data := []byte(fmt.Sprintf("dirtree %d %d", k, seed))
-					sum := fmt.Sprintf("%x", sha256.Sum256(data))
-					if err := s.PutMeta(ctx, index.TypeDirTree, sum, data, "kill"); err != nil {
+					sum := index.Sum(sha256.Sum256(data))
+					if err := s.PutMeta(ctx, index.TypeDirTree, hexSum(sum.String()), data, "kill"); err != nil {
 						fmt.Println("putmeta:", err)
 						os.Exit(1)
 					}
@@ -216,12 +216,12 @@ func killChild(home string, round int) {
 					for range 300 {
 						ids = append(ids, makeObj(uint64(r.IntN(5000)), int(k%8192)).id())
 					}
-					commit := fmt.Sprintf("%x", sha256.Sum256([]byte{byte(k % 4)}))
-					if err := s.PinCommit(ctx, commit, ids); err != nil {
+					commit := index.Sum(sha256.Sum256([]byte{byte(k % 4)}))
+					if err := s.PinCommit(ctx, hexSum(commit.String()), ids); err != nil {
 						fmt.Println("pin:", err)
 						os.Exit(1)
 					}
-					if err := s.UnpinCommit(ctx, fmt.Sprintf("%x", sha256.Sum256([]byte{byte(k%4 + 1)}))); err != nil && !strings.Contains(err.Error(), "not found") {
+					if err := s.UnpinCommit(ctx, index.Sum(sha256.Sum256([]byte{byte(k%4 + 1)}))); err != nil && !strings.Contains(err.Error(), "not found") {
 						fmt.Println("unpin:", err)
 						os.Exit(1)
 					}
@@ -309,7 +309,7 @@ func TestKill(t *testing.T) {
 		}
 		// Checked: release the probes so that they do not fill the quota.
 		for pr := range pinned {
-			if err := s.UnpinCommit(context.Background(), probePin(pr)); err != nil {
+			if err := s.UnpinCommit(context.Background(), hexSum(probePin(pr))); err != nil {
 				t.Fatalf("round %d: unpin probes of round %d: %v", round, pr, err)
 			}
 		}
@@ -347,18 +347,18 @@ func TestKill(t *testing.T) {
 	s := openStore(t, home, Options{MaxBytes: 1 << 20})
 	o := makeObj(2_000_000, 5000)
 	put(t, s, o)
-	if err := s.PinCommit(context.Background(), fmt.Sprintf("%x", sha256.Sum256([]byte("parent"))), []index.ObjectID{o.id()}); err != nil {
+	if err := s.PinCommit(context.Background(), index.Sum(sha256.Sum256([]byte("parent"))), []index.ObjectID{o.id()}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	if _, err := runAndKill(home, rounds, killTimed, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(objPath(home, o.sum)); err != nil {
+	if err := os.Remove(objPath(home, o.sum.String())); err != nil {
 		t.Fatal(err)
 	}
 	s = openStore(t, home, Options{MaxBytes: 1 << 20})
-	if st := s.Startup(); st.Clean || len(st.RecordsDropped) != 1 || st.RecordsDropped[0] != o.sum+".file" {
+	if st := s.Startup(); st.Clean || len(st.RecordsDropped) != 1 || st.RecordsDropped[0] != o.sum.String()+".file" {
 		t.Errorf("start after a lost file: %+v, want %s dropped", st, o.sum)
 	}
 	fsckClean(t, s)

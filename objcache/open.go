@@ -45,8 +45,8 @@ func (h *Handle) Fd() uintptr { return h.o.f.Fd() }
 // Size returns the content's length.
 func (h *Handle) Size() int64 { return h.o.size }
 
-// Checksum returns the object's checksum in hex.
-func (h *Handle) Checksum() string { return h.o.id.Sum.String() }
+// Checksum returns the object's checksum.
+func (h *Handle) Checksum() index.Sum { return h.o.id.Sum }
 
 // ReadAt reads the content. After fsck found the object damaged (and
 // dropped it), reads fail with a *CorruptError.
@@ -96,11 +96,7 @@ func (h *Handle) Close() error {
 //
 // Bytes changed under a handle after it was opened are not seen by it
 // (FUSE passthrough reads them without asking us); the next open is.
-func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return nil, fmt.Errorf("open content object: %w", err)
-	}
+func (s *Store) Open(ctx context.Context, sum index.Sum) (*Handle, error) {
 	if err := s.begin(); err != nil {
 		return nil, err
 	}
@@ -136,6 +132,7 @@ func (s *Store) Open(ctx context.Context, checksum string) (*Handle, error) {
 		s.mu.Unlock()
 
 		var o *openObj
+		var err error
 		if verified {
 			o, err = s.openFile(ctx, id, &known)
 		} else {
@@ -278,11 +275,7 @@ func (s *Store) verifyFile(ctx context.Context, id index.ObjectID, f *os.File, s
 // types are checked against their checksum on the first read of each
 // object after the store was opened; a damaged object is dropped and
 // reported as a *CorruptError.
-func (s *Store) ReadMeta(ctx context.Context, typ index.ObjType, checksum string) ([]byte, error) {
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return nil, fmt.Errorf("read %s object: %w", typ, err)
-	}
+func (s *Store) ReadMeta(ctx context.Context, typ index.ObjType, sum index.Sum) ([]byte, error) {
 	id := index.ObjectID{Sum: sum, Type: typ}
 	if !typ.Core() || typ == index.TypeFile {
 		return nil, fmt.Errorf("read %s: not a metadata type", id)
@@ -307,7 +300,7 @@ func (s *Store) ReadMeta(ctx context.Context, typ index.ObjType, checksum string
 			}
 			s.drop(id)
 			unlock()
-			return nil, &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum}
+			return nil, &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: sum.String()}
 		}
 		s.setVerified(id, fileID{})
 	}

@@ -22,7 +22,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 // PutContent stores a content object. hdr.Raw is OSTree's content-stream
 // header prefix (big-endian u32 length, four zero bytes, the GVariant
 // file header) and content the uncompressed file content: the object is
-// accepted only if SHA-256(hdr.Raw || content) is checksum. The other
+// accepted only if SHA-256(hdr.Raw || content) is sum. The other
 // fields of hdr are what the caller parsed from hdr.Raw and are cached
 // for stat; hdr.Size must be the size hdr.Raw declares, which the
 // content must match exactly. origin names the remote it came from.
@@ -41,11 +41,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b 
 // (ENOSPC included) leaves nothing behind and gives the reservation
 // back. Storing an object that is already present succeeds without
 // reading content.
-func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileHeader, content io.Reader, origin string) error {
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return fmt.Errorf("store content object: %w", err)
-	}
+func (s *Store) PutContent(ctx context.Context, sum index.Sum, hdr index.FileHeader, content io.Reader, origin string) error {
 	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
 	if len(hdr.Raw) == 0 {
 		return fmt.Errorf("store %s: empty content-stream header", id)
@@ -64,7 +60,7 @@ func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileH
 	if err := s.reserve(ctx, size); err != nil {
 		return fmt.Errorf("store %s: %w", id, err)
 	}
-	f, err := os.CreateTemp(s.tmpDir, checksum[:16]+"-*")
+	f, err := os.CreateTemp(s.tmpDir, sum.String()[:16]+"-*")
 	if err != nil {
 		s.release(size)
 		return fmt.Errorf("store %s: %w", id, err)
@@ -93,7 +89,7 @@ func (s *Store) PutContent(ctx context.Context, checksum string, hdr index.FileH
 		return fail(&CorruptError{Object: id.String(), What: "size", Got: itoa(n), Want: itoa(size)})
 	}
 	if got := index.Sum(h.Sum(nil)); got != sum {
-		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
+		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: sum.String()})
 	}
 	return s.commit(ctx, id, f, size, &hdr, nil, origin)
 }
@@ -115,15 +111,11 @@ func (s *Store) CreateTemp() (*os.File, error) {
 // store never records what it has not verified), then renames the file
 // into place rather than copying it. PutFile takes f over: it is closed,
 // and removed unless it became the object.
-func (s *Store) PutFile(ctx context.Context, checksum string, hdr index.FileHeader, f *os.File, origin string) error {
+func (s *Store) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader, f *os.File, origin string) error {
 	fail := func(err error) error {
 		f.Close()
 		os.Remove(f.Name())
 		return err
-	}
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return fail(fmt.Errorf("store content object: %w", err))
 	}
 	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
 	if filepath.Dir(f.Name()) != s.tmpDir {
@@ -157,7 +149,7 @@ func (s *Store) PutFile(ctx context.Context, checksum string, hdr index.FileHead
 		return fail(fmt.Errorf("store %s: read: %w", id, err))
 	}
 	if got := index.Sum(h.Sum(nil)); got != sum {
-		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum})
+		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: sum.String()})
 	}
 	// The bytes are on disk already: reserving after the check keeps a
 	// bad file from evicting anything.
@@ -169,21 +161,17 @@ func (s *Store) PutFile(ctx context.Context, checksum string, hdr index.FileHead
 
 // PutMeta stores a metadata object (dirtree, dirmeta, commit, commitmeta,
 // commit-tombstone). The bytes of the content-addressed types must hash
-// to checksum; commitmeta and tombstones are keyed by their commit's
+// to sum; commitmeta and tombstones are keyed by their commit's
 // checksum and are not hashed (the caller has verified what it can, e.g.
 // signatures). Metadata lives in the index, not in files.
-func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, checksum string, data []byte, origin string) error {
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return fmt.Errorf("store %s object: %w", typ, err)
-	}
+func (s *Store) PutMeta(ctx context.Context, typ index.ObjType, sum index.Sum, data []byte, origin string) error {
 	id := index.ObjectID{Sum: sum, Type: typ}
 	if !typ.Core() || typ == index.TypeFile {
 		return fmt.Errorf("store %s: not a metadata type", id)
 	}
 	if typ.ContentAddressed() {
 		if got := index.Sum(sha256.Sum256(data)); got != sum {
-			return &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: checksum}
+			return &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: sum.String()}
 		}
 	}
 	if err := s.begin(); err != nil {

@@ -69,11 +69,7 @@ func (s *Store) Remove(ctx context.Context, id index.ObjectID) error {
 // as far as it can (signatures); the store does not hash it. Pins and
 // the time the object was added are kept; the quota counts the new size.
 // Content-addressed types are refused: their bytes cannot change.
-func (s *Store) ReplaceMeta(ctx context.Context, typ index.ObjType, checksum string, data []byte, origin string) error {
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return fmt.Errorf("replace %s object: %w", typ, err)
-	}
+func (s *Store) ReplaceMeta(ctx context.Context, typ index.ObjType, sum index.Sum, data []byte, origin string) error {
 	id := index.ObjectID{Sum: sum, Type: typ}
 	if !typ.Core() || typ.ContentAddressed() {
 		return fmt.Errorf("replace %s: not a metadata type that is replaceable", id)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"os"
 	"testing"
 
@@ -21,11 +20,11 @@ func TestRemove(t *testing.T) {
 		put(t, s, o)
 	}
 	tree := []byte("a dirtree")
-	treeSum := fmt.Sprintf("%x", sha256.Sum256(tree))
+	treeSum := index.Sum(sha256.Sum256(tree))
 	if err := s.PutMeta(ctx, index.TypeDirTree, treeSum, tree, "t"); err != nil {
 		t.Fatal(err)
 	}
-	treeID := index.ObjectID{Sum: mustSum(t, treeSum), Type: index.TypeDirTree}
+	treeID := index.ObjectID{Sum: mustSum(t, treeSum.String()), Type: index.TypeDirTree}
 
 	// A content object: record and file gone, quota given back.
 	if err := s.Remove(ctx, a.id()); err != nil {
@@ -34,7 +33,7 @@ func TestRemove(t *testing.T) {
 	if ok, _ := s.Has(index.TypeFile, a.sum); ok {
 		t.Error("removed object still recorded")
 	}
-	if _, err := os.Stat(objPath(home, a.sum)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(objPath(home, a.sum.String())); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("file of a removed object: %v", err)
 	}
 	if _, err := s.Open(ctx, a.sum); !errors.Is(err, ErrNotPresent) {
@@ -72,7 +71,7 @@ func TestRemove(t *testing.T) {
 	}
 
 	// Pinned: refused, kept.
-	if err := s.Index().PinCommit(ctx, mustSum(t, a.sum), []index.ObjectID{c.id()}); err != nil {
+	if err := s.Index().PinCommit(ctx, mustSum(t, a.sum.String()), []index.ObjectID{c.id()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Remove(ctx, c.id()); !errors.Is(err, ErrPinned) {
@@ -140,7 +139,7 @@ func TestReplaceMeta(t *testing.T) {
 		t.Errorf("after ReplaceMeta: %q", got)
 	}
 	usage(12, 1)
-	if o, _ := s.Index().Object(index.ObjectID{Sum: mustSum(t, commit), Type: index.TypeCommitMeta}); o.Origin != "b" || o.Size != 12 {
+	if o, _ := s.Index().Object(index.ObjectID{Sum: mustSum(t, commit.String()), Type: index.TypeCommitMeta}); o.Origin != "b" || o.Size != 12 {
 		t.Errorf("record = %+v", o)
 	}
 	// Tombstones too.

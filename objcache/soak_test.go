@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -47,7 +46,7 @@ func TestSoak(t *testing.T) {
 	for _, o := range objs[:pinned] {
 		pins = append(pins, o.id())
 	}
-	commit := fmt.Sprintf("%x", sha256.Sum256([]byte("soak")))
+	commit := index.Sum(sha256.Sum256([]byte("soak")))
 	if err := s.PinRef(ctx, "soak", "app/x", commit, pins); err != nil {
 		t.Fatal(err)
 	}

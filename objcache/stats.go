@@ -81,15 +81,11 @@ func (s *Store) Stats(ctx context.Context) (*Stats, error) {
 	return st, nil
 }
 
-// PinRef pins objs, found reachable from commit (hex) by the caller, as
+// PinRef pins objs, found reachable from commit c by the caller, as
 // what (remote, ref) points at, replacing an earlier pin of the ref.
 // Pinned objects are never evicted; those not stored yet are pinned as
 // soon as they are.
-func (s *Store) PinRef(ctx context.Context, remote, ref, commit string, objs []index.ObjectID) error {
-	c, err := index.ParseSum(commit)
-	if err != nil {
-		return fmt.Errorf("pin %s:%s: %w", remote, ref, err)
-	}
+func (s *Store) PinRef(ctx context.Context, remote, ref string, c index.Sum, objs []index.ObjectID) error {
 	if err := s.begin(); err != nil {
 		return err
 	}
@@ -102,11 +98,7 @@ func (s *Store) PinRef(ctx context.Context, remote, ref, commit string, objs []i
 }
 
 // PinCommit pins objs, found reachable from commit by the caller.
-func (s *Store) PinCommit(ctx context.Context, commit string, objs []index.ObjectID) error {
-	c, err := index.ParseSum(commit)
-	if err != nil {
-		return fmt.Errorf("pin commit: %w", err)
-	}
+func (s *Store) PinCommit(ctx context.Context, c index.Sum, objs []index.ObjectID) error {
 	if err := s.begin(); err != nil {
 		return err
 	}
@@ -127,13 +119,9 @@ func (s *Store) UnpinRef(ctx context.Context, remote, ref string) error {
 	return s.maybeEvict(ctx)
 }
 
-// UnpinCommit removes the pin of commit (hex) and evicts if the cache is
+// UnpinCommit removes the pin of commit c and evicts if the cache is
 // over quota.
-func (s *Store) UnpinCommit(ctx context.Context, commit string) error {
-	c, err := index.ParseSum(commit)
-	if err != nil {
-		return fmt.Errorf("unpin commit: %w", err)
-	}
+func (s *Store) UnpinCommit(ctx context.Context, c index.Sum) error {
 	if err := s.begin(); err != nil {
 		return err
 	}

@@ -472,10 +472,6 @@ func (s *Store) present(id index.ObjectID) (bool, error) {
 }
 
 // Has reports whether the object is stored.
-func (s *Store) Has(typ index.ObjType, checksum string) (bool, error) {
-	sum, err := index.ParseSum(checksum)
-	if err != nil {
-		return false, err
-	}
+func (s *Store) Has(typ index.ObjType, sum index.Sum) (bool, error) {
 	return s.present(index.ObjectID{Sum: sum, Type: typ})
 }

@@ -74,8 +74,9 @@ func TestPutOpenRoundTrip(t *testing.T) {
 	if _, err := s.Open(ctx, missing.sum); !errors.Is(err, ErrNotPresent) {
 		t.Errorf("Open of an absent object = %v", err)
 	}
-	if _, err := s.Open(ctx, "../../etc/passwd"); err == nil {
-		t.Error("Open accepted a path as a checksum")
+	// Checksums are typed; a string becomes one only through ParseSum.
+	if _, err := index.ParseSum("../../etc/passwd"); err == nil {
+		t.Error("ParseSum accepted a path as a checksum")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestPutRejectsWrongChecksum(t *testing.T) {
 	bad[17] ^= 1
 	err := s.PutContent(context.Background(), o.sum, o.hdr, bytes.NewReader(bad), "test")
 	var ce *CorruptError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Want != o.sum || ce.Got == o.sum || ce.What != "checksum" {
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Want != o.sum.String() || ce.Got == o.sum.String() || ce.What != "checksum" {
 		t.Fatalf("Put of tampered content = %v", err)
 	}
 	// The header is part of the checksum too.
@@ -133,8 +134,10 @@ func TestPutRejectsWrongChecksum(t *testing.T) {
 	if err := s.PutContent(context.Background(), o.sum, index.FileHeader{}, bytes.NewReader(o.content), "t"); err == nil {
 		t.Error("Put without header bytes succeeded")
 	}
-	if err := s.PutContent(context.Background(), o.sum[:63]+"X", o.hdr, bytes.NewReader(o.content), "t"); err == nil {
-		t.Error("Put with an invalid checksum succeeded")
+	// Checksums are typed; an invalid one is refused where a string
+	// becomes one.
+	if _, err := index.ParseSum(o.sum.String()[:63] + "X"); err == nil {
+		t.Error("ParseSum accepted an invalid checksum")
 	}
 }
 
@@ -143,7 +146,7 @@ func TestMetaObjects(t *testing.T) {
 	home := t.TempDir()
 	s := openStore(t, home, Options{})
 	tree := []byte("a dirtree's bytes")
-	sum := fmt.Sprintf("%x", sha256.Sum256(tree))
+	sum := index.Sum(sha256.Sum256(tree))
 	if err := s.PutMeta(ctx, index.TypeDirTree, sum, tree, "r"); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +192,7 @@ func TestCorruptionDetected(t *testing.T) {
 	}
 
 	// 1. Size, while the store runs: detected on open.
-	if err := os.WriteFile(objPath(home, objs[0].sum), objs[0].content[:4000], 0o600); err != nil {
+	if err := os.WriteFile(objPath(home, objs[0].sum.String()), objs[0].content[:4000], 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.Open(ctx, objs[0].sum)
@@ -197,7 +200,7 @@ func TestCorruptionDetected(t *testing.T) {
 	if !errors.As(err, &ce) || ce.What != "size" || ce.Got != "4000" || ce.Want != "4096" {
 		t.Fatalf("Open of a truncated object = %v", err)
 	}
-	if _, err := os.Stat(objPath(home, objs[0].sum)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(objPath(home, objs[0].sum.String())); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("truncated file not removed: %v", err)
 	}
 	if _, err := s.Open(ctx, objs[0].sum); !errors.Is(err, ErrNotPresent) {
@@ -212,12 +215,12 @@ func TestCorruptionDetected(t *testing.T) {
 
 	// Flip bytes, same size, while the daemon is down.
 	for _, o := range objs[1:3] {
-		flipByte(t, objPath(home, o.sum), 1000)
+		flipByte(t, objPath(home, o.sum.String()), 1000)
 	}
 	s = openStore(t, home, Options{})
 	// 2. Hash, on the first open after start.
 	_, err = s.Open(ctx, objs[1].sum)
-	if !errors.As(err, &ce) || ce.What != "checksum" || ce.Want != objs[1].sum {
+	if !errors.As(err, &ce) || ce.What != "checksum" || ce.Want != objs[1].sum.String() {
 		t.Fatalf("first Open of a flipped object = %v", err)
 	}
 	if ok, _ := s.Has(index.TypeFile, objs[1].sum); ok {
@@ -228,7 +231,7 @@ func TestCorruptionDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Corrupt) != 1 || r.Corrupt[0].Object != objs[2].sum+".file" || len(r.Missing) != 0 || len(r.Index) != 0 || r.Checked != 2 {
+	if len(r.Corrupt) != 1 || r.Corrupt[0].Object != objs[2].sum.String()+".file" || len(r.Missing) != 0 || len(r.Index) != 0 || r.Checked != 2 {
 		t.Errorf("fsck = %+v", r)
 	}
 	if _, err := s.Open(ctx, objs[2].sum); !errors.Is(err, ErrNotPresent) {
@@ -266,7 +269,7 @@ func TestFsckMarksOpenHandleUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	flipByte(t, objPath(home, o.sum), 5)
+	flipByte(t, objPath(home, o.sum.String()), 5)
 	r, err := s.Fsck(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -292,8 +295,8 @@ func TestMissingFile(t *testing.T) {
 	a, b := makeObj(1, 100), makeObj(2, 100)
 	put(t, s, a)
 	put(t, s, b)
-	os.Remove(objPath(home, a.sum))
-	os.Remove(objPath(home, b.sum))
+	os.Remove(objPath(home, a.sum.String()))
+	os.Remove(objPath(home, b.sum.String()))
 	if _, err := s.Open(ctx, a.sum); !errors.Is(err, ErrNotPresent) {
 		t.Errorf("Open with the file gone = %v", err)
 	}
@@ -301,14 +304,14 @@ func TestMissingFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Missing) != 1 || r.Missing[0].Object != b.sum+".file" {
+	if len(r.Missing) != 1 || r.Missing[0].Object != b.sum.String()+".file" {
 		t.Errorf("fsck = %+v", r)
 	}
 	if bytes, n := s.Usage(); bytes != 0 || n != 0 {
 		t.Errorf("Usage = %d, %d", bytes, n)
 	}
 	// An orphan (file without record) is removed by fsck.
-	if err := os.WriteFile(objPath(home, a.sum), a.content, 0o600); err != nil {
+	if err := os.WriteFile(objPath(home, a.sum.String()), a.content, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if r := fsckClean(t, s); r.OrphansRemoved != 1 {
@@ -360,7 +363,7 @@ func TestEvictionSkipsOpenAndPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	commit := fmt.Sprintf("%x", sha256.Sum256([]byte("commit")))
+	commit := index.Sum(sha256.Sum256([]byte("commit")))
 	if err := s.PinCommit(ctx, commit, []index.ObjectID{objs[1].id(), objs[2].id()}); err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +442,7 @@ func checkNothingLeft(t *testing.T, s *Store, home string, o obj) {
 	if files := dirFiles(t, filepath.Join(home, "tmp")); len(files) != 0 {
 		t.Errorf("temp files left: %v", files)
 	}
-	if _, err := os.Stat(objPath(home, o.sum)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(objPath(home, o.sum.String())); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("object file exists: %v", err)
 	}
 	if ok, _ := s.Has(index.TypeFile, o.sum); ok {

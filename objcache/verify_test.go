@@ -30,17 +30,17 @@ func wantRefused(t *testing.T, s *Store, home string, o obj) {
 	if err == nil {
 		got, _ := readAll(h)
 		h.Close()
-		t.Fatalf("Open of a changed %s served %d bytes", o.sum[:8], len(got))
+		t.Fatalf("Open of a changed %s served %d bytes", o.sum.String()[:8], len(got))
 	}
 	var ce *CorruptError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Want != o.sum {
-		t.Fatalf("Open of a changed %s = %v, want a CorruptError", o.sum[:8], err)
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCorrupt) || ce.Want != o.sum.String() {
+		t.Fatalf("Open of a changed %s = %v, want a CorruptError", o.sum.String()[:8], err)
 	}
 	if _, err := s.Open(context.Background(), o.sum); !errors.Is(err, ErrNotPresent) {
-		t.Errorf("second Open of %s = %v, want ErrNotPresent", o.sum[:8], err)
+		t.Errorf("second Open of %s = %v, want ErrNotPresent", o.sum.String()[:8], err)
 	}
-	if _, err := os.Stat(objPath(home, o.sum)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("changed file of %s not removed: %v", o.sum[:8], err)
+	if _, err := os.Stat(objPath(home, o.sum.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("changed file of %s not removed: %v", o.sum.String()[:8], err)
 	}
 }
 
@@ -68,27 +68,27 @@ func TestChangedFileRehashed(t *testing.T) {
 	checkRehashes(t, s, 0, "opens of objects written in this session")
 
 	// Bytes changed in place, same size: only mtime and ctime differ.
-	flipByte(t, objPath(home, inPlace.sum), 1000)
+	flipByte(t, objPath(home, inPlace.sum.String()), 1000)
 	wantRefused(t, s, home, inPlace)
 	checkRehashes(t, s, 1, "after the in-place change")
 
 	// Replaced by another file (a new inode) with other bytes.
 	bad := append([]byte(nil), replaced.content...)
 	bad[5] ^= 1
-	replaceFile(t, objPath(home, replaced.sum), bad)
+	replaceFile(t, objPath(home, replaced.sum.String()), bad)
 	wantRefused(t, s, home, replaced)
 	checkRehashes(t, s, 2, "after the replacement")
 
 	// Replaced by a copy of the same bytes: rehashed once, then served
 	// and trusted again.
-	replaceFile(t, objPath(home, sameBytes.sum), sameBytes.content)
+	replaceFile(t, objPath(home, sameBytes.sum.String()), sameBytes.content)
 	openClose(t, s, sameBytes)
 	openClose(t, s, sameBytes)
 	checkRehashes(t, s, 3, "after a replacement by the same bytes")
 
 	// Only its times changed (mtime set back to what it was sets ctime
 	// to now): rehashed once, then trusted again.
-	p := objPath(home, touched.sum)
+	p := objPath(home, touched.sum.String())
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestChangedFileRehashed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer keep.Close()
-	flipByte(t, objPath(home, shared.sum), 2000)
+	flipByte(t, objPath(home, shared.sum.String()), 2000)
 	wantRefused(t, s, home, shared)
 	if _, err := keep.ReadAt(make([]byte, 10), 0); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("ReadAt on a handle open when its file changed = %v, want ErrCorrupt", err)
@@ -139,7 +139,7 @@ func TestVerifiedAfterRestartAndFsck(t *testing.T) {
 	openClose(t, s, b)
 	checkRehashes(t, s, 1, "an open after fsck")
 	// fsck's verification also notes the file's identity.
-	flipByte(t, objPath(home, b.sum), 10)
+	flipByte(t, objPath(home, b.sum.String()), 10)
 	wantRefused(t, s, home, b)
 }
 
