@@ -7,7 +7,6 @@ import (
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fusefs"
-	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
 )
@@ -26,8 +25,7 @@ var (
 )
 
 func notFound(err error) error {
-	if errors.Is(err, fetch.ErrNoRemote) || errors.Is(err, fetch.ErrNotFound) ||
-		errors.Is(err, objcache.ErrNotPresent) || errors.Is(err, index.ErrNotFound) {
+	if errors.Is(err, fetch.ErrNoRemote) || errors.Is(err, fetch.ErrNoRef) || errors.Is(err, fetch.ErrNoCommit) {
 		return fmt.Errorf("%w: %w", fusefs.ErrNotFound, err)
 	}
 	return err

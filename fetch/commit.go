@@ -64,7 +64,7 @@ func (f *Fetcher) commit(ctx context.Context, remote, ref string, c ostree.Check
 // in turn.
 func (f *Fetcher) commitAnyRemote(ctx context.Context, c ostree.Checksum) (*ostree.Commit, string, error) {
 	names := f.remoteOrder(c)
-	var last error = fmt.Errorf("commit %s: %w", c, objcache.ErrNotPresent)
+	var last error = fmt.Errorf("commit %s: %w", c, ErrNoCommit)
 	for _, name := range names {
 		rs, err := f.remote(name)
 		if err != nil {
@@ -199,6 +199,9 @@ func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, 
 		}
 	}
 	data, err := f.getMeta(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommit, true), ostree.ObjCommit)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("remote %s: %s: %w (%w)", remote, name, ErrNoCommit, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %s: %w", remote, name, err)
 	}

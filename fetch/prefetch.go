@@ -138,5 +138,5 @@ func (s *MountSource) resolve(cm *ostree.Commit, remote, p string) (ostree.Check
 		}
 		tree = d.Tree
 	}
-	return ostree.Checksum{}, fmt.Errorf("%s: %w", p, ErrNotFound)
+	return ostree.Checksum{}, fmt.Errorf("%s: no such file in the commit", p)
 }

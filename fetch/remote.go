@@ -20,8 +20,17 @@ import (
 	"github.com/lazytree/lazytree/ostree/sign"
 )
 
-// ErrNoRemote is returned for a remote name that is not configured.
-var ErrNoRemote = errors.New("no such remote")
+// The not-found sentinels, one per meaning. ErrNotFound (http.go) is the
+// server's answer for one file; these say what the user asked for does
+// not exist.
+var (
+	// ErrNoRemote: the remote name is not configured.
+	ErrNoRemote = errors.New("no such remote")
+	// ErrNoRef: the remote does not publish the ref.
+	ErrNoRef = errors.New("no such ref")
+	// ErrNoCommit: no configured remote has the commit (nor the cache).
+	ErrNoCommit = errors.New("no such commit")
+)
 
 // Remote is one configured remote, as in ostree's [remote "NAME"] groups.
 type Remote struct {

@@ -247,9 +247,12 @@ func (f *Fetcher) ResolveRef(ctx context.Context, remote, ref string) (ostree.Ch
 		if r, ok := s.Ref(ref); ok {
 			return r.Checksum, nil
 		}
-		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w", remote, ref, ErrNotFound)
+		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w", remote, ref, ErrNoRef)
 	}
 	b, err := rs.c.getAll(ctx, "refs/heads/"+ref, 256)
+	if errors.Is(err, ErrNotFound) {
+		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w (%w)", remote, ref, ErrNoRef, err)
+	}
 	if err != nil {
 		return ostree.Checksum{}, fmt.Errorf("remote %s: ref %s: %w", remote, ref, err)
 	}

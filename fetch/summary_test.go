@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/internal/testutil"
+	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/repo"
 )
 
@@ -197,5 +199,29 @@ func TestMaxOfflineAgeFromConfig(t *testing.T) {
 	e.addRemote(t, "r", srv.URL, gpg, "max-offline-age=soon")
 	if _, err := e.fetcher.Remote("r"); err == nil || !strings.Contains(err.Error(), "max-offline-age") {
 		t.Fatalf("max-offline-age=soon: err = %v", err)
+	}
+}
+
+// TestNotFoundSentinels: each "does not exist" has its own sentinel.
+func TestNotFoundSentinels(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	p.commit("ref", "v1", day)
+	p.export(day)
+	srv := testutil.ServeDir(t, p.r.Dir)
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	if _, err := e.fetcher.ResolveRef(ctxT(t), "r", "nope"); !errors.Is(err, fetch.ErrNoRef) {
+		t.Errorf("unknown ref: %v, want ErrNoRef", err)
+	}
+	if _, err := e.fetcher.ResolveRef(ctxT(t), "nope", "ref"); !errors.Is(err, fetch.ErrNoRemote) {
+		t.Errorf("unknown remote: %v, want ErrNoRemote", err)
+	}
+	var c ostree.Checksum
+	c[0] = 1
+	if _, err := e.fetcher.Commit(ctxT(t), "", "", c); !errors.Is(err, fetch.ErrNoCommit) {
+		t.Errorf("unknown commit by checksum: %v, want ErrNoCommit", err)
+	}
+	if _, err := e.fetcher.Commit(ctxT(t), "r", "ref", c); !errors.Is(err, fetch.ErrNoCommit) {
+		t.Errorf("unknown commit of a remote: %v, want ErrNoCommit", err)
 	}
 }
