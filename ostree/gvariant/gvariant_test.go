@@ -8,18 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	testvectors "github.com/lazytree/lazytree/internal/vectors"
 )
 
-func vectors(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{"../../testdata/vectors", "../../../shared/testvectors"} {
-		if _, err := os.Stat(filepath.Join(d, "repo")); err == nil {
-			return d
-		}
-	}
-	t.Fatal("test vectors not found (testdata/vectors)")
-	return ""
-}
+// vectors is the test-vector directory (internal/vectors).
+func vectors(t testing.TB) string { return testvectors.Dir(t) }
 
 func mustHex(t *testing.T, s string) []byte {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/lazytree/lazytree/internal/vectors"
 	"github.com/lazytree/lazytree/ostree/gvariant"
 )
 
@@ -25,17 +26,8 @@ const (
 	testFpr   = "DA3B3510087EBC99130DAA96D56FA59BFCDC770D"
 )
 
-// vectorDir finds the shared test vectors from the package directory.
-func vectorDir(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{"../../testdata/vectors", "../../../shared/testvectors"} {
-		if _, err := os.Stat(filepath.Join(d, "repo")); err == nil {
-			return d
-		}
-	}
-	t.Fatal("test vectors not found (../shared/testvectors)")
-	return ""
-}
+// vectorDir is the test-vector directory (internal/vectors).
+func vectorDir(t testing.TB) string { return vectors.Dir(t) }
 
 // vector reads a file under the vector directory.
 func vector(t testing.TB, rel string) []byte {
