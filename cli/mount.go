@@ -53,22 +53,7 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 			if len(args) == 1 {
 				mp = args[0]
 			}
-			if !fetch.ValidPrefetch(o.Prefetch) {
-				return usagef("--prefetch %q: want none, metadata, profile or full", o.Prefetch)
-			}
-			if o.Refresh {
-				handled, err := callDaemon(cmd.Context(), g.HomeDir(), "refresh", nil, cmd.OutOrStdout())
-				if !handled {
-					return errors.New("mount --refresh: no daemon is running")
-				}
-				return err
-			}
-			if !o.Foreground {
-				return startDaemon(cmd.Context(), g, mp, o, cmd.OutOrStdout())
-			}
-			return runDaemon(cmd.Context(), g, mp, o, func(s *fusefs.Server) {
-				fmt.Fprintf(cmd.OutOrStdout(), "mounted %s (passthrough: %v)\n", s.Mountpoint(), s.PassthroughKernel())
-			})
+			return runMount(cmd.Context(), g, mp, o, cmd.OutOrStdout())
 		},
 	}
 	c.Flags().BoolVar(&o.Foreground, "foreground", false, "serve in this process instead of a background daemon")
@@ -77,6 +62,27 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 	c.Flags().BoolVar(&o.Refresh, "refresh", false, "make the running daemon refresh refs from the summaries now")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "deadline of a fetch under a file system request")
 	return c
+}
+
+// runMount is `mount`: a daemon in the background (or this process with
+// --foreground), or a refresh of the running one.
+func runMount(ctx context.Context, g *globalOptions, mp string, o *mountOptions, w io.Writer) error {
+	if !fetch.ValidPrefetch(o.Prefetch) {
+		return usagef("--prefetch %q: want none, metadata, profile or full", o.Prefetch)
+	}
+	if o.Refresh {
+		handled, err := callDaemon(ctx, g.HomeDir(), "refresh", nil, w)
+		if !handled {
+			return errors.New("mount --refresh: no daemon is running")
+		}
+		return err
+	}
+	if !o.Foreground {
+		return startDaemon(ctx, g, mp, o, w)
+	}
+	return runDaemon(ctx, g, mp, o, func(s *fusefs.Server) {
+		fmt.Fprintf(w, "mounted %s (passthrough: %v)\n", s.Mountpoint(), s.PassthroughKernel())
+	})
 }
 
 // startDaemon runs `lazytree mount --foreground` detached, and returns once
@@ -236,31 +242,37 @@ func newUnmountCmd(g *globalOptions) *cobra.Command {
 			if len(args) == 1 {
 				mp = args[0]
 			}
-			handled, err := callDaemon(cmd.Context(), g.HomeDir(), "unmount", nil, cmd.OutOrStdout())
-			if handled {
-				if err != nil {
-					return err
-				}
-				// Wait for the daemon to let go of the mount.
-				for i := 0; i < 100; i++ {
-					if !fusefs.Mounted(mp) {
-						return nil
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				return fmt.Errorf("unmount %s: the daemon did not unmount within 10 s", mp)
-			}
-			if !fusefs.Mounted(mp) {
-				return fmt.Errorf("unmount %s: not mounted and no daemon running", mp)
-			}
-			// A daemon that died left its mount behind.
-			if err := fusefs.Unmount(mp); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "unmounted stale mount %s\n", mp)
-			return nil
+			return runUnmount(cmd.Context(), g, mp, cmd.OutOrStdout())
 		},
 	}
+}
+
+// runUnmount is `unmount`: the daemon unmounts when one runs; a mount a
+// dead daemon left behind is removed here.
+func runUnmount(ctx context.Context, g *globalOptions, mp string, w io.Writer) error {
+	handled, err := callDaemon(ctx, g.HomeDir(), "unmount", nil, w)
+	if handled {
+		if err != nil {
+			return err
+		}
+		// Wait for the daemon to let go of the mount.
+		for i := 0; i < 100; i++ {
+			if !fusefs.Mounted(mp) {
+				return nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return fmt.Errorf("unmount %s: the daemon did not unmount within 10 s", mp)
+	}
+	if !fusefs.Mounted(mp) {
+		return fmt.Errorf("unmount %s: not mounted and no daemon running", mp)
+	}
+	// A daemon that died left its mount behind.
+	if err := fusefs.Unmount(mp); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "unmounted stale mount %s\n", mp)
+	return nil
 }
 
 // cacheQuota is --cache-size, else [cache] size= in config, else 0 (the

@@ -3,8 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
-	"github.com/lazytree/lazytree/ostree"
-	"github.com/lazytree/lazytree/ostree/delta"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,30 +11,40 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/delta"
 	"github.com/lazytree/lazytree/ostree/repo"
 	"github.com/lazytree/lazytree/ostree/sign"
 )
 
 func newInitCmd(g *globalOptions) *cobra.Command {
-	var dir, collection string
+	o := &initOptions{}
 	c := &cobra.Command{
 		Use:   "init --repo DIR [--collection-id ID]",
 		Short: "Create an OSTree archive repository to publish from",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dir == "" {
-				return usagef("init: --repo is required")
-			}
-			if _, err := repo.Init(dir, collection); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "initialised archive repository %s\n", dir)
-			return nil
+			return runInit(o, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().StringVar(&dir, "repo", "", "repository directory")
-	c.Flags().StringVar(&collection, "collection-id", "", "collection id (binds commits to it)")
+	c.Flags().StringVar(&o.Repo, "repo", "", "repository directory")
+	c.Flags().StringVar(&o.CollectionID, "collection-id", "", "collection id (binds commits to it)")
 	return c
+}
+
+// initOptions are init's flags.
+type initOptions struct{ Repo, CollectionID string }
+
+// runInit is `init`.
+func runInit(o *initOptions, w io.Writer) error {
+	if o.Repo == "" {
+		return usagef("init: --repo is required")
+	}
+	if _, err := repo.Init(o.Repo, o.CollectionID); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "initialised archive repository %s\n", o.Repo)
+	return nil
 }
 
 // signOptions are the signing flags shared by commit and export.
@@ -99,7 +108,7 @@ func newCommitCmd(g *globalOptions) *cobra.Command {
 		Short: "Commit a directory tree to a branch of an archive repository",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := runCommit(cmd, o, args[0])
+			res, err := runCommit(cmd.Context(), o, args[0])
 			if err != nil {
 				return err
 			}
@@ -120,7 +129,7 @@ func newCommitCmd(g *globalOptions) *cobra.Command {
 	return c
 }
 
-func runCommit(cmd *cobra.Command, o *commitOptions, src string) (*repo.CommitResult, error) {
+func runCommit(ctx context.Context, o *commitOptions, src string) (*repo.CommitResult, error) {
 	if o.Repo == "" || o.Branch == "" {
 		return nil, usagef("commit: --repo and --branch are required")
 	}
@@ -148,7 +157,7 @@ func runCommit(cmd *cobra.Command, o *commitOptions, src string) (*repo.CommitRe
 	if err != nil {
 		return nil, err
 	}
-	return r.CommitDir(cmd.Context(), src, opts)
+	return r.CommitDir(ctx, src, opts)
 }
 
 func parseTimestamp(s string) (time.Time, error) {
@@ -179,37 +188,42 @@ func newExportCmd(g *globalOptions) *cobra.Command {
 		Short: "Write the summary and its signatures so clients can pull",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Repo == "" {
-				return usagef("export: --repo is required")
-			}
-			s, err := o.Sign.signer()
-			if err != nil {
-				return err
-			}
-			r, err := repo.Open(o.Repo)
-			if err != nil {
-				return err
-			}
-			eo := repo.ExportOptions{Signer: s}
-			if o.Deltas {
-				eo.Deltas = generateDelta
-			}
-			res, err := r.Export(cmd.Context(), eo)
-			if err != nil {
-				return err
-			}
-			signed := "unsigned"
-			if res.Signed {
-				signed = "signed"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "summary: %d refs, %d static deltas, %d bytes, %s\n", res.Refs, res.Deltas, res.SummarySize, signed)
-			return nil
+			return runExport(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
 	c.Flags().StringVar(&o.Repo, "repo", "", "repository directory")
 	c.Flags().BoolVar(&o.Deltas, "deltas", false, "generate static deltas for every ref (from scratch and from its parent)")
 	o.Sign.add(c)
 	return c
+}
+
+// runExport is `export`.
+func runExport(ctx context.Context, o *exportOptions, w io.Writer) error {
+	if o.Repo == "" {
+		return usagef("export: --repo is required")
+	}
+	s, err := o.Sign.signer()
+	if err != nil {
+		return err
+	}
+	r, err := repo.Open(o.Repo)
+	if err != nil {
+		return err
+	}
+	eo := repo.ExportOptions{Signer: s}
+	if o.Deltas {
+		eo.Deltas = generateDelta
+	}
+	res, err := r.Export(ctx, eo)
+	if err != nil {
+		return err
+	}
+	signed := "unsigned"
+	if res.Signed {
+		signed = "signed"
+	}
+	fmt.Fprintf(w, "summary: %d refs, %d static deltas, %d bytes, %s\n", res.Refs, res.Deltas, res.SummarySize, signed)
+	return nil
 }
 
 // generateDelta makes static deltas with package delta for repo.Export.

@@ -57,74 +57,19 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List remotes", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := fetch.LoadConfig(g.HomeDir())
-			if err != nil {
-				return err
-			}
-			var rows []map[string]any
-			for _, n := range cfg.Names() {
-				r, err := cfg.Remote(n)
-				if err != nil {
-					rows = append(rows, map[string]any{"name": n, "error": err.Error()})
-					continue
-				}
-				rows = append(rows, remoteJSON(r))
-			}
-			if g.JSON {
-				// rows stays a list (scripts index it); ignored config
-				// groups are rows with "ignored" set.
-				for _, p := range cfg.Problems() {
-					rows = append(rows, map[string]any{"ignored": true, "error": p})
-				}
-				return writeJSON(cmd.OutOrStdout(), rows)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tURL\tVERIFY")
-			for _, row := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", Escape(fmt.Sprint(row["name"])), Escape(fmt.Sprint(row["url"])), Escape(fmt.Sprint(row["verify"])))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			printConfigProblems(cmd.ErrOrStderr(), cfg)
-			return nil
+			return runRemoteList(cmd.Context(), g, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	show := &cobra.Command{
 		Use: "show NAME", Short: "Show a remote's settings", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := fetch.LoadConfig(g.HomeDir())
-			if err != nil {
-				return err
-			}
-			r, err := cfg.Remote(args[0])
-			if err != nil {
-				return err
-			}
-			if g.JSON {
-				return writeJSON(cmd.OutOrStdout(), remoteJSON(r))
-			}
-			row := remoteJSON(r)
-			for _, k := range []string{"name", "url", "mirrors", "verify", "collection_id"} {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-14s %s\n", k+":", Escape(fmt.Sprint(row[k])))
-			}
-			return nil
+			return runRemoteShow(cmd.Context(), g, args[0], cmd.OutOrStdout())
 		},
 	}
 	remove := &cobra.Command{
 		Use: "remove NAME", Short: "Remove a remote and its keys", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := fetch.LoadConfig(g.HomeDir())
-			if err != nil {
-				return err
-			}
-			if err := cfg.Remove(args[0]); err != nil {
-				return err
-			}
-			if err := cfg.Save(); err != nil {
-				return err
-			}
-			return reloadDaemon(cmd.Context(), g)
+			return runRemoteRemove(cmd.Context(), g, args[0])
 		},
 	}
 	for _, sub := range []*cobra.Command{list, show} {
@@ -262,35 +207,7 @@ func newLsRemoteCmd(g *globalOptions) *cobra.Command {
 		Short: "List a remote's refs, commits, timestamps and sizes from its verified summary",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openSession(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			refs, err := s.fetcher.Refs(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if st := s.fetcher.RemoteStatus(args[0]); st.Offline {
-				fmt.Fprintf(cmd.ErrOrStderr(), "remote %s is offline (%s): refs from its summary verified at %s\n",
-					Escape(args[0]), Escape(st.Cause), st.SummaryVerified.UTC().Format(time.RFC3339))
-			}
-			if g.JSON {
-				if refs == nil {
-					refs = []fetch.RefInfo{}
-				}
-				return writeJSON(cmd.OutOrStdout(), refs)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REF\tCOMMIT\tDATE\tDOWNLOAD\tINSTALLED")
-			for _, r := range refs {
-				date := ""
-				if r.Timestamp > 0 {
-					date = time.Unix(int64(r.Timestamp), 0).UTC().Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", Escape(r.Name), r.CommitHex[:12], date, sizeOrUnknown(r.DownloadSize), sizeOrUnknown(r.InstalledSize))
-			}
-			return tw.Flush()
+			return runLsRemote(cmd.Context(), g, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	bindJSON(c, &g.JSON)
@@ -304,4 +221,107 @@ func sizeOrUnknown(n uint64) string {
 		return "-"
 	}
 	return formatBytes(int64(n))
+}
+
+// runRemoteList is `remote list`.
+func runRemoteList(ctx context.Context, g *globalOptions, w, errw io.Writer) error {
+	cfg, err := fetch.LoadConfig(g.HomeDir())
+	if err != nil {
+		return err
+	}
+	var rows []map[string]any
+	for _, n := range cfg.Names() {
+		r, err := cfg.Remote(n)
+		if err != nil {
+			rows = append(rows, map[string]any{"name": n, "error": err.Error()})
+			continue
+		}
+		rows = append(rows, remoteJSON(r))
+	}
+	if g.JSON {
+		// rows stays a list (scripts index it); ignored config
+		// groups are rows with "ignored" set.
+		for _, p := range cfg.Problems() {
+			rows = append(rows, map[string]any{"ignored": true, "error": p})
+		}
+		return writeJSON(w, rows)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tURL\tVERIFY")
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", Escape(fmt.Sprint(row["name"])), Escape(fmt.Sprint(row["url"])), Escape(fmt.Sprint(row["verify"])))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printConfigProblems(errw, cfg)
+	return nil
+}
+
+// runRemoteShow is `remote show NAME`.
+func runRemoteShow(ctx context.Context, g *globalOptions, name string, w io.Writer) error {
+	cfg, err := fetch.LoadConfig(g.HomeDir())
+	if err != nil {
+		return err
+	}
+	r, err := cfg.Remote(name)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(w, remoteJSON(r))
+	}
+	row := remoteJSON(r)
+	for _, k := range []string{"name", "url", "mirrors", "verify", "collection_id"} {
+		fmt.Fprintf(w, "%-14s %s\n", k+":", Escape(fmt.Sprint(row[k])))
+	}
+	return nil
+}
+
+// runRemoteRemove is `remote remove NAME`.
+func runRemoteRemove(ctx context.Context, g *globalOptions, name string) error {
+	cfg, err := fetch.LoadConfig(g.HomeDir())
+	if err != nil {
+		return err
+	}
+	if err := cfg.Remove(name); err != nil {
+		return err
+	}
+	if err := cfg.Save(); err != nil {
+		return err
+	}
+	return reloadDaemon(ctx, g)
+}
+
+// runLsRemote is `ls-remote NAME`.
+func runLsRemote(ctx context.Context, g *globalOptions, name string, w, errw io.Writer) error {
+	s, err := openSession(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	refs, err := s.fetcher.Refs(ctx, name)
+	if err != nil {
+		return err
+	}
+	if st := s.fetcher.RemoteStatus(name); st.Offline {
+		fmt.Fprintf(errw, "remote %s is offline (%s): refs from its summary verified at %s\n",
+			Escape(name), Escape(st.Cause), st.SummaryVerified.UTC().Format(time.RFC3339))
+	}
+	if g.JSON {
+		if refs == nil {
+			refs = []fetch.RefInfo{}
+		}
+		return writeJSON(w, refs)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REF\tCOMMIT\tDATE\tDOWNLOAD\tINSTALLED")
+	for _, r := range refs {
+		date := ""
+		if r.Timestamp > 0 {
+			date = time.Unix(int64(r.Timestamp), 0).UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", Escape(r.Name), r.CommitHex[:12], date, sizeOrUnknown(r.DownloadSize), sizeOrUnknown(r.InstalledSize))
+	}
+	return tw.Flush()
 }
