@@ -225,3 +225,26 @@ func TestNotFoundSentinels(t *testing.T) {
 		t.Errorf("unknown commit of a remote: %v, want ErrNoCommit", err)
 	}
 }
+
+// TestErrorsNameRemoteOnce: an error names its remote and object once
+// per layer, not once per wrap (a verification failure already names
+// both).
+func TestErrorsNameRemoteOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("not what the checksum says"))
+	}))
+	defer srv.Close()
+	e := newEnv(t, srv.URL, fetch.AddOptions{NoGPGVerify: true}, fetch.Options{HTTP: fetch.HTTPOptions{Retries: -1}})
+	var c ostree.Checksum
+	c[0] = 9
+	_, derr := e.fetcher.DirTree(ctxT(t), "r", c)
+	ferr := e.fetcher.FetchContent(ctxT(t), "r", c)
+	for what, err := range map[string]error{"dirtree": derr, "content": ferr} {
+		if err == nil || !errors.Is(err, ostree.ErrCorrupt) {
+			t.Fatalf("%s: err = %v, want a corrupt error", what, err)
+		}
+		if n := strings.Count(err.Error(), "remote r:"); n != 1 {
+			t.Errorf("%s: %q names the remote %d times", what, err, n)
+		}
+	}
+}
