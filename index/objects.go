@@ -107,11 +107,7 @@ func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		now := db.now()
-		rec := Object{ID: o.ID, State: StatePresent, Size: o.Size, Origin: o.Origin, Added: now, Access: now}
-		if oldp != nil {
-			rec.Pins = oldp.Pins
-		}
+		rec := presentRecord(o, oldp, db.now())
 		if hdr != nil {
 			if err := txn.Set(headerKey(o.ID.Sum), encodeHeader(hdr)); err != nil {
 				return err
@@ -129,6 +125,16 @@ func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
 		db.headers.set(o.ID.Sum, *hdr)
 	}
 	return added, nil
+}
+
+// presentRecord is the record of o becoming present at now, keeping the
+// pins of its earlier record old (nil when it had none).
+func presentRecord(o Object, old *Object, now time.Time) Object {
+	rec := Object{ID: o.ID, State: StatePresent, Size: o.Size, Origin: o.Origin, Added: now, Access: now}
+	if old != nil {
+		rec.Pins = old.Pins
+	}
+	return rec
 }
 
 // ReplaceData stores data as the bytes of a metadata object that is not
@@ -155,10 +161,8 @@ func (db *DB) ReplaceData(o Object, data []byte) (oldSize int64, replaced bool, 
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		now := db.now()
-		rec := Object{ID: o.ID, State: StatePresent, Size: o.Size, Origin: o.Origin, Added: now, Access: now}
+		rec := presentRecord(o, oldp, db.now())
 		if oldp != nil {
-			rec.Pins = old.Pins
 			if old.State == StatePresent {
 				rec.Added = old.Added
 				oldSize, replaced = old.Size, true
