@@ -76,6 +76,16 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.Home, "home", "", "state directory (default $LAZYTREE_HOME, /var/lib/lazytree for root)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	// A verb that does not exist reaches the root as an argument: a usage
+	// error by type. (Cobra adds help, completion and __complete while it
+	// executes, so a lookup before Execute would not know them.)
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return nil
+	}
+	root.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
 	for _, f := range commands {
 		root.AddCommand(f(g))
 	}
@@ -115,13 +125,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	// A verb that does not exist is a usage error of the lookup itself.
-	err := error(nil)
-	if _, _, ferr := root.Find(args); ferr != nil {
-		err = usageError{ferr}
-	} else {
-		err = root.ExecuteContext(ctx)
-	}
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}

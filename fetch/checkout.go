@@ -26,8 +26,12 @@ func (f *Fetcher) Checkout(ctx context.Context, remote string, commit ostree.Che
 	}
 	// Directories are made writable first and get their own modes last,
 	// deepest first, so that read-only ones can be filled.
+	type made struct {
+		path string
+		meta ostree.Checksum
+	}
 	var mu sync.Mutex
-	var dirs []Dir
+	var dirs []made // what is kept until the end: not the dirtrees
 	_, err = f.Walk(ctx, cm.RootTree, cm.RootMeta, WalkOptions{Remote: remote}, func(ctx context.Context, d Dir) error {
 		at := filepath.Join(dir, filepath.FromSlash(d.Path))
 		for _, e := range d.DirTree.Files {
@@ -41,7 +45,7 @@ func (f *Fetcher) Checkout(ctx context.Context, remote string, commit ostree.Che
 			}
 		}
 		mu.Lock()
-		dirs = append(dirs, d)
+		dirs = append(dirs, made{d.Path, d.Meta})
 		mu.Unlock()
 		return nil
 	})
@@ -50,11 +54,11 @@ func (f *Fetcher) Checkout(ctx context.Context, remote string, commit ostree.Che
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
-		m, err := f.DirMeta(ctx, remote, d.Meta)
+		m, err := f.DirMeta(ctx, remote, d.meta)
 		if err != nil {
 			return err
 		}
-		if err := applyMeta(filepath.Join(dir, filepath.FromSlash(d.Path)), m.UID, m.GID, m.Mode, m.Xattrs, false); err != nil {
+		if err := applyMeta(filepath.Join(dir, filepath.FromSlash(d.path)), m.UID, m.GID, m.Mode, m.Xattrs, false); err != nil {
 			return err
 		}
 	}

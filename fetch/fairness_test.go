@@ -197,3 +197,65 @@ func TestDeltaPartScratchCountsAgainstQuota(t *testing.T) {
 		t.Fatalf("cache uses %d bytes after the pull", used)
 	}
 }
+
+// TestPrefetchBoundIsMountWide: the mount's background bound holds across
+// every prefetch at once, dirtree fetches included (found in review: the
+// walker fetched dirtrees outside it, so two commits prefetched together
+// ran twice the background fetches).
+func TestPrefetchBoundIsMountWide(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	commits := map[string]ostree.Checksum{}
+	for _, ref := range []string{"a", "b"} {
+		for i := range 12 {
+			d := filepath.Join(p.src, fmt.Sprintf("d%02d", i))
+			os.MkdirAll(d, 0o755)
+			os.WriteFile(filepath.Join(d, "f"), []byte(ref+fmt.Sprint(i)), 0o644)
+		}
+		commits[ref] = p.commit(ref, ref, day)
+	}
+	p.export(day)
+	var mu sync.Mutex
+	inflight, peakInflight, dirtrees := 0, 0, 0
+	files := http.FileServer(http.Dir(p.r.Dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".dirtree") {
+			mu.Lock()
+			inflight++
+			dirtrees++
+			peakInflight = max(peakInflight, inflight)
+			mu.Unlock()
+			time.Sleep(30 * time.Millisecond)
+			defer func() { mu.Lock(); inflight--; mu.Unlock() }()
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	e := newEnv(t, srv.URL, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata, BackgroundWorkers: 2})
+	defer s.Close()
+	for ref, c := range commits {
+		if _, err := s.Commit(ctxT(t), "r", ref, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2 commits x (root + 12 directories + sub), all distinct.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := dirtrees
+		mu.Unlock()
+		if n >= 2*14 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dirtrees < 2*14 {
+		t.Fatalf("prefetch fetched %d dirtrees, want %d", dirtrees, 2*14)
+	}
+	if peakInflight > 2 {
+		t.Fatalf("%d background dirtree fetches at once, the bound is 2", peakInflight)
+	}
+}

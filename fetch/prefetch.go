@@ -63,14 +63,16 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 // prefetchTree walks the commit breadth first with the background
 // workers: every dirmeta, and with content every file.
 func (s *MountSource) prefetchTree(cm *ostree.Commit, remote string, content bool) error {
-	if _, err := s.f.DirMeta(s.ctx, remote, cm.RootMeta); err != nil {
+	if err := s.bg.Acquire(s.ctx, 1); err != nil {
 		return err
 	}
-	_, err := s.f.Walk(s.ctx, cm.RootTree, cm.RootMeta, WalkOptions{Remote: remote, Unique: true, Concurrency: s.opts.BackgroundWorkers}, func(ctx context.Context, d Dir) error {
-		if err := s.bg.Acquire(ctx, 1); err != nil {
-			return err
-		}
-		defer s.bg.Release(1)
+	_, err := s.f.DirMeta(s.ctx, remote, cm.RootMeta)
+	s.bg.Release(1)
+	if err != nil {
+		return err
+	}
+	opts := WalkOptions{Remote: remote, Unique: true, Concurrency: s.opts.BackgroundWorkers, Limit: s.bg}
+	_, err = s.f.Walk(s.ctx, cm.RootTree, cm.RootMeta, opts, func(ctx context.Context, d Dir) error {
 		for _, sub := range d.DirTree.Dirs {
 			if _, err := s.f.DirMeta(ctx, remote, sub.Meta); err != nil {
 				return err

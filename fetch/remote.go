@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -193,13 +194,15 @@ func (c *Config) Remote(name string) (*Remote, error) {
 	keyDir := filepath.Join(c.home, "keys", name)
 	keyHash := sha256.New()
 	if b, err := os.ReadFile(filepath.Join(keyDir, gpgKeyFile)); err == nil {
+		keyHash.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
 		keyHash.Write(b)
 		if r.gpg, err = sign.LoadGPGKeyring(b); err != nil {
 			return nil, fmt.Errorf("remote %s: keyring: %w", name, err)
 		}
 	}
-	keyHash.Write([]byte{0})
+	keyHash.Write([]byte{0}) // the ed25519 file follows, length first
 	if b, err := os.ReadFile(filepath.Join(keyDir, ed25519KeyFile)); err == nil {
+		keyHash.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
 		keyHash.Write(b)
 		if r.ed25519, err = sign.ParseEd25519PublicKeys(b); err != nil {
 			return nil, fmt.Errorf("remote %s: ed25519 keys: %w", name, err)

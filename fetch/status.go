@@ -116,6 +116,9 @@ func (s *MountSource) share(c ostree.Checksum) RefShare {
 	complete, err := s.f.Walk(s.ctx, cm.RootTree, cm.RootMeta, WalkOptions{CachedOnly: true, Unique: true}, func(ctx context.Context, d Dir) error {
 		mu.Lock()
 		defer mu.Unlock()
+		// Directories count against the bound too: a tree of many
+		// directories and few files is walked on every status request.
+		seen[d.Tree] = true
 		for _, f := range d.DirTree.Files {
 			if seen[f.Checksum] {
 				continue

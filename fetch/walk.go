@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/ostree"
@@ -36,6 +37,10 @@ type WalkOptions struct {
 	Unique bool
 	// Concurrency bounds the visits in flight (default 8).
 	Concurrency int
+	// Limit, when set, is held (one unit) around each directory's fetch
+	// and visit: a bound shared with other walks and work (the mount's
+	// background prefetch bound).
+	Limit *semaphore.Weighted
 }
 
 // ErrStopWalk, returned by a visit, ends the walk early; Walk then
@@ -66,6 +71,12 @@ func (f *Fetcher) Walk(ctx context.Context, tree, meta ostree.Checksum, opts Wal
 		g.SetLimit(opts.Concurrency)
 		for _, d := range level {
 			g.Go(func() error {
+				if opts.Limit != nil {
+					if err := opts.Limit.Acquire(gctx, 1); err != nil {
+						return err
+					}
+					defer opts.Limit.Release(1)
+				}
 				t, ok, err := f.walkTree(gctx, opts, d.Tree)
 				if err != nil {
 					return err
