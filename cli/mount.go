@@ -58,7 +58,7 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 	}
 	c.Flags().BoolVar(&o.Foreground, "foreground", false, "serve in this process instead of a background daemon")
 	c.Flags().StringVar(&o.CacheSize, "cache-size", "", "cache quota, e.g. 10G (default from config, else 10 GiB)")
-	c.Flags().StringVar(&o.Prefetch, "prefetch", fetch.PrefetchNone, "background fetching: none, metadata, profile or full")
+	c.Flags().StringVar(&o.Prefetch, "prefetch", fetch.PrefetchNone, "background fetching: "+strings.Join(fetch.PrefetchModes, ", ")+" (a remote's prefetch= config key overrides it)")
 	c.Flags().BoolVar(&o.Refresh, "refresh", false, "make the running daemon refresh refs from the summaries now")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "deadline of a fetch under a file system request")
 	return c
@@ -68,7 +68,7 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 // --foreground), or a refresh of the running one.
 func runMount(ctx context.Context, g *globalOptions, mp string, o *mountOptions, w io.Writer) error {
 	if !fetch.ValidPrefetch(o.Prefetch) {
-		return usagef("--prefetch %q: want none, metadata, profile or full", o.Prefetch)
+		return usagef("--prefetch %q: want one of %s", o.Prefetch, strings.Join(fetch.PrefetchModes, ", "))
 	}
 	if o.Refresh {
 		handled, err := callDaemon(ctx, g.HomeDir(), "refresh", nil, w)

@@ -188,14 +188,16 @@ func TestMountTamperedThenFixed(t *testing.T) {
 }
 
 func TestMountStalledServer(t *testing.T) {
-	files := map[string]string{"cached.txt": "cached\n", "stalls.txt": "never\n"}
+	// In another directory: a lookup in the first one fetches its
+	// siblings ahead (speculation), which would cache stalls.txt.
+	files := map[string]string{"cached.txt": "cached\n", "sub/stalls.txt": "never\n"}
 	m := startMount(t, files, fetchtest.Options{}, mountOptions{Timeout: 2 * time.Second})
 	if got, err := readInChild(t, m.path("cached.txt")); err != nil || got != "cached\n" {
 		t.Fatalf("read: %q %v", got, err)
 	}
 	m.srv.Update(func(o *fetchtest.Options) { o.Stall = fetchtest.Rule{P: 1, After: fetchtest.Seeded} })
 	start := time.Now()
-	_, err := readInChild(t, m.path("stalls.txt"))
+	_, err := readInChild(t, m.path("sub/stalls.txt"))
 	if err == nil {
 		t.Fatal("read from a stalled server succeeded")
 	}

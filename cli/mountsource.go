@@ -21,6 +21,7 @@ type mountSource struct {
 var (
 	_ fusefs.Source       = mountSource{}
 	_ fusefs.HeaderPeeker = mountSource{}
+	_ fusefs.DirHinter    = mountSource{}
 	_ fusefs.File         = (*objcache.Handle)(nil)
 )
 
@@ -59,4 +60,8 @@ func (m mountSource) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum
 		return nil, err
 	}
 	return h, nil
+}
+
+func (m mountSource) HintDir(via fusefs.Via, c ostree.Checksum, t *ostree.DirTree) {
+	m.MountSource.HintDir(via.Remote, c, t)
 }

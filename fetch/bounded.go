@@ -168,6 +168,9 @@ func (f *Fetcher) getMeta(ctx context.Context, rs *remoteState, path string, t o
 // getBounded fetches path completely, at most limit bytes, under the
 // shared memory budget; with want set the body must hash to it.
 func (f *Fetcher) getBounded(ctx context.Context, rs *remoteState, path string, limit int64, want *ostree.Checksum) ([]byte, error) {
+	// A body that may hold a large-body token must not pause for urgent
+	// work: urgent work may be waiting for that token.
+	ctx = context.WithValue(ctx, unpausableKey{}, true)
 	var data []byte
 	err := rs.c.fetch(ctx, path, limit, 0, func(r io.Reader) error {
 		b, err := readBounded(ctx, r, rs.large, limit, want, path)
@@ -181,11 +184,17 @@ func (f *Fetcher) getBounded(ctx context.Context, rs *remoteState, path string, 
 // time, on a context detached from the first caller and bounded by
 // Options.FetchTimeout (a shared fetch must not fail because one caller
 // gave up); each caller stops waiting when its own ctx ends.
+//
+// The fetch runs at the priority of the most urgent caller waiting for it
+// (see Priority).
 func (f *Fetcher) detached(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (any, error) {
+	p, _ := requestPriority(ctx)
+	fl, leave := f.sched.join(key, p)
+	defer leave()
 	ch := f.sf.DoChan(key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
 		defer cancel()
-		return fn(ctx)
+		return fn(context.WithValue(ctx, flightKey{}, fl))
 	})
 	select {
 	case res := <-ch:

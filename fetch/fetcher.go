@@ -32,6 +32,10 @@ type Options struct {
 	// answers again: a network attacker who cuts a remote off cannot
 	// freeze its clients on old refs for ever.
 	MaxOfflineAge time.Duration
+	// BackgroundConcurrency bounds the background (prefetch) requests in
+	// flight across all remotes (default 16); SpeculativeConcurrency the
+	// speculative ones (default 16). See Priority.
+	BackgroundConcurrency, SpeculativeConcurrency int
 	// NoDeltas makes Pull fetch loose objects only, never static deltas.
 	NoDeltas bool
 	Logger   *slog.Logger
@@ -51,6 +55,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOfflineAge <= 0 {
 		o.MaxOfflineAge = 7 * 24 * time.Hour
+	}
+	if o.BackgroundConcurrency <= 0 {
+		o.BackgroundConcurrency = 16
+	}
+	if o.SpeculativeConcurrency <= 0 {
+		o.SpeculativeConcurrency = 16
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -75,6 +85,7 @@ type Fetcher struct {
 	remotes map[string]*remoteState
 
 	sf     singleflight.Group
+	sched  *scheduler
 	origin sync.Map // ostree.Checksum -> remote name, learnt from the trees that name objects
 	sizes  sync.Map // ostree.Checksum -> sizeInfo, from the ostree.sizes of verified commits
 
@@ -100,7 +111,9 @@ type remoteState struct {
 
 // New returns a Fetcher over an open store and the remotes in cfg.
 func New(store *objcache.Store, cfg *Config, opts Options) *Fetcher {
-	return &Fetcher{store: store, db: store.Index(), cfg: cfg, opts: opts.withDefaults(), remotes: map[string]*remoteState{}}
+	opts = opts.withDefaults()
+	return &Fetcher{store: store, db: store.Index(), cfg: cfg, opts: opts, remotes: map[string]*remoteState{},
+		sched: newScheduler(opts.BackgroundConcurrency, opts.SpeculativeConcurrency)}
 }
 
 // Store returns the object cache.
@@ -141,6 +154,7 @@ func (f *Fetcher) remote(name string) (*remoteState, error) {
 		return nil, err
 	}
 	rs := &remoteState{r: r, c: newClient(r.URLs(), f.opts.HTTP), large: semaphore.NewWeighted(1)}
+	rs.c.sched = f.sched
 	f.remotes[name] = rs
 	return rs, nil
 }

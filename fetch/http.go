@@ -112,6 +112,8 @@ func transient(err error) bool {
 var (
 	errStalled  = errors.New("transfer stalled or below the minimum throughput")
 	errRedirect = errors.New("redirect refused")
+	// errTooLarge is a body larger than the caller allowed.
+	errTooLarge = errors.New("larger than allowed")
 )
 
 // RedactURL returns raw without its userinfo. A remote URL may carry
@@ -165,6 +167,9 @@ type client struct {
 	hc   *http.Client
 	urls []string
 	sem  chan struct{}
+	// sched orders this client's requests with every other remote's (nil:
+	// no ordering, in tests of the client alone).
+	sched *scheduler
 
 	mu        sync.Mutex
 	preferred int
@@ -300,6 +305,15 @@ func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64
 // RedactURL.
 func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
 	ru := RedactURL(u)
+	prio := OnDemand
+	if c.sched != nil {
+		p, done, err := c.sched.start(ctx)
+		if err != nil {
+			return err
+		}
+		defer done()
+		prio = p
+	}
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -332,12 +346,17 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 		return &HTTPError{URL: ru, Status: resp.StatusCode}
 	}
 	if maxSize > 0 && resp.ContentLength > maxSize {
-		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed", ru, resp.ContentLength, maxSize)
+		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed: %w", ru, resp.ContentLength, maxSize, errTooLarge)
 	}
 	body := &watchedReader{r: resp.Body, max: maxSize, start: time.Now(), opts: &c.opts, cancel: stop, c: c}
 	body.arm()
 	defer body.disarm()
-	err = consume(body)
+	var r io.Reader = body
+	if prio == Background && c.sched != nil && !unpausable(ctx) {
+		_, fl := requestPriority(ctx)
+		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, r: body}
+	}
+	err = consume(r)
 	if err == nil && body.n < resp.ContentLength {
 		err = fmt.Errorf("GET %s: %w after %d of %d bytes", ru, io.ErrUnexpectedEOF, body.n, resp.ContentLength)
 	}
@@ -351,7 +370,7 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 			return fmt.Errorf("GET %s: %w", ru, cause)
 		}
 		if body.tooBig {
-			return fmt.Errorf("GET %s: more than the %d bytes allowed", ru, maxSize)
+			return fmt.Errorf("GET %s: more than the %d bytes allowed: %w", ru, maxSize, errTooLarge)
 		}
 		return err
 	}

@@ -126,13 +126,28 @@ func (f *Fetcher) Content(ctx context.Context, remote string, c ostree.Checksum)
 }
 
 // FetchContent makes sure a content object is in the cache.
+//
+// A speculative caller (see speculate.go) sets a size cap: the fetch it
+// starts fails with errTooBigToGuess past it, before the body is read
+// where the server states its length. A caller without the cap that
+// joined such a fetch starts its own.
 func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Checksum) error {
 	remote, err := f.originOf(c, remote)
 	if err != nil {
 		return err
 	}
+	_, guessing := speculativeCap(ctx)
+	for attempt := 0; ; attempt++ {
+		err = f.fetchContent(ctx, remote, c)
+		if guessing || attempt > 0 || !errors.Is(err, errTooBigToGuess) {
+			return err
+		}
+	}
+}
+
+func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Checksum) error {
 	name := ostree.ObjectName(c, ostree.ObjFile)
-	_, err = f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
+	_, err := f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)
 		defer f.stats.InFlight.Add(-1)
 		if h, err := f.store.Open(ctx, c); err == nil {
@@ -149,6 +164,15 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 		if haveSize {
 			maxArchived = int64(min(known.archived, MaxContentSize))
 			maxSize = known.unpacked
+		}
+		guessCap, guessing := speculativeCap(ctx)
+		if guessing {
+			if maxArchived > guessCap {
+				if haveSize {
+					return nil, errTooBigToGuess
+				}
+				maxArchived = guessCap
+			}
 		}
 		var received int64
 		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), maxArchived, 0, func(r io.Reader) error {
@@ -171,6 +195,9 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 			return err
 		})
 		if err != nil {
+			if guessing && errors.Is(err, errTooLarge) {
+				return nil, errTooBigToGuess
+			}
 			err = objectError(remote, name, err)
 			f.stats.record(remote, name, err)
 			return nil, err

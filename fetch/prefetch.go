@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
-
-	"golang.org/x/sync/errgroup"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/ostree"
@@ -15,116 +17,319 @@ import (
 
 // Prefetch modes (DESIGN.md, "Fetch strategies").
 const (
-	PrefetchNone     = "none"
+	// PrefetchNone fetches on demand only (plus the speculation every
+	// mode has: a listed directory's entries, an opened ELF file's
+	// libraries).
+	PrefetchNone = "none"
+	// PrefetchMetadata walks every dirtree and dirmeta of a commit in the
+	// background, breadth first, right after the commit.
 	PrefetchMetadata = "metadata"
-	PrefetchProfile  = "profile"
-	PrefetchFull     = "full"
+	// PrefetchProfile replays the files earlier runs of the commit opened
+	// (speculatively, in parallel), then walks the metadata.
+	PrefetchProfile = "profile"
+	// PrefetchDelta is accepted for the static-delta stream (not built
+	// yet): it prefetches metadata meanwhile, and says so in status.json.
+	PrefetchDelta = "delta"
+	// PrefetchFull (or PrefetchAll) fetches everything in the background.
+	PrefetchFull = "full"
+	PrefetchAll  = "all"
 )
 
+// PrefetchModes lists the modes --prefetch and the prefetch= config key
+// take.
+var PrefetchModes = []string{PrefetchNone, PrefetchMetadata, PrefetchProfile, PrefetchDelta, PrefetchFull, PrefetchAll}
+
 // ValidPrefetch reports whether mode is a known prefetch mode.
-func ValidPrefetch(mode string) bool {
-	switch mode {
-	case PrefetchNone, PrefetchMetadata, PrefetchProfile, PrefetchFull:
-		return true
+func ValidPrefetch(mode string) bool { return slices.Contains(PrefetchModes, mode) }
+
+// PrefetchStatus is one commit's background work, for status.json.
+type PrefetchStatus struct {
+	Commit string `json:"commit"`
+	Remote string `json:"remote"`
+	Mode   string `json:"mode"`
+	// State is running, done, failed or stopped (the mount went away).
+	State        string  `json:"state"`
+	Note         string  `json:"note,omitempty"`
+	Dirs         int64   `json:"dirs"`
+	Files        int64   `json:"files"`
+	ProfileFiles int64   `json:"profile_files,omitempty"`
+	Errors       int64   `json:"errors"`
+	Seconds      float64 `json:"seconds"`
+	Error        string  `json:"error,omitempty"`
+}
+
+type prefetchJob struct {
+	commit  ostree.Checksum
+	remote  string
+	mode    string
+	note    string
+	started time.Time
+
+	dirs, files, profile, errs atomic.Int64
+
+	mu    sync.Mutex
+	state string
+	took  time.Duration
+	err   string
+}
+
+func (j *prefetchJob) status() PrefetchStatus {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	took := j.took
+	if j.state == "running" {
+		took = time.Since(j.started)
 	}
-	return false
+	return PrefetchStatus{Commit: j.commit.String(), Remote: j.remote, Mode: j.mode, State: j.state, Note: j.note,
+		Dirs: j.dirs.Load(), Files: j.files.Load(), ProfileFiles: j.profile.Load(), Errors: j.errs.Load(),
+		Seconds: took.Seconds(), Error: j.err}
+}
+
+func (j *prefetchJob) finish(ctx context.Context, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.took = time.Since(j.started)
+	switch {
+	case ctx.Err() != nil:
+		j.state = "stopped"
+	case err != nil:
+		j.state, j.err = "failed", err.Error()
+	default:
+		j.state = "done"
+	}
+}
+
+// modeFor is the prefetch mode for a commit verified for remote: the
+// remote's prefetch= key, else the mount's.
+func (s *MountSource) modeFor(remote string) string {
+	if r, err := s.f.Remote(remote); err == nil && r.Prefetch != "" {
+		return r.Prefetch
+	}
+	return s.opts.Prefetch
 }
 
 // startPrefetch begins background fetching of a commit once, per mode.
 func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote string) {
-	if s.opts.Prefetch == PrefetchNone {
-		return
-	}
 	s.mu.Lock()
-	if s.prefetched[c] {
+	if _, ok := s.commitRemote[c]; !ok && remote != "" {
+		s.commitRemote[c] = remote
+	}
+	mode := s.modeFor(remote)
+	if mode == PrefetchNone || s.prefetched[c] {
 		s.mu.Unlock()
 		return
 	}
 	s.prefetched[c] = true
+	job := &prefetchJob{commit: c, remote: remote, mode: mode, started: time.Now(), state: "running"}
+	if mode == PrefetchDelta {
+		job.note = "static-delta streaming is not built yet: metadata prefetched instead"
+	}
+	s.jobs = append(s.jobs, job)
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		ctx := WithPriority(s.ctx, Background)
 		var err error
-		switch s.opts.Prefetch {
-		case PrefetchMetadata:
-			err = s.prefetchTree(cm, remote, false)
-		case PrefetchFull:
-			err = s.prefetchTree(cm, remote, true)
+		switch mode {
+		case PrefetchMetadata, PrefetchDelta:
+			err = s.prefetchTree(ctx, job, cm, remote, false)
+		case PrefetchFull, PrefetchAll:
+			err = s.prefetchTree(ctx, job, cm, remote, true)
 		case PrefetchProfile:
-			err = s.prefetchProfile(c, cm, remote)
+			err = s.prefetchProfile(WithPriority(s.ctx, Speculative), job, c, cm, remote)
+			if err == nil {
+				err = s.prefetchTree(ctx, job, cm, remote, false)
+			}
 		}
+		job.finish(s.ctx, err)
 		if err != nil && s.ctx.Err() == nil {
 			s.f.RecordError(remote, "prefetch "+c.String(), err)
 		}
 	}()
 }
 
-// prefetchTree walks the commit breadth first with the background
-// workers: every dirmeta, and with content every file.
-func (s *MountSource) prefetchTree(cm *ostree.Commit, remote string, content bool) error {
-	if err := s.bg.Acquire(s.ctx, 1); err != nil {
-		return err
+// prefetchTree fetches every dirtree and dirmeta of the commit (and with
+// content every file) with up to BackgroundWorkers fetches at once:
+// directories breadth first and ahead of files, not one level at a time.
+// A failed object is counted and skipped (the reader who needs it gets
+// the error on demand); the walk goes on.
+func (s *MountSource) prefetchTree(ctx context.Context, job *prefetchJob, cm *ostree.Commit, remote string, content bool) error {
+	q := newWorkQueue(ctx, s.opts.BackgroundWorkers)
+	var seen sync.Map
+	first := func(c ostree.Checksum, t ostree.ObjectType) bool {
+		_, dup := seen.LoadOrStore(index.ObjectID{Sum: c, Type: t}, true)
+		return !dup
 	}
-	_, err := s.f.DirMeta(s.ctx, remote, cm.RootMeta)
-	s.bg.Release(1)
-	if err != nil {
-		return err
-	}
-	opts := WalkOptions{Remote: remote, Unique: true, Concurrency: s.opts.BackgroundWorkers, Limit: s.bg}
-	_, err = s.f.Walk(s.ctx, cm.RootTree, cm.RootMeta, opts, func(ctx context.Context, d Dir) error {
-		for _, sub := range d.DirTree.Dirs {
-			if _, err := s.f.DirMeta(ctx, remote, sub.Meta); err != nil {
-				return err
-			}
+	meta := func(c ostree.Checksum) {
+		if !first(c, ostree.ObjDirMeta) {
+			return
 		}
-		if content {
-			for _, e := range d.DirTree.Files {
-				if err := s.f.FetchContent(ctx, remote, e.Checksum); err != nil {
-					return err
+		q.add(true, func(ctx context.Context) {
+			s.held(ctx, job, func(ctx context.Context) error { _, err := s.f.DirMeta(ctx, remote, c); return err })
+		})
+	}
+	var dir func(c ostree.Checksum)
+	dir = func(c ostree.Checksum) {
+		if !first(c, ostree.ObjDirTree) {
+			return
+		}
+		q.add(true, func(ctx context.Context) {
+			var t *ostree.DirTree
+			ok := s.held(ctx, job, func(ctx context.Context) (err error) { t, err = s.f.DirTree(ctx, remote, c); return err })
+			if !ok {
+				return
+			}
+			job.dirs.Add(1)
+			for _, d := range t.Dirs {
+				meta(d.Meta)
+				dir(d.Tree)
+			}
+			if !content {
+				return
+			}
+			for _, e := range t.Files {
+				if !first(e.Checksum, ostree.ObjFile) {
+					continue
 				}
+				q.add(false, func(ctx context.Context) {
+					if s.held(ctx, job, func(ctx context.Context) error { return s.f.FetchContent(ctx, remote, e.Checksum) }) {
+						job.files.Add(1)
+					}
+				})
 			}
-		}
-		return nil
-	})
-	return err
+		})
+	}
+	meta(cm.RootMeta)
+	dir(cm.RootTree)
+	q.wait()
+	return ctx.Err()
 }
 
-// prefetchProfile replays the files earlier runs of this commit opened, in
-// their order.
-func (s *MountSource) prefetchProfile(c ostree.Checksum, cm *ostree.Commit, remote string) error {
+// held runs one background fetch under the mount's background bound,
+// counting a failure against the job.
+func (s *MountSource) held(ctx context.Context, job *prefetchJob, fn func(ctx context.Context) error) bool {
+	if err := s.bg.Acquire(ctx, 1); err != nil {
+		return false
+	}
+	err := fn(ctx)
+	s.bg.Release(1)
+	if err != nil && ctx.Err() == nil {
+		job.errs.Add(1)
+	}
+	return err == nil
+}
+
+// workQueue runs tasks on a fixed number of workers; tasks may add more.
+// Urgent tasks (directories) run before the others (files).
+type workQueue struct {
+	ctx     context.Context
+	mu      sync.Mutex
+	cond    *sync.Cond
+	urgent  []func(context.Context)
+	rest    []func(context.Context)
+	pending int // queued or running
+	wg      sync.WaitGroup
+}
+
+func newWorkQueue(ctx context.Context, workers int) *workQueue {
+	q := &workQueue{ctx: ctx}
+	q.cond = sync.NewCond(&q.mu)
+	for range max(1, workers) {
+		q.wg.Add(1)
+		go q.work()
+	}
+	// Wake the workers when the context ends.
+	stop := context.AfterFunc(ctx, func() { q.mu.Lock(); q.cond.Broadcast(); q.mu.Unlock() })
+	go func() { q.wg.Wait(); stop() }()
+	return q
+}
+
+func (q *workQueue) add(urgent bool, fn func(context.Context)) {
+	q.mu.Lock()
+	if urgent {
+		q.urgent = append(q.urgent, fn)
+	} else {
+		q.rest = append(q.rest, fn)
+	}
+	q.pending++
+	q.cond.Signal()
+	q.mu.Unlock()
+}
+
+func (q *workQueue) work() {
+	defer q.wg.Done()
+	for {
+		q.mu.Lock()
+		for len(q.urgent) == 0 && len(q.rest) == 0 && q.pending > 0 && q.ctx.Err() == nil {
+			q.cond.Wait()
+		}
+		if q.pending == 0 || q.ctx.Err() != nil {
+			q.cond.Broadcast()
+			q.mu.Unlock()
+			return
+		}
+		var fn func(context.Context)
+		if len(q.urgent) > 0 {
+			fn, q.urgent = q.urgent[0], q.urgent[1:]
+		} else {
+			fn, q.rest = q.rest[0], q.rest[1:]
+		}
+		q.mu.Unlock()
+		fn(q.ctx)
+		q.mu.Lock()
+		q.pending--
+		if q.pending == 0 {
+			q.cond.Broadcast()
+		}
+		q.mu.Unlock()
+	}
+}
+
+// wait returns when every task has run, or the context ended.
+func (q *workQueue) wait() { q.wg.Wait() }
+
+// prefetchProfile replays, in parallel and in their order, the files that
+// earlier runs of this commit opened (recorded by the mount, or imported
+// with lazytree profile import).
+func (s *MountSource) prefetchProfile(ctx context.Context, job *prefetchJob, c ostree.Checksum, cm *ostree.Commit, remote string) error {
 	paths, err := s.f.Profile(c)
 	if err != nil {
 		if errors.Is(err, index.ErrNotFound) {
+			job.mu.Lock()
+			job.note = "no profile recorded for this commit yet"
+			job.mu.Unlock()
 			return nil
 		}
 		return err
 	}
-	g, ctx := errgroup.WithContext(s.ctx)
-	g.SetLimit(s.opts.BackgroundWorkers)
+	q := newWorkQueue(ctx, s.opts.BackgroundWorkers)
 	for _, p := range paths {
-		sum, err := s.resolve(cm, remote, p)
-		if err != nil {
-			continue // the profile may name files of another layout
-		}
-		g.Go(func() error {
-			if err := s.bg.Acquire(ctx, 1); err != nil {
-				return err
+		q.add(false, func(ctx context.Context) {
+			sum, err := s.resolve(ctx, cm, remote, p)
+			if err != nil {
+				return // the profile may name files of another layout
 			}
-			defer s.bg.Release(1)
-			s.f.FetchContent(ctx, remote, sum) // best effort: a failure is recorded by the fetch
-			return nil
+			if err := s.f.FetchContent(ctx, remote, sum); err != nil {
+				if ctx.Err() == nil {
+					job.errs.Add(1)
+				}
+				return
+			}
+			job.profile.Add(1)
 		})
 	}
-	return g.Wait()
+	q.wait()
+	return ctx.Err()
 }
 
-// resolve finds the content checksum of a path inside a commit.
-func (s *MountSource) resolve(cm *ostree.Commit, remote, p string) (ostree.Checksum, error) {
+// resolve finds the content checksum of a path inside a commit, fetching
+// the dirtrees on the way.
+func (s *MountSource) resolve(ctx context.Context, cm *ostree.Commit, remote, p string) (ostree.Checksum, error) {
 	tree := cm.RootTree
 	parts := strings.Split(path.Clean(p), "/")
 	for i, name := range parts {
-		t, err := s.f.DirTree(s.ctx, remote, tree)
+		t, err := s.f.DirTree(ctx, remote, tree)
 		if err != nil {
 			return ostree.Checksum{}, err
 		}

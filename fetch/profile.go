@@ -9,7 +9,14 @@ type profile struct {
 }
 
 // RecordAccess notes an opened path for the commit's access profile.
+//
+// It also starts speculation for the opened file (see speculate.go).
 func (s *MountSource) RecordAccess(commit ostree.Checksum, p string) {
+	s.record(commit, p)
+	s.examineOpen(commit, p)
+}
+
+func (s *MountSource) record(commit ostree.Checksum, p string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pr := s.profiles[commit]

@@ -47,6 +47,9 @@ type Remote struct {
 	// MaxOfflineAge, when set (config key max-offline-age, e.g. "3d" or
 	// "12h"), replaces Options.MaxOfflineAge for this remote.
 	MaxOfflineAge time.Duration
+	// Prefetch, when set (config key prefetch=), replaces the mount's
+	// --prefetch mode for the refs of this remote.
+	Prefetch string
 
 	gpg     *sign.GPGKeyring
 	ed25519 []ed25519.PublicKey
@@ -59,7 +62,7 @@ type Remote struct {
 func (r *Remote) sameAs(o *Remote) bool {
 	return r.Name == o.Name && r.URL == o.URL && slices.Equal(r.Mirrors, o.Mirrors) &&
 		r.GPGVerify == o.GPGVerify && r.GPGVerifySummary == o.GPGVerifySummary && r.SignVerify == o.SignVerify &&
-		r.CollectionID == o.CollectionID && r.MaxOfflineAge == o.MaxOfflineAge && r.keys == o.keys
+		r.CollectionID == o.CollectionID && r.MaxOfflineAge == o.MaxOfflineAge && r.Prefetch == o.Prefetch && r.keys == o.keys
 }
 
 // Verifies reports whether any signature check is on.
@@ -180,6 +183,12 @@ func (c *Config) Remote(name string) (*Remote, error) {
 			return nil, fmt.Errorf("remote %s: max-offline-age: %w", name, err)
 		}
 		r.MaxOfflineAge = d
+	}
+	if v, ok := c.kf.String(g, "prefetch"); ok && v != "" {
+		if !ValidPrefetch(v) {
+			return nil, fmt.Errorf("remote %s: prefetch %q: want one of %s", name, v, strings.Join(PrefetchModes, ", "))
+		}
+		r.Prefetch = v
 	}
 	var err error
 	if r.GPGVerify, err = c.kf.Bool(g, "gpg-verify", true); err != nil {

@@ -20,8 +20,9 @@ type SourceOptions struct {
 	// RefreshInterval is how often refs are refreshed from the summaries
 	// (default: the fetcher's SummaryTTL).
 	RefreshInterval time.Duration
-	// BackgroundWorkers bounds prefetch concurrency, so that on-demand
-	// reads keep most of the connections (default 4).
+	// BackgroundWorkers bounds this mount's prefetch fetches in flight
+	// (default 16); the Fetcher's scheduler bounds and orders them with
+	// everything else (see Priority).
 	BackgroundWorkers int
 }
 
@@ -40,8 +41,13 @@ type MountSource struct {
 	mu         sync.Mutex
 	refs       map[string]map[string]ostree.Checksum // remote -> ref -> commit
 	prefetched map[ostree.Checksum]bool
-	profiles   map[ostree.Checksum]*profile
-	refErrors  map[string]string
+	// commitRemote is the remote each commit used was verified for: where
+	// speculation for its files fetches from.
+	commitRemote map[ostree.Checksum]string
+	jobs         []*prefetchJob
+	spec         speculation
+	profiles     map[ostree.Checksum]*profile
+	refErrors    map[string]string
 	// bg bounds background fetches across every prefetch of the mount.
 	bg *semaphore.Weighted
 }
@@ -55,12 +61,12 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 		opts.RefreshInterval = f.SummaryTTL()
 	}
 	if opts.BackgroundWorkers <= 0 {
-		opts.BackgroundWorkers = 4
+		opts.BackgroundWorkers = 16
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
 		refs:       map[string]map[string]ostree.Checksum{},
-		prefetched: map[ostree.Checksum]bool{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
+		prefetched: map[ostree.Checksum]bool{}, commitRemote: map[ostree.Checksum]string{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
 		bg: semaphore.NewWeighted(int64(opts.BackgroundWorkers))}
 	s.wg.Add(1)
 	go s.loop()

@@ -23,6 +23,9 @@ type Status struct {
 	Prefetch       string              `json:"prefetch"`
 	RefErrors      map[string]string   `json:"ref_errors"`
 	Refs           map[string]RefShare `json:"refs"`
+	Prefetches     []PrefetchStatus    `json:"prefetches"`
+	Scheduler      SchedulerStatus     `json:"scheduler"`
+	Speculation    SpeculationStatus   `json:"speculation"`
 }
 
 // Status returns the counters for status.json.
@@ -33,6 +36,10 @@ func (s *MountSource) Status() any {
 	refErrs := map[string]string{}
 	for k, v := range s.refErrors {
 		refErrs[k] = v
+	}
+	jobs := make([]PrefetchStatus, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j.status())
 	}
 	s.mu.Unlock()
 	var remotes []RemoteStatus
@@ -53,6 +60,9 @@ func (s *MountSource) Status() any {
 		Prefetch:       s.opts.Prefetch,
 		RefErrors:      refErrs,
 		Refs:           s.refShares(),
+		Prefetches:     jobs,
+		Scheduler:      s.f.sched.status(),
+		Speculation:    s.spec.status(),
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 type fsys struct {
 	src        Source
 	peek       HeaderPeeker // nil when src has none
+	hint       DirHinter    // nil when src has none
 	opts       Options
 	log        *slog.Logger
 	st         *stats
@@ -42,6 +43,7 @@ func newFS(src Source, opts Options, mountpoint string) *fsys {
 		recent:     &recentCommits{max: 64},
 	}
 	f.peek, _ = src.(HeaderPeeker)
+	f.hint, _ = src.(DirHinter)
 	f.root = &rootNode{f: f}
 	return f
 }

@@ -109,3 +109,11 @@ type File interface {
 type HeaderPeeker interface {
 	PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool)
 }
+
+// DirHinter is an optional interface of a Source: HintDir says that a
+// reader listed the directory whose verified dirtree t has checksum c, or
+// is looking up one of its files and will likely want others, so the
+// Source may fetch its entries ahead. It must not block.
+type DirHinter interface {
+	HintDir(via Via, c ostree.Checksum, t *ostree.DirTree)
+}

@@ -123,6 +123,12 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 		return n.addDir(ctx, name, d, m, out), 0
 	}
 	if fe, ok := t.LookupFile(name); ok {
+		if n.f.hint != nil {
+			if _, ok := n.peekHeader(fe.Checksum); !ok {
+				// A cold file: its siblings are likely next.
+				n.f.hint.HintDir(n.via, n.treeSum, t)
+			}
+		}
 		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
 			return n.f.src.FileHeader(ctx, n.via, fe.Checksum)
 		}, nil)
@@ -196,7 +202,18 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 	if err != nil {
 		return nil, 0, n.f.failure(opReaddir, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
 	}
+	if n.f.hint != nil {
+		n.f.hint.HintDir(n.via, n.treeSum, t)
+	}
 	return &dirHandle{n: n, entries: n.dirEntries(t)}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// peekHeader returns a file's header when the Source has it at hand.
+func (n *dirNode) peekHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
+	if n.f.peek == nil {
+		return nil, false
+	}
+	return n.f.peek.PeekFileHeader(c)
 }
 
 // dirEntries lists the directory in byte order, with "." and "..". A

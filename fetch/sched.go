@@ -1,0 +1,282 @@
+package fetch
+
+import (
+	"context"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// Priority classes of the scheduler: what a fetch is for decides when it
+// may use the link.
+//   - OnDemand: a reader is waiting for it (a FUSE request, a pull). It
+//     always goes first.
+//   - Speculative: likely to be read soon (the other entries of a
+//     directory being listed or looked up in, the libraries an opened ELF
+//     file needs). It has its own concurrency bound and is never paused,
+//     so that it overlaps with the on-demand chain it is guessing ahead
+//     of; a reader that asks for the same object joins it.
+//   - Background: prefetch (metadata, profile, full). It has its own
+//     concurrency bound, starts no request while an on-demand or
+//     speculative one is in flight, and pauses the bodies it is reading
+//     meanwhile, so that it takes the link only when nothing else wants
+//     it.
+//
+// A shared fetch takes the most urgent class of the callers waiting for
+// it: an on-demand read of an object that background work is fetching
+// lifts that fetch out of the background at once.
+type Priority int
+
+const (
+	OnDemand Priority = iota
+	Speculative
+	Background
+)
+
+func (p Priority) String() string {
+	switch p {
+	case OnDemand:
+		return "on-demand"
+	case Speculative:
+		return "speculative"
+	}
+	return "background"
+}
+
+type priorityKey struct{}
+
+// WithPriority marks the fetches made with ctx (default OnDemand).
+func WithPriority(ctx context.Context, p Priority) context.Context {
+	return context.WithValue(ctx, priorityKey{}, p)
+}
+
+func priorityOf(ctx context.Context) Priority {
+	if p, ok := ctx.Value(priorityKey{}).(Priority); ok {
+		return p
+	}
+	return OnDemand
+}
+
+// flight is one shared fetch (one detached key): it counts its waiting
+// callers per class, so the request it makes runs at the most urgent.
+type flight struct {
+	refs    int // callers holding it; guarded by scheduler.mu
+	waiting [Background + 1]atomic.Int32
+}
+
+func (fl *flight) priority() Priority {
+	for p := OnDemand; p < Background; p++ {
+		if fl.waiting[p].Load() > 0 {
+			return p
+		}
+	}
+	return Background
+}
+
+type flightKey struct{}
+
+type unpausableKey struct{}
+
+// unpausable reports whether the body of a background request made with
+// ctx must be read through without yielding (see getBounded).
+func unpausable(ctx context.Context) bool { return ctx.Value(unpausableKey{}) != nil }
+
+// requestPriority is the class a request made with ctx runs at now: its
+// flight's, when it serves one, else its context's.
+func requestPriority(ctx context.Context) (Priority, *flight) {
+	if fl, ok := ctx.Value(flightKey{}).(*flight); ok {
+		return fl.priority(), fl
+	}
+	return priorityOf(ctx), nil
+}
+
+// scheduler orders one Fetcher's requests (every remote shares the link).
+type scheduler struct {
+	bg, spec *semaphore.Weighted
+
+	mu      sync.Mutex
+	flights map[string]*flight
+	urgent  int           // on-demand and speculative requests in flight
+	changed chan struct{} // closed and replaced when urgent drops to 0 or a flight is promoted
+
+	st schedStats
+}
+
+type schedStats struct {
+	requests    [Background + 1]atomic.Int64
+	inFlight    [Background + 1]atomic.Int64
+	pauses      atomic.Int64
+	pausedNanos atomic.Int64
+	promotions  atomic.Int64
+}
+
+func newScheduler(bgWorkers, specWorkers int) *scheduler {
+	return &scheduler{
+		bg:      semaphore.NewWeighted(int64(max(1, bgWorkers))),
+		spec:    semaphore.NewWeighted(int64(max(1, specWorkers))),
+		flights: map[string]*flight{},
+		changed: make(chan struct{}),
+	}
+}
+
+func (s *scheduler) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// join registers a caller of the shared fetch key at priority p; leave
+// undoes it.
+func (s *scheduler) join(key string, p Priority) (fl *flight, leave func()) {
+	s.mu.Lock()
+	fl = s.flights[key]
+	if fl == nil {
+		fl = &flight{}
+		s.flights[key] = fl
+	}
+	fl.refs++
+	before := fl.priority()
+	fl.waiting[p].Add(1)
+	if p < before && before == Background {
+		s.st.promotions.Add(1)
+		s.notify()
+	}
+	s.mu.Unlock()
+	return fl, func() {
+		s.mu.Lock()
+		fl.waiting[p].Add(-1)
+		if fl.refs--; fl.refs == 0 {
+			delete(s.flights, key)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// start admits one request made with ctx: a background request waits
+// for a background slot and for no urgent request to be in flight (or
+// for its flight to be promoted), a speculative one for a speculative
+// slot. done must be called when the request's body is finished.
+func (s *scheduler) start(ctx context.Context) (p Priority, done func(), err error) {
+	p, fl := requestPriority(ctx)
+	switch p {
+	case Background:
+		if err := s.bg.Acquire(ctx, 1); err != nil {
+			return p, nil, err
+		}
+		if err := s.waitIdle(ctx, fl, nil); err != nil {
+			s.bg.Release(1)
+			return p, nil, err
+		}
+		s.st.requests[p].Add(1)
+		s.st.inFlight[p].Add(1)
+		return p, func() { s.st.inFlight[p].Add(-1); s.bg.Release(1) }, nil
+	case Speculative:
+		if err := s.spec.Acquire(ctx, 1); err != nil {
+			return p, nil, err
+		}
+		s.addUrgent(1)
+		s.st.requests[p].Add(1)
+		s.st.inFlight[p].Add(1)
+		return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1); s.spec.Release(1) }, nil
+	}
+	s.addUrgent(1)
+	s.st.requests[p].Add(1)
+	s.st.inFlight[p].Add(1)
+	return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1) }, nil
+}
+
+func (s *scheduler) addUrgent(d int) {
+	s.mu.Lock()
+	s.urgent += d
+	if s.urgent == 0 {
+		s.notify()
+	}
+	s.mu.Unlock()
+}
+
+// waitIdle returns once no urgent request is in flight or fl has been
+// promoted out of the background. pause (when not nil) stops the
+// waiting request's stall timer meanwhile.
+func (s *scheduler) waitIdle(ctx context.Context, fl *flight, pause func() func()) error {
+	var resume func()
+	var t0 time.Time
+	defer func() {
+		if resume != nil {
+			resume()
+		}
+		if !t0.IsZero() {
+			s.st.pausedNanos.Add(int64(time.Since(t0)))
+		}
+	}()
+	for {
+		s.mu.Lock()
+		busy := s.urgent > 0 && (fl == nil || fl.priority() == Background)
+		ch := s.changed
+		s.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		if t0.IsZero() {
+			t0 = time.Now()
+			s.st.pauses.Add(1)
+			if pause != nil {
+				resume = pause()
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// gatedReader is the body of a background request: each Read first
+// waits while urgent requests are in flight (with the stall timer
+// paused), so a background transfer yields the link.
+type gatedReader struct {
+	ctx context.Context
+	s   *scheduler
+	fl  *flight
+	r   *watchedReader
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if err := g.s.waitIdle(g.ctx, g.fl, g.r.Pause); err != nil {
+		return 0, err
+	}
+	return g.r.Read(p)
+}
+
+// Pause passes the stall-timer pause through (see acquireLarge).
+func (g *gatedReader) Pause() func() { return g.r.Pause() }
+
+var _ io.Reader = (*gatedReader)(nil)
+
+// SchedulerStatus is the scheduler's part of status.json.
+type SchedulerStatus struct {
+	// Requests counts requests started per class; InFlight those not
+	// finished.
+	Requests map[string]int64 `json:"requests"`
+	InFlight map[string]int64 `json:"in_flight"`
+	// BackgroundPauses counts the times background work yielded to
+	// urgent requests, for PausedSeconds in all.
+	BackgroundPauses int64   `json:"background_pauses"`
+	PausedSeconds    float64 `json:"background_paused_seconds"`
+	// Promotions counts shared fetches that an urgent reader lifted out
+	// of the background.
+	Promotions int64 `json:"promotions"`
+}
+
+func (s *scheduler) status() SchedulerStatus {
+	out := SchedulerStatus{Requests: map[string]int64{}, InFlight: map[string]int64{},
+		BackgroundPauses: s.st.pauses.Load(), PausedSeconds: time.Duration(s.st.pausedNanos.Load()).Seconds(),
+		Promotions: s.st.promotions.Load()}
+	for p := OnDemand; p <= Background; p++ {
+		out.Requests[p.String()] = s.st.requests[p].Load()
+		out.InFlight[p.String()] = s.st.inFlight[p].Load()
+	}
+	return out
+}

@@ -1,0 +1,294 @@
+package fetch
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/ostree"
+)
+
+// Speculation, in every prefetch mode (DESIGN.md, "Fetch strategies"):
+//   - a directory that is listed, or that a file is first looked up in,
+//     has its other entries fetched at once, concurrently, instead of one
+//     lookup after another (a content header comes only with its whole
+//     object, so for files that is the object);
+//   - an ELF file that is opened has the libraries its DT_NEEDED entries
+//     name fetched in parallel, found the way the loader would find them
+//     in the tree (its DT_RUNPATH or DT_RPATH, then the usual library
+//     directories), and theirs in turn.
+//
+// Guesses run at Speculative priority (see Priority), are capped in size
+// (SpeculativeMaxObject: a guess never pulls a large file nobody asked
+// for; a reader who asks for it fetches it on demand) and in number per
+// directory, and go through the same verified fetches as everything else.
+const (
+	// SpeculativeMaxObject caps the archived size of an object fetched
+	// on a guess.
+	SpeculativeMaxObject = 2 << 20
+	// speculativeMaxEntries caps the entries of one directory fetched on
+	// a guess.
+	speculativeMaxEntries = 512
+	// speculationMemory bounds the directories and files remembered as
+	// already guessed for (then forgotten all at once).
+	speculationMemory = 1 << 16
+	// elfMaxNeeded bounds the DT_NEEDED entries followed per file.
+	elfMaxNeeded = 256
+)
+
+// errTooBigToGuess is a speculative fetch refused for its size.
+var errTooBigToGuess = errors.New("too large to fetch on a guess")
+
+type specCapKey struct{}
+
+// speculativeCap is the size cap a speculative caller set on ctx.
+func speculativeCap(ctx context.Context) (int64, bool) {
+	v, ok := ctx.Value(specCapKey{}).(int64)
+	return v, ok
+}
+
+type speculation struct {
+	mu     sync.Mutex
+	dirs   map[string]bool // remote + "/" + dirtree checksum
+	opened map[string]bool // commit + "/" + path examined as ELF
+
+	dirHints, files, fetched, tooBig, elfFiles, elfLibs atomic.Int64
+}
+
+// SpeculationStatus is the speculation's part of status.json.
+type SpeculationStatus struct {
+	DirHints int64 `json:"dir_hints"`
+	// Files counts the guesses started, Fetched those that fetched an
+	// object, TooBig those refused for their size.
+	Files   int64 `json:"files"`
+	Fetched int64 `json:"fetched"`
+	TooBig  int64 `json:"too_big"`
+	// ELFFiles counts opened ELF files examined, ELFLibs the libraries
+	// they led to.
+	ELFFiles int64 `json:"elf_files"`
+	ELFLibs  int64 `json:"elf_libs"`
+}
+
+func (sp *speculation) status() SpeculationStatus {
+	return SpeculationStatus{DirHints: sp.dirHints.Load(), Files: sp.files.Load(), Fetched: sp.fetched.Load(),
+		TooBig: sp.tooBig.Load(), ELFFiles: sp.elfFiles.Load(), ELFLibs: sp.elfLibs.Load()}
+}
+
+// once reports whether key is new in m (and remembers it).
+func (sp *speculation) once(m *map[string]bool, key string) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if *m == nil || len(*m) >= speculationMemory {
+		*m = map[string]bool{}
+	}
+	if (*m)[key] {
+		return false
+	}
+	(*m)[key] = true
+	return true
+}
+
+func (s *MountSource) specContext() context.Context {
+	return context.WithValue(WithPriority(s.ctx, Speculative), specCapKey{}, int64(SpeculativeMaxObject))
+}
+
+// HintDir tells the source that a reader listed the directory whose
+// verified dirtree t has checksum c, reached through remote (empty: the
+// remote whose tree named it), or looked a file up in it: the entries
+// not cached yet are fetched speculatively, in the background. It does
+// not block.
+func (s *MountSource) HintDir(remote string, c ostree.Checksum, t *ostree.DirTree) {
+	if s.ctx.Err() != nil || !s.spec.once(&s.spec.dirs, remote+"/"+c.String()) {
+		return
+	}
+	var todo []ostree.Checksum
+	for _, e := range t.Files {
+		if len(todo) == speculativeMaxEntries {
+			break
+		}
+		if _, ok := s.f.PeekHeader(e.Checksum); !ok {
+			todo = append(todo, e.Checksum)
+		}
+	}
+	var metas []ostree.Checksum
+	for _, d := range t.Dirs {
+		if ok, _ := s.f.Store().Has(index.TypeDirMeta, d.Meta); !ok {
+			metas = append(metas, d.Meta)
+		}
+	}
+	if len(todo) == 0 && len(metas) == 0 {
+		return
+	}
+	s.spec.dirHints.Add(1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx := s.specContext()
+		q := newWorkQueue(ctx, 8)
+		for _, m := range metas {
+			q.add(true, func(ctx context.Context) { s.f.DirMeta(ctx, remote, m) })
+		}
+		for _, sum := range todo {
+			q.add(false, func(ctx context.Context) { s.guessContent(ctx, remote, sum) })
+		}
+		q.wait()
+	}()
+}
+
+func (s *MountSource) guessContent(ctx context.Context, remote string, sum ostree.Checksum) bool {
+	s.spec.files.Add(1)
+	err := s.f.FetchContent(ctx, remote, sum)
+	switch {
+	case err == nil:
+		s.spec.fetched.Add(1)
+		return true
+	case errors.Is(err, errTooBigToGuess):
+		s.spec.tooBig.Add(1)
+	}
+	return false
+}
+
+// examineOpen looks at a file just opened under commit: for an ELF
+// file, the libraries it needs are fetched speculatively, and theirs.
+func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
+	s.mu.Lock()
+	remote, ok := s.commitRemote[commit]
+	s.mu.Unlock()
+	if !ok || s.ctx.Err() != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx := s.specContext()
+		data, err := s.f.Store().ReadMeta(ctx, index.TypeCommit, commit)
+		if err != nil {
+			return
+		}
+		cm, err := ostree.DecodeCommit(data)
+		if err != nil {
+			return
+		}
+		s.followELF(ctx, commit, cm, remote, p, 0)
+	}()
+}
+
+// followELF fetches the libraries the ELF file at p needs (when it is
+// one, and cached), and recurses into them.
+func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string, depth int) {
+	if depth > 8 || !s.spec.once(&s.spec.opened, commit.String()+"/"+p) {
+		return
+	}
+	sum, err := s.resolve(ctx, cm, remote, p)
+	if err != nil {
+		return
+	}
+	needed, runpath, ok := s.elfNeeds(ctx, sum)
+	if !ok {
+		return
+	}
+	s.spec.elfFiles.Add(1)
+	dirs := libraryDirs(p, runpath)
+	var wg sync.WaitGroup
+	for _, lib := range needed {
+		if strings.Contains(lib, "/") {
+			continue // a path, not a name to search for
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, d := range dirs {
+				lp := path.Join(d, lib)
+				sum, err := s.resolve(ctx, cm, remote, lp)
+				if err != nil {
+					continue
+				}
+				s.spec.elfLibs.Add(1)
+				if s.guessContent(ctx, remote, sum) {
+					s.followELF(ctx, commit, cm, remote, lp, depth+1)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// elfNeeds reads the DT_NEEDED and DT_RUNPATH (or DT_RPATH) entries of a
+// cached content object, if it is an ELF file.
+func (s *MountSource) elfNeeds(ctx context.Context, sum ostree.Checksum) (needed, runpath []string, ok bool) {
+	h, err := s.f.Store().Open(ctx, sum)
+	if err != nil {
+		return nil, nil, false
+	}
+	defer h.Close()
+	var magic [4]byte
+	if _, err := h.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
+		return nil, nil, false
+	}
+	ef, err := elf.NewFile(h)
+	if err != nil {
+		return nil, nil, false
+	}
+	defer ef.Close()
+	needed, err = ef.DynString(elf.DT_NEEDED)
+	if err != nil {
+		return nil, nil, false
+	}
+	if len(needed) > elfMaxNeeded {
+		needed = needed[:elfMaxNeeded]
+	}
+	if rp, err := ef.DynString(elf.DT_RUNPATH); err == nil && len(rp) > 0 {
+		runpath = rp
+	} else if rp, err := ef.DynString(elf.DT_RPATH); err == nil {
+		runpath = rp
+	}
+	return needed, runpath, true
+}
+
+// libraryDirs are the commit paths searched for a library that the ELF
+// file at p needs: its run path ($ORIGIN is p's directory; absolute
+// entries are taken relative to the tree's /usr, which is files/ in a
+// Flatpak runtime and the root otherwise), then the usual directories.
+func libraryDirs(p string, runpath []string) []string {
+	usr := ""
+	if p == "files" || strings.HasPrefix(p, "files/") {
+		usr = "files"
+	}
+	var dirs []string
+	add := func(d string) {
+		d = path.Clean(d)
+		if d == "." || strings.HasPrefix(d, "../") || d == ".." {
+			return
+		}
+		for _, o := range dirs {
+			if o == d {
+				return
+			}
+		}
+		dirs = append(dirs, d)
+	}
+	for _, entry := range runpath {
+		for _, d := range strings.Split(entry, ":") {
+			switch {
+			case strings.Contains(d, "$ORIGIN") || strings.Contains(d, "${ORIGIN}"):
+				d = strings.NewReplacer("${ORIGIN}", path.Dir(p), "$ORIGIN", path.Dir(p)).Replace(d)
+				add(d)
+			case strings.HasPrefix(d, "/"):
+				add(path.Join(usr, strings.TrimPrefix(strings.TrimPrefix(d, "/usr"), "/")))
+			}
+		}
+	}
+	for _, d := range []string{"lib/x86_64-linux-gnu", "lib64", "lib", "lib/aarch64-linux-gnu"} {
+		add(path.Join(usr, d))
+		if usr == "" {
+			add(path.Join("usr", d))
+		}
+	}
+	return dirs
+}
