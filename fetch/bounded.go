@@ -192,9 +192,19 @@ func (f *Fetcher) detached(ctx context.Context, key string, fn func(ctx context.
 	fl, leave := f.sched.join(key, p)
 	defer leave()
 	ch := f.sf.DoChan(key, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
 		defer cancel()
-		return fn(context.WithValue(ctx, flightKey{}, fl))
+		if p != OnDemand {
+			// A guess or a prefetch ends with the work that wanted it
+			// (the mount closing), unless a reader is waiting for it.
+			stop := context.AfterFunc(ctx, func() {
+				if fl.waiting[OnDemand].Load() == 0 {
+					cancel()
+				}
+			})
+			defer stop()
+		}
+		return fn(context.WithValue(fctx, flightKey{}, fl))
 	})
 	select {
 	case res := <-ch:

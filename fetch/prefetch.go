@@ -202,7 +202,7 @@ func (s *MountSource) prefetchTree(ctx context.Context, job *prefetchJob, cm *os
 	}
 	meta(cm.RootMeta)
 	dir(cm.RootTree)
-	q.wait()
+	q.run()
 	return ctx.Err()
 }
 
@@ -229,20 +229,27 @@ type workQueue struct {
 	urgent  []func(context.Context)
 	rest    []func(context.Context)
 	pending int // queued or running
+	workers int
 	wg      sync.WaitGroup
 }
 
 func newWorkQueue(ctx context.Context, workers int) *workQueue {
-	q := &workQueue{ctx: ctx}
+	q := &workQueue{ctx: ctx, workers: max(1, workers)}
 	q.cond = sync.NewCond(&q.mu)
-	for range max(1, workers) {
+	return q
+}
+
+// run starts the workers on the tasks added so far (and those they add)
+// and returns when every task has run, or the context ended.
+func (q *workQueue) run() {
+	// Wake the workers when the context ends.
+	stop := context.AfterFunc(q.ctx, func() { q.mu.Lock(); q.cond.Broadcast(); q.mu.Unlock() })
+	defer stop()
+	for range q.workers {
 		q.wg.Add(1)
 		go q.work()
 	}
-	// Wake the workers when the context ends.
-	stop := context.AfterFunc(ctx, func() { q.mu.Lock(); q.cond.Broadcast(); q.mu.Unlock() })
-	go func() { q.wg.Wait(); stop() }()
-	return q
+	q.wg.Wait()
 }
 
 func (q *workQueue) add(urgent bool, fn func(context.Context)) {
@@ -286,8 +293,6 @@ func (q *workQueue) work() {
 	}
 }
 
-// wait returns when every task has run, or the context ended.
-func (q *workQueue) wait() { q.wg.Wait() }
 
 // prefetchProfile replays, in parallel and in their order, the files that
 // earlier runs of this commit opened (recorded by the mount, or imported
@@ -319,7 +324,7 @@ func (s *MountSource) prefetchProfile(ctx context.Context, job *prefetchJob, c o
 			job.profile.Add(1)
 		})
 	}
-	q.wait()
+	q.run()
 	return ctx.Err()
 }
 

@@ -136,7 +136,7 @@ func (s *MountSource) HintDir(remote string, c ostree.Checksum, t *ostree.DirTre
 		for _, sum := range todo {
 			q.add(false, func(ctx context.Context) { s.guessContent(ctx, remote, sum) })
 		}
-		q.wait()
+		q.run()
 	}()
 }
 

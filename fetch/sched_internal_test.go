@@ -1,0 +1,136 @@
+package fetch
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// returnsWithin reports whether fn returned within d (it keeps running
+// otherwise; the test's cleanup unblocks it).
+func returnsWithin(d time.Duration, fn func()) (returned bool, wait func()) {
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+		return true, func() {}
+	case <-time.After(d):
+		return false, func() { <-done }
+	}
+}
+
+// TestBackgroundWaitsForUrgent: a background request starts only when no
+// on-demand or speculative request is in flight.
+func TestBackgroundWaitsForUrgent(t *testing.T) {
+	s := newScheduler(2, 2)
+	ctx := context.Background()
+	for _, urgent := range []Priority{OnDemand, Speculative} {
+		_, done, err := s.start(WithPriority(ctx, urgent))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bgDone func()
+		ok, wait := returnsWithin(100*time.Millisecond, func() {
+			_, bgDone, err = s.start(WithPriority(ctx, Background))
+		})
+		if ok {
+			t.Fatalf("a background request started while a %s one was in flight", urgent)
+		}
+		done()
+		wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bgDone()
+	}
+	if got := s.status().BackgroundPauses; got != 2 {
+		t.Fatalf("%d background pauses counted, want 2", got)
+	}
+	// Urgent requests never wait for background ones.
+	_, bg1, _ := s.start(WithPriority(ctx, Background))
+	_, bg2, _ := s.start(WithPriority(ctx, Background))
+	ok, wait := returnsWithin(time.Second, func() {
+		_, done, _ := s.start(ctx)
+		done()
+	})
+	wait()
+	if !ok {
+		t.Fatal("an on-demand request waited for background slots")
+	}
+	bg1()
+	bg2()
+}
+
+// TestPromotionLiftsBackgroundFetch: an on-demand caller that joins a
+// shared background fetch lifts it out of the background at once, while
+// other urgent work is still in flight.
+func TestPromotionLiftsBackgroundFetch(t *testing.T) {
+	s := newScheduler(2, 2)
+	ctx := context.Background()
+	_, urgentDone, _ := s.start(ctx) // some other on-demand read
+	defer urgentDone()
+	fl, leaveBG := s.join("r/x.file", Background)
+	defer leaveBG()
+	fctx := context.WithValue(WithPriority(ctx, Background), flightKey{}, fl)
+	started := make(chan func())
+	go func() {
+		_, done, err := s.start(fctx)
+		if err != nil {
+			t.Error(err)
+			close(started)
+			return
+		}
+		started <- done
+	}()
+	select {
+	case <-started:
+		t.Fatal("background fetch started while an on-demand one was in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	_, leaveFG := s.join("r/x.file", OnDemand)
+	defer leaveFG()
+	select {
+	case done := <-started:
+		if done != nil {
+			done()
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the joined on-demand caller did not lift the fetch")
+	}
+	if s.status().Promotions != 1 {
+		t.Fatalf("promotions = %d, want 1", s.status().Promotions)
+	}
+}
+
+// TestGatedBodyPauses: a background body is not read while urgent work
+// is in flight, and resumes after.
+func TestGatedBodyPauses(t *testing.T) {
+	s := newScheduler(2, 2)
+	ctx := context.Background()
+	opts := HTTPOptions{}.withDefaults()
+	c := &client{opts: opts}
+	w := &watchedReader{r: strings.NewReader("background body"), start: time.Now(), opts: &c.opts, cancel: func(error) {}, c: c}
+	g := &gatedReader{ctx: ctx, s: s, r: w}
+	_, done, _ := s.start(ctx)
+	var got []byte
+	ok, wait := returnsWithin(100*time.Millisecond, func() { got, _ = io.ReadAll(g) })
+	if ok {
+		t.Fatal("background body read while an on-demand request was in flight")
+	}
+	done()
+	wait()
+	if string(got) != "background body" {
+		t.Fatalf("read %q", got)
+	}
+	// A cancelled wait ends the read.
+	_, done, _ = s.start(ctx)
+	defer done()
+	cctx, cancel := context.WithCancel(ctx)
+	g = &gatedReader{ctx: cctx, s: s, r: w}
+	cancel()
+	if _, err := g.Read(make([]byte, 4)); err == nil {
+		t.Fatal("a cancelled background read succeeded while paused")
+	}
+}
