@@ -293,7 +293,6 @@ func (q *workQueue) work() {
 	}
 }
 
-
 // prefetchProfile replays, in parallel and in their order, the files that
 // earlier runs of this commit opened (recorded by the mount, or imported
 // with lazytree profile import).
