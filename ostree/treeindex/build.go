@@ -94,6 +94,10 @@ func Build(ctx context.Context, src Source, commit ostree.Checksum, opts BuildOp
 	x.Files = make([]File, len(files))
 	if err := forEach(ctx, opts.Concurrency, len(files), func(i int) error {
 		f, err := buildFile(ctx, src, files[i], opts)
+		var ce *ostree.ChecksumError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("build tree index: %w", err) // names the object already
+		}
 		if err != nil {
 			return fmt.Errorf("build tree index: %s: %w", ostree.ObjectName(files[i], ostree.ObjFile), err)
 		}

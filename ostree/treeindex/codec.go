@@ -37,7 +37,10 @@ var (
 // use. Concurrency 1 keeps the encoder's output a function of its input.
 func encoder() (*zstd.Encoder, error) {
 	encOnce.Do(func() {
-		enc, codecErr = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1),
+		// Single segment: the frame header then always carries the
+		// content size, which Decode requires (zstd omits it for small
+		// multi-segment frames).
+		enc, codecErr = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true),
 			zstd.WithEncoderLevel(zstd.SpeedBetterCompression), zstd.WithEncoderCRC(true))
 	})
 	return enc, codecErr
