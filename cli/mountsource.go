@@ -65,3 +65,7 @@ func (m mountSource) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum
 func (m mountSource) HintDir(via fusefs.Via, c ostree.Checksum, t *ostree.DirTree) {
 	m.MountSource.HintDir(via.Remote, c, t)
 }
+
+func (m mountSource) PeekFileHeader(via fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, bool) {
+	return m.MountSource.PeekFileHeader(via.Remote, c)
+}

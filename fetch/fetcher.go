@@ -88,6 +88,7 @@ type Fetcher struct {
 	sched  *scheduler
 	origin sync.Map // ostree.Checksum -> remote name, learnt from the trees that name objects
 	sizes  sync.Map // ostree.Checksum -> sizeInfo, from the ostree.sizes of verified commits
+	tindex sync.Map // remote name -> *remoteIndexes: the tree indexes loaded (tindex.go)
 
 	stats Stats
 }

@@ -72,6 +72,13 @@ func (f *Fetcher) meta(ctx context.Context, remote string, t ostree.ObjectType, 
 	if err != nil {
 		return nil, err
 	}
+	if data, ok := f.indexMeta(remote, t, c); ok {
+		if err := f.store.PutMeta(ctx, t, c, data, remote); err != nil {
+			return nil, err
+		}
+		f.stats.IndexHits.Add(1)
+		return data, nil
+	}
 	name := ostree.ObjectName(c, t)
 	// Keyed by remote too: a reader of one remote never waits on a fetch
 	// that another (possibly hostile) remote is stalling.
@@ -231,8 +238,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // from the index when the object was fetched before; otherwise the whole
 // object is fetched and verified first (a header from an unverified
 // prefix is never trusted).
+//
+// A header from remote's tree index (tindex.go) answers too: the
+// publisher's signed word for that remote's paths.
 func (f *Fetcher) FileHeader(ctx context.Context, remote string, c ostree.Checksum) (*ostree.FileHeader, error) {
-	if fh, ok := f.cachedHeader(c); ok {
+	if fh, ok := f.PeekHeaderVia(remote, c); ok {
 		return fh, nil
 	}
 	if err := f.FetchContent(ctx, remote, c); err != nil {
@@ -290,6 +300,27 @@ func (f *Fetcher) Refetch(ctx context.Context, c ostree.Checksum, t ostree.Objec
 // PeekHeader returns a verified content header from the index, without
 // network I/O.
 func (f *Fetcher) PeekHeader(c ostree.Checksum) (*ostree.FileHeader, bool) { return f.cachedHeader(c) }
+
+// PeekHeaderVia is PeekHeader for a reader that came through remote
+// (empty: the remote whose tree named c): the cache's verified headers,
+// then that remote's tree indexes.
+func (f *Fetcher) PeekHeaderVia(remote string, c ostree.Checksum) (*ostree.FileHeader, bool) {
+	if fh, ok := f.cachedHeader(c); ok {
+		return fh, true
+	}
+	if remote == "" {
+		v, ok := f.origin.Load(c)
+		if !ok {
+			return nil, false
+		}
+		remote = v.(string)
+	}
+	if fh, ok := f.indexHeader(remote, c); ok {
+		f.stats.IndexHits.Add(1)
+		return fh, true
+	}
+	return nil, false
+}
 
 // Repair fetches again, verified like any fetch, the objects fsck dropped
 // (by "checksum.type" name), each from the first remote that has it. It

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -45,9 +46,13 @@ type MountSource struct {
 	// speculation for its files fetches from.
 	commitRemote map[ostree.Checksum]string
 	jobs         []*prefetchJob
-	spec         speculation
-	profiles     map[ostree.Checksum]*profile
-	refErrors    map[string]string
+	// indexState says, per commit used, whether its tree index is loaded
+	// ("loaded"), absent ("none: why") or refused ("failed: why").
+	indexState map[ostree.Checksum]string
+	indexOnce  map[ostree.Checksum]*sync.Once
+	spec       speculation
+	profiles   map[ostree.Checksum]*profile
+	refErrors  map[string]string
 	// bg bounds background fetches across every prefetch of the mount.
 	bg *semaphore.Weighted
 }
@@ -66,7 +71,8 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
 		refs:       map[string]map[string]ostree.Checksum{},
-		prefetched: map[ostree.Checksum]bool{}, commitRemote: map[ostree.Checksum]string{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
+		prefetched: map[ostree.Checksum]bool{}, commitRemote: map[ostree.Checksum]string{},
+		indexState: map[ostree.Checksum]string{}, indexOnce: map[ostree.Checksum]*sync.Once{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
 		bg: semaphore.NewWeighted(int64(opts.BackgroundWorkers))}
 	s.wg.Add(1)
 	go s.loop()
@@ -160,8 +166,37 @@ func (s *MountSource) Commit(ctx context.Context, remote, ref string, c ostree.C
 	if err != nil {
 		return nil, err
 	}
+	s.loadIndex(ctx, c, cm, verifiedFor)
 	s.startPrefetch(c, cm, verifiedFor)
 	return cm, nil
+}
+
+// loadIndex loads the commit's tree index once, before the first lookup
+// in it (one request that saves one per directory and file), unless the
+// mount prefetches nothing. Without one, nothing changes.
+func (s *MountSource) loadIndex(ctx context.Context, c ostree.Checksum, cm *ostree.Commit, remote string) {
+	if remote == "" || s.modeFor(remote) == PrefetchNone {
+		return
+	}
+	s.mu.Lock()
+	once := s.indexOnce[c]
+	if once == nil {
+		once = &sync.Once{}
+		s.indexOnce[c] = once
+	}
+	s.mu.Unlock()
+	once.Do(func() {
+		state := "loaded"
+		if _, err := s.f.TreeIndex(ctx, remote, c, cm); errors.Is(err, errNoTreeIndex) {
+			state = "none: " + err.Error()
+		} else if err != nil {
+			state = "failed: " + err.Error()
+			s.f.RecordError(remote, "tree index of "+c.String(), err)
+		}
+		s.mu.Lock()
+		s.indexState[c] = state
+		s.mu.Unlock()
+	})
 }
 
 // DirTree returns a verified dirtree, fetched from remote (or, with
@@ -180,9 +215,10 @@ func (s *MountSource) FileHeader(ctx context.Context, remote string, c ostree.Ch
 	return s.f.FileHeader(ctx, remote, c)
 }
 
-// PeekFileHeader returns a header only if the index has it.
-func (s *MountSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
-	return s.f.PeekHeader(c)
+// PeekFileHeader returns a header only if the cache or the tree index of
+// remote (the reader's path) has it.
+func (s *MountSource) PeekFileHeader(remote string, c ostree.Checksum) (*ostree.FileHeader, bool) {
+	return s.f.PeekHeaderVia(remote, c)
 }
 
 // Open returns the verified, cached content of a file.

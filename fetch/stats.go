@@ -11,10 +11,12 @@ type Stats struct {
 	ObjectsFetched atomic.Int64
 	BytesFetched   atomic.Int64 // compressed bytes received for objects
 	CacheHits      atomic.Int64
-	InFlight       atomic.Int64
-	Errors         atomic.Int64
-	errMu          sync.Mutex
-	lastErrors     []ErrorRecord
+	// IndexHits counts objects and headers answered from tree indexes.
+	IndexHits  atomic.Int64
+	InFlight   atomic.Int64
+	Errors     atomic.Int64
+	errMu      sync.Mutex
+	lastErrors []ErrorRecord
 }
 
 // ErrorRecord is one recent fetch failure.

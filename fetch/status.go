@@ -14,6 +14,8 @@ type Status struct {
 	ObjectsFetched int64               `json:"objects_fetched"`
 	BytesFetched   int64               `json:"bytes_fetched"`
 	CacheHits      int64               `json:"cache_hits"`
+	IndexHits      int64               `json:"tree_index_hits"`
+	TreeIndexes    map[string]string   `json:"tree_indexes"`
 	InFlight       int64               `json:"in_flight"`
 	FetchErrors    int64               `json:"fetch_errors"`
 	RecentErrors   []ErrorRecord       `json:"recent_errors"`
@@ -37,6 +39,10 @@ func (s *MountSource) Status() any {
 	for k, v := range s.refErrors {
 		refErrs[k] = v
 	}
+	tindexes := map[string]string{}
+	for c, state := range s.indexState {
+		tindexes[c.String()] = state
+	}
 	jobs := make([]PrefetchStatus, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		jobs = append(jobs, j.status())
@@ -51,6 +57,8 @@ func (s *MountSource) Status() any {
 		ObjectsFetched: st.ObjectsFetched.Load(),
 		BytesFetched:   st.BytesFetched.Load(),
 		CacheHits:      st.CacheHits.Load(),
+		IndexHits:      st.IndexHits.Load(),
+		TreeIndexes:    tindexes,
 		InFlight:       st.InFlight.Load(),
 		FetchErrors:    st.Errors.Load(),
 		RecentErrors:   st.RecentErrors(),

@@ -228,7 +228,7 @@ func (s *memSource) FileHeader(ctx context.Context, via Via, c ostree.Checksum) 
 	return fc.h, err
 }
 
-func (s *memSource) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
+func (s *memSource) PeekFileHeader(_ Via, c ostree.Checksum) (*ostree.FileHeader, bool) {
 	s.count("peek")
 	s.mu.Lock()
 	defer s.mu.Unlock()

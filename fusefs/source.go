@@ -107,7 +107,7 @@ type File interface {
 // per file, and the attributes of its files are looked up one by one when
 // someone asks for them.
 type HeaderPeeker interface {
-	PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool)
+	PeekFileHeader(via Via, c ostree.Checksum) (*ostree.FileHeader, bool)
 }
 
 // DirHinter is an optional interface of a Source: HintDir says that a

@@ -152,7 +152,7 @@ func (n *dirNode) peekChild(ctx context.Context, name string, out *fuse.EntryOut
 	if !ok {
 		return nil, errNoPeek
 	}
-	h, ok := n.f.peek.PeekFileHeader(fe.Checksum)
+	h, ok := n.f.peek.PeekFileHeader(n.via, fe.Checksum)
 	if !ok {
 		return nil, errNoPeek
 	}
@@ -213,7 +213,7 @@ func (n *dirNode) peekHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
 	if n.f.peek == nil {
 		return nil, false
 	}
-	return n.f.peek.PeekFileHeader(c)
+	return n.f.peek.PeekFileHeader(n.via, c)
 }
 
 // dirEntries lists the directory in byte order, with "." and "..". A
@@ -235,7 +235,7 @@ func (n *dirNode) dirEntries(t *ostree.DirTree) []fuse.DirEntry {
 			if ch, ok := children[fe.Name]; ok {
 				mode = ch.StableAttr().Mode
 			} else if n.f.peek != nil {
-				if h, ok := n.f.peek.PeekFileHeader(fe.Checksum); ok {
+				if h, ok := n.f.peek.PeekFileHeader(n.via, fe.Checksum); ok {
 					mode = fileType(h)
 				}
 			}

@@ -187,7 +187,7 @@ func (s *Source) FileHeader(ctx context.Context, via fusefs.Via, c ostree.Checks
 }
 
 // PeekFileHeader returns a header that is already verified.
-func (s *Source) PeekFileHeader(c ostree.Checksum) (*ostree.FileHeader, bool) {
+func (s *Source) PeekFileHeader(_ fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h, ok := s.headers[c]
@@ -229,11 +229,11 @@ func (s *Source) cachePath(c ostree.Checksum) string {
 // returns its header. The work is shared by concurrent callers and is
 // not cancelled when one of them leaves.
 func (s *Source) content(ctx context.Context, c ostree.Checksum) (*ostree.FileHeader, error) {
-	if h, ok := s.PeekFileHeader(c); ok {
+	if h, ok := s.PeekFileHeader(fusefs.Via{}, c); ok {
 		return h, nil
 	}
 	ch := s.sf.DoChan(c.String(), func() (any, error) {
-		if h, ok := s.PeekFileHeader(c); ok { // finished while we queued
+		if h, ok := s.PeekFileHeader(fusefs.Via{}, c); ok { // finished while we queued
 			return h, nil
 		}
 		return s.inflate(c)

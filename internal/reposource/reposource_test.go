@@ -66,7 +66,7 @@ func TestContentAndErrors(t *testing.T) {
 	}
 
 	c := rootFile(t, s, "big.bin")
-	if _, ok := s.PeekFileHeader(c); ok {
+	if _, ok := s.PeekFileHeader(fusefs.Via{}, c); ok {
 		t.Error("a header is known before the object was verified")
 	}
 	f, err := s.Open(ctx, fusefs.Via{}, c)
@@ -85,7 +85,7 @@ func TestContentAndErrors(t *testing.T) {
 	if s.OpenFiles() != 0 {
 		t.Errorf("open files after close %d", s.OpenFiles())
 	}
-	if h, ok := s.PeekFileHeader(c); !ok || h.Size != 1<<20 {
+	if h, ok := s.PeekFileHeader(fusefs.Via{}, c); !ok || h.Size != 1<<20 {
 		t.Errorf("peek after open: %+v %v", h, ok)
 	}
 

@@ -91,7 +91,7 @@ func Run(t *testing.T, src fusefs.Source, fx Fixture) {
 			t.Fatalf("%s reads %q, want %q", fx.Path, clip(got), clip(fx.Content))
 		}
 		if p, ok := src.(fusefs.HeaderPeeker); ok {
-			if ph, ok := p.PeekFileHeader(file); ok && (ph.Size != h.Size || ph.Mode != h.Mode) {
+			if ph, ok := p.PeekFileHeader(via, file); ok && (ph.Size != h.Size || ph.Mode != h.Mode) {
 				t.Fatalf("PeekFileHeader %+v differs from FileHeader %+v", ph, h)
 			}
 		}
