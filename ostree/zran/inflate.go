@@ -10,8 +10,11 @@ import (
 const (
 	windowSize = 1 << 15 // the farthest a deflate distance reaches
 	maxMatch   = 258     // the longest a length/distance pair writes
-	outSize    = 1 << 17 // output decoded between two flushes
-	inSize     = 1 << 15
+	// reserve is the room huffman needs to decode one more symbol: a
+	// match, and the 8-byte words its copy may write past its end.
+	reserve = maxMatch + 8
+	outSize = 1 << 17 // output decoded between two flushes
+	inSize  = 1 << 15
 )
 
 type state uint8
@@ -26,8 +29,8 @@ const (
 // inflater is a resumable raw deflate decoder. Output goes to buf, whose
 // first bytes are history: buf[:flushed] has been handed on,
 // buf[flushed:pos] not yet, and buf[0] is uncompressed offset base. The
-// decoder stops between symbols whenever fewer than maxMatch bytes of buf
-// are free, so that nothing but the block state needs saving.
+// decoder stops between symbols whenever fewer than reserve bytes of buf
+// are free (full), so that nothing but the block state needs saving.
 type inflater struct {
 	r     io.Reader
 	rerr  error // sticky error of r, io.EOF included
@@ -155,7 +158,7 @@ func (f *inflater) endBlock() {
 }
 
 // step decodes until the current block (or header) ends, fewer than
-// maxMatch bytes of buf are free, or the stream fails.
+// reserve bytes of buf are free, or the stream fails.
 func (f *inflater) step() error {
 	switch f.state {
 	case stateHeader:
@@ -334,7 +337,7 @@ func (f *inflater) huffman() error {
 	in, ip, ie := f.in, f.ip, f.ie
 	buf, pos := f.buf, f.pos
 	lit, dist := f.lit, f.dist
-	limit := len(buf) - maxMatch
+	limit := len(buf) - reserve
 	var reason string
 	var err error
 
@@ -434,9 +437,20 @@ func (f *inflater) huffman() error {
 		}
 
 		src := pos - d
-		if d >= length {
+		switch {
+		case d >= 8 && length <= 64:
+			// Short copies dominate text; eight bytes at a time beats
+			// memmove, and is right for overlaps of 8 or more. It may
+			// write 7 bytes past the end: the slack below limit.
+			for i := 0; i < length; i += 8 {
+				binary.LittleEndian.PutUint64(buf[pos+i:], binary.LittleEndian.Uint64(buf[src+i:]))
+			}
+			pos += length
+		case d >= length:
 			pos += copy(buf[pos:pos+length], buf[src:src+length])
-		} else {
+		default:
+			// An overlap repeats the last d bytes: copy what is there,
+			// doubling each time.
 			for end := pos + length; pos < end; {
 				pos += copy(buf[pos:end], buf[src:pos])
 			}
@@ -453,6 +467,9 @@ out:
 	}
 	return nil
 }
+
+// full reports whether buf needs a slide before decoding goes on.
+func (f *inflater) full() bool { return len(f.buf)-f.pos < reserve }
 
 // slide keeps the last windowSize bytes of output as history and frees
 // the rest of buf. Everything before pos must have been flushed.

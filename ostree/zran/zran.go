@@ -99,7 +99,7 @@ func Scan(r io.Reader, opts Options, fn func(Point) error) (int64, error) {
 		if opts.Limit > 0 && f.out() > opts.Limit {
 			return f.out(), fmt.Errorf("inflate past %d bytes: %w", opts.Limit, ErrTooLarge)
 		}
-		if len(f.buf)-f.pos < maxMatch {
+		if f.full() {
 			if err := flush(f, opts.Output); err != nil {
 				return f.out(), err
 			}
@@ -183,7 +183,7 @@ func (z *Reader) Read(b []byte) (int, error) {
 			z.err = io.EOF
 			continue
 		}
-		if len(f.buf)-f.pos < maxMatch {
+		if f.full() {
 			f.slide()
 		}
 		z.err = f.step()
