@@ -4,8 +4,8 @@
 // every so often; NewReader starts inflating at a Point, so a reader of
 // the middle of a large file inflates at most one span more than it asks
 // for. Go's compress/flate can do neither, so the package has its own
-// inflater, table-driven with a 64-bit bit buffer, about three times as
-// fast as compress/flate on text; it accepts the streams compress/flate
+// inflater, table-driven with a 64-bit bit buffer, about twice as fast
+// as compress/flate on text; it accepts the streams compress/flate
 // accepts and no others (FuzzZran checks both ways).
 //
 // # Points
