@@ -229,6 +229,9 @@ func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, stop
 	for _, v := range refVerbs {
 		handlers[v.op] = v.handler(s.fetcher)
 	}
+	for op, h := range profileHandlers(s, src) {
+		handlers[op] = h
+	}
 	return handlers
 }
 

@@ -27,6 +27,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newMountCmd, newUnmountCmd,
 	newPinsCmd,
 	newCacheCmd,
+	newProfileCmd,
 	newInitCmd, newCommitCmd, newExportCmd,
 	newDemoCmd,
 }

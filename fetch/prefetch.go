@@ -85,6 +85,12 @@ func (j *prefetchJob) status() PrefetchStatus {
 		Seconds: took.Seconds(), Error: j.err}
 }
 
+func (j *prefetchJob) setNote(n string) {
+	j.mu.Lock()
+	j.note = n
+	j.mu.Unlock()
+}
+
 func (j *prefetchJob) finish(ctx context.Context, err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -123,6 +129,9 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 	job := &prefetchJob{commit: c, remote: remote, mode: mode, started: time.Now(), state: "running"}
 	if mode == PrefetchDelta {
 		job.note = "static-delta streaming is not built yet: metadata prefetched instead"
+	}
+	if st, ok := s.indexState[c]; ok && st == "loaded" {
+		job.note = strings.TrimPrefix(job.note+"; tree index loaded", "; ")
 	}
 	s.jobs = append(s.jobs, job)
 	s.mu.Unlock()
@@ -298,13 +307,21 @@ func (q *workQueue) work() {
 // with lazytree profile import).
 func (s *MountSource) prefetchProfile(ctx context.Context, job *prefetchJob, c ostree.Checksum, cm *ostree.Commit, remote string) error {
 	paths, err := s.f.Profile(c)
-	if err != nil {
-		if errors.Is(err, index.ErrNotFound) {
-			job.mu.Lock()
-			job.note = "no profile recorded for this commit yet"
-			job.mu.Unlock()
+	if errors.Is(err, index.ErrNotFound) {
+		// None recorded here: the one the publisher signed, if any.
+		p, perr := s.f.PublishedProfile(ctx, remote, c)
+		switch {
+		case perr == nil:
+			paths, err = p.Paths, nil
+			job.setNote("replaying the profile the remote publishes")
+		case errors.Is(perr, errNoTreeIndex):
+			job.setNote("no profile recorded or published for this commit yet")
 			return nil
+		default:
+			return perr
 		}
+	}
+	if err != nil {
 		return err
 	}
 	q := newWorkQueue(ctx, s.opts.BackgroundWorkers)

@@ -62,3 +62,16 @@ func (s *MountSource) flushProfiles() error {
 	}
 	return first
 }
+
+// FlushProfiles saves the profiles recorded so far (lazytree profile
+// export asks before it reads them).
+func (s *MountSource) FlushProfiles() error { return s.flushProfiles() }
+
+// ImportProfile records paths as the profile of commit (lazytree profile
+// import), replacing what this mount had recorded for it.
+func (s *MountSource) ImportProfile(commit ostree.Checksum, paths []string) error {
+	s.mu.Lock()
+	delete(s.profiles, commit)
+	s.mu.Unlock()
+	return s.f.SetProfile(commit, paths)
+}

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -202,4 +203,52 @@ func (f *Fetcher) indexHeader(remote string, c ostree.Checksum) (*ostree.FileHea
 		return h != nil
 	})
 	return h, h != nil
+}
+
+// PublishedProfile returns the access profile that the verified summary
+// of remote publishes for commit c (lazytree export --profile), trusted
+// like a tree index (see trustsIndex). It returns errNoTreeIndex (wrapped)
+// when there is none to use.
+func (f *Fetcher) PublishedProfile(ctx context.Context, remote string, c ostree.Checksum) (*treeindex.Profile, error) {
+	rs, err := f.remote(remote)
+	if err != nil {
+		return nil, err
+	}
+	if !trustsIndex(rs.r) {
+		return nil, fmt.Errorf("%w: remote %s checks commit signatures but not its summary's", errNoTreeIndex, remote)
+	}
+	s, err := f.Summary(ctx, remote, false)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, fmt.Errorf("%w: remote %s has no summary", errNoTreeIndex, remote)
+	}
+	var sum ostree.Checksum
+	ok := false
+	for i := range s.Refs {
+		if s.Refs[i].Checksum == c {
+			if sum, ok = s.Refs[i].Profile(); ok {
+				break
+			}
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: remote %s publishes no profile for %s", errNoTreeIndex, remote, c)
+	}
+	name := "profile " + sum.String()
+	data, err := f.getBounded(ctx, rs, ostree.ProfilePath(sum), treeindex.MaxProfileSize, &sum)
+	if err != nil {
+		err = objectError(remote, name, err)
+		f.stats.record(remote, name, err)
+		return nil, err
+	}
+	p, err := treeindex.DecodeProfile(bytes.NewReader(data))
+	if err != nil {
+		return nil, &VerifyError{remote, name, "profile", err}
+	}
+	if p.Commit != c {
+		return nil, &VerifyError{remote, name, "profile", fmt.Errorf("profiles commit %s, the summary lists it for %s", p.Commit, c)}
+	}
+	return p, nil
 }
