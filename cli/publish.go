@@ -176,16 +176,18 @@ func parseTimestamp(s string) (time.Time, error) {
 }
 
 type exportOptions struct {
-	Repo   string
-	Deltas bool
-	Sign   signOptions
+	Repo      string
+	Deltas    bool
+	TreeIndex bool
+	Profiles  []string
+	Sign      signOptions
 }
 
 func newExportCmd(g *globalOptions) *cobra.Command {
 	o := &exportOptions{}
 	c := &cobra.Command{
-		Use:   "export --repo DIR [--gpg-sign KEYFILE] [--sign-key FILE]",
-		Short: "Write the summary and its signatures so clients can pull",
+		Use:   "export --repo DIR [--gpg-sign KEYFILE] [--sign-key FILE] [--deltas] [--tree-index] [--profile FILE]...",
+		Short: "Write the summary and its signatures (and deltas, tree indexes, profiles) so clients can pull",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runExport(cmd.Context(), o, cmd.OutOrStdout())
@@ -193,6 +195,8 @@ func newExportCmd(g *globalOptions) *cobra.Command {
 	}
 	c.Flags().StringVar(&o.Repo, "repo", "", "repository directory")
 	c.Flags().BoolVar(&o.Deltas, "deltas", false, "generate static deltas for every ref (from scratch and from its parent)")
+	c.Flags().BoolVar(&o.TreeIndex, "tree-index", false, "write a tree index for every ref's commit and name it in the signed summary")
+	c.Flags().StringArrayVar(&o.Profiles, "profile", nil, "publish the access profile in FILE (JSON) with the refs of its commit")
 	o.Sign.add(c)
 	return c
 }
@@ -210,7 +214,7 @@ func runExport(ctx context.Context, o *exportOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eo := repo.ExportOptions{Signer: s}
+	eo := repo.ExportOptions{Signer: s, TreeIndex: o.TreeIndex, Profiles: o.Profiles}
 	if o.Deltas {
 		eo.Deltas = generateDelta
 	}
@@ -223,6 +227,9 @@ func runExport(ctx context.Context, o *exportOptions, w io.Writer) error {
 		signed = "signed"
 	}
 	fmt.Fprintf(w, "summary: %d refs, %d static deltas, %d bytes, %s\n", res.Refs, res.Deltas, res.SummarySize, signed)
+	if o.TreeIndex || len(o.Profiles) > 0 {
+		fmt.Fprintf(w, "tree indexes: %d refs, profiles: %d refs\n", res.TreeIndexes, res.Profiles)
+	}
 	return nil
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 
 	"github.com/lazytree/lazytree/internal/testutil"
+	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/treeindex"
 )
 
 // lt runs a lazytree command line in process and returns its stdout; it
@@ -226,7 +228,11 @@ func TestFlatpakInstallsPublishedApp(t *testing.T) {
 	lt(t, "init", "--repo", pub)
 	lt(t, "commit", "--repo", pub, "-b", "runtime/org.example.Platform/x86_64/1.0", "--gpg-sign", secret, rt)
 	lt(t, "commit", "--repo", pub, "-b", "app/org.example.Hello/x86_64/stable", "--gpg-sign", secret, app)
-	lt(t, "export", "--repo", pub, "--gpg-sign", secret)
+	// With tree indexes: flatpak must ignore the extra per-ref keys and
+	// files.
+	if out := lt(t, "export", "--repo", pub, "--gpg-sign", secret, "--tree-index"); !strings.Contains(out, "tree indexes: 2 refs") {
+		t.Fatalf("export: %s", out)
+	}
 	srv := testutil.ServeDir(t, pub)
 
 	install := func(key string) (string, error) {
@@ -390,5 +396,88 @@ func checkDeltaRequests(t *testing.T, who string, log *testutil.RequestLog, repo
 		if !got[p] {
 			t.Errorf("%s: never requested %s; requests: %v", who, p, log.Paths())
 		}
+	}
+}
+
+// TestExportTreeIndexAcceptedByOstree publishes a GPG-signed commit with
+// a tree index and a profile: the summary names both, the stored objects
+// hash to those names and decode, and the real ostree still pulls the
+// ref (verifying the summary signature) into a fresh bare-user repo that
+// fsck finds clean, with a checkout identical to the source.
+func TestExportTreeIndexAcceptedByOstree(t *testing.T) {
+	ostreeBin := testutil.RequireTool(t, "ostree")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	testutil.BuildVectorTree(t, src)
+	pub := filepath.Join(dir, "pub")
+	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
+	lt(t, "init", "--repo", pub)
+	lt(t, "commit", "--repo", pub, "-b", "test/ref", "--gpg-sign", secret, src)
+	commit := hex.EncodeToString(readRefChecksum(t, pub, "test/ref"))
+	profile := filepath.Join(dir, "profile.json")
+	if err := os.WriteFile(profile, []byte(`{"version":1,"commit":"`+commit+`","paths":["bin/hello.sh","README"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := lt(t, "export", "--repo", pub, "--gpg-sign", secret, "--tree-index", "--profile", profile)
+	if !strings.Contains(out, "signed") || !strings.Contains(out, "tree indexes: 1 refs, profiles: 1 refs") {
+		t.Fatalf("export: %s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(pub, "summary"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ostree.DecodeSummary(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, ok := s.Ref("test/ref")
+	if !ok {
+		t.Fatal("summary lacks test/ref")
+	}
+	idx, ok1 := ref.TreeIndex()
+	prof, ok2 := ref.Profile()
+	if !ok1 || !ok2 {
+		t.Fatalf("summary ref metadata lacks %s or %s", ostree.RefTreeIndex, ostree.RefProfile)
+	}
+	ib, err := os.ReadFile(filepath.Join(pub, ostree.TreeIndexPath(idx)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, err := treeindex.Decode(ib); err != nil || ostree.Sum(ib) != idx || x.Commit.String() != commit {
+		t.Fatalf("stored tree index: %v", err)
+	}
+	pb, err := os.ReadFile(filepath.Join(pub, ostree.ProfilePath(prof)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := treeindex.DecodeProfile(bytes.NewReader(pb)); err != nil || ostree.Sum(pb) != prof || len(p.Paths) != 2 {
+		t.Fatalf("stored profile: %v", err)
+	}
+
+	srv := testutil.ServeDir(t, pub)
+	client := filepath.Join(dir, "client")
+	testutil.Run(t, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare-user")
+	testutil.Run(t, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--set=gpg-verify=true", "--set=gpg-verify-summary=true",
+		"--gpg-import="+testutil.VectorPath(t, testutil.GPGPublicKeyFile), "origin", srv.URL)
+	testutil.Run(t, "", nil, ostreeBin, "pull", "--repo="+client, "origin", "test/ref")
+	if out := testutil.Run(t, "", nil, ostreeBin, "fsck", "--repo="+client); !strings.Contains(out, "no errors") {
+		t.Fatalf("ostree fsck: %s", out)
+	}
+	// A bare-user checkout hardlinks objects that carry user.ostreemeta
+	// and keeps owners, setuid and xattrs there; fsck checked those.
+	co := filepath.Join(dir, "co")
+	testutil.Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "-U", "origin:test/ref", co)
+	if err := testutil.TreeDiff(src, co, testutil.DiffOptions{IgnoreRootMode: true, IgnoreOwner: true, MaskSpecialBits: true, IgnoreXattrs: true}); err != nil {
+		t.Fatalf("checkout differs from the source: %v", err)
+	}
+	if out := testutil.Run(t, "", nil, ostreeBin, "summary", "--repo="+pub, "--view"); !strings.Contains(out, "test/ref") {
+		t.Fatalf("ostree summary --view: %s", out)
+	}
+
+	// A profile of a commit no ref points at is refused, naming the file.
+	stray := filepath.Join(dir, "stray.json")
+	os.WriteFile(stray, []byte(`{"version":1,"commit":"`+strings.Repeat("0", 64)+`","paths":[]}`), 0o644)
+	if _, errOut, code := ltCode(t, "export", "--repo", pub, "--profile", stray); code != 1 || !strings.Contains(errOut, stray) {
+		t.Fatalf("export with a stray profile: exit %d, %q", code, errOut)
 	}
 }

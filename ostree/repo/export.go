@@ -10,6 +10,7 @@ import (
 
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/gvariant"
+	"github.com/lazytree/lazytree/ostree/treeindex"
 )
 
 // ExportOptions control what Export writes.
@@ -24,6 +25,18 @@ type ExportOptions struct {
 	// refuse the summary after it (a frozen mirror cannot serve it
 	// forever).
 	Expires time.Time
+	// TreeIndex, when set, builds the tree index of every ref's commit
+	// (ostree/treeindex), stores it at ostree.TreeIndexPath and names it
+	// in the ref's summary metadata (ostree.RefTreeIndex).
+	TreeIndex bool
+	// TreeIndexOptions tune the builder (chunking, the access-point
+	// scanner); the zero value gives its defaults and no access points.
+	TreeIndexOptions treeindex.BuildOptions
+	// Profiles are access profile files (treeindex.Profile JSON). Each is
+	// stored at ostree.ProfilePath and named (ostree.RefProfile) in every
+	// ref whose commit is the profile's; a profile whose commit no ref
+	// points at is an error.
+	Profiles []string
 }
 
 // ExportResult describes a written summary.
@@ -32,6 +45,9 @@ type ExportResult struct {
 	Deltas      int
 	SummarySize int
 	Signed      bool
+	// TreeIndexes and Profiles count the refs that name one.
+	TreeIndexes int
+	Profiles    int
 }
 
 // Export writes the summary of every ref in refs/heads, with the per-ref
@@ -43,6 +59,21 @@ func (r *Repo) Export(ctx context.Context, opts ExportOptions) (*ExportResult, e
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
+	profiles, err := readProfiles(opts.Profiles)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	heads := map[ostree.Checksum]bool{}
+	for _, c := range refs {
+		heads[c] = true
+	}
+	for c, p := range profiles {
+		if !heads[c] {
+			return nil, fmt.Errorf("export: profile %s: no ref points at its commit %s", p.name, c)
+		}
+	}
+	indexes := map[ostree.Checksum]ostree.Checksum{} // commit -> tree index
+	var nIndexes, nProfiles int
 	s := &ostree.Summary{}
 	type cacheEntry struct {
 		name                string
@@ -66,6 +97,27 @@ func (r *Repo) Export(ctx context.Context, opts ExportOptions) (*ExportResult, e
 		meta.Set(ostree.RefTimestamp, "t", ostree.BE64Variant(commit.Timestamp).Value)
 		if v, ok := commit.MetaString(ostree.MetaVersion); ok {
 			meta.Set(ostree.RefVersion, "s", v)
+		}
+		if opts.TreeIndex {
+			sum, ok := indexes[c]
+			if !ok {
+				if sum, err = r.BuildTreeIndex(ctx, c, opts.TreeIndexOptions); err != nil {
+					return nil, fmt.Errorf("export: ref %s: %w", name, err)
+				}
+				indexes[c] = sum
+			}
+			meta.Set(ostree.RefTreeIndex, "ay", sum.Bytes())
+			nIndexes++
+		}
+		if p, ok := profiles[c]; ok {
+			if !p.used {
+				if err := r.writeLazytreeObject(ostree.ProfilePath(p.sum), p.data); err != nil {
+					return nil, fmt.Errorf("export: profile %s: %w", p.name, err)
+				}
+				p.used = true
+			}
+			meta.Set(ostree.RefProfile, "ay", p.sum.Bytes())
+			nProfiles++
 		}
 		s.Refs = append(s.Refs, ostree.SummaryRef{Name: name, CommitSize: uint64(len(data)), Checksum: c, Metadata: meta})
 		if strings.HasPrefix(name, "app/") || strings.HasPrefix(name, "runtime/") {
@@ -123,7 +175,7 @@ func (r *Repo) Export(ctx context.Context, opts ExportOptions) (*ExportResult, e
 	if err != nil {
 		return nil, fmt.Errorf("export: summary: %w", err)
 	}
-	res := &ExportResult{Refs: len(s.Refs), SummarySize: len(data), Deltas: len(deltas)}
+	res := &ExportResult{Refs: len(s.Refs), SummarySize: len(data), Deltas: len(deltas), TreeIndexes: nIndexes, Profiles: nProfiles}
 	if err := r.Sync(); err != nil {
 		return nil, err
 	}

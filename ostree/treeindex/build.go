@@ -37,7 +37,8 @@ const (
 type ScanFunc func(r io.Reader, span int64, fn func(AccessPoint) error) error
 
 // Source gives Build the objects of a repository. Build verifies what it
-// reads, so Source need not.
+// reads, so Source need not; Build calls it from several goroutines at
+// once.
 type Source interface {
 	// ReadMetadata returns a commit, dirtree or dirmeta object.
 	ReadMetadata(ctx context.Context, t ostree.ObjectType, c ostree.Checksum) ([]byte, error)

@@ -18,7 +18,6 @@ import (
 type memSource struct {
 	meta  map[ostree.Checksum][]byte
 	filez map[ostree.Checksum][]byte
-	opens int
 }
 
 func (m *memSource) ReadMetadata(ctx context.Context, t ostree.ObjectType, c ostree.Checksum) ([]byte, error) {
@@ -34,7 +33,6 @@ func (m *memSource) OpenArchive(ctx context.Context, c ostree.Checksum) (io.Read
 	if !ok {
 		return nil, fmt.Errorf("%s: not found", ostree.ObjectName(c, ostree.ObjFile))
 	}
-	m.opens++
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 

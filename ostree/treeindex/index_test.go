@@ -130,9 +130,9 @@ func TestBuildOptions(t *testing.T) {
 
 func TestBuildRejects(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		tamper func(s *sample)
-		scan   func(s *sample) ScanFunc
+		name    string
+		tamper  func(s *sample)
+		scan    func(s *sample) ScanFunc
 		corrupt bool
 	}{
 		{name: "content byte flipped", corrupt: true, tamper: func(s *sample) {
