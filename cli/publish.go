@@ -14,6 +14,7 @@ import (
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/delta"
 	"github.com/lazytree/lazytree/ostree/repo"
+	"github.com/lazytree/lazytree/ostree/treeindex"
 	"github.com/lazytree/lazytree/ostree/sign"
 )
 
@@ -214,7 +215,8 @@ func runExport(ctx context.Context, o *exportOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eo := repo.ExportOptions{Signer: s, TreeIndex: o.TreeIndex, Profiles: o.Profiles}
+	eo := repo.ExportOptions{Signer: s, TreeIndex: o.TreeIndex, Profiles: o.Profiles,
+		TreeIndexOptions: treeindex.BuildOptions{Scan: treeindex.ZranScan}}
 	if o.Deltas {
 		eo.Deltas = generateDelta
 	}
