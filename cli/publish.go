@@ -14,8 +14,8 @@ import (
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/delta"
 	"github.com/lazytree/lazytree/ostree/repo"
-	"github.com/lazytree/lazytree/ostree/treeindex"
 	"github.com/lazytree/lazytree/ostree/sign"
+	"github.com/lazytree/lazytree/ostree/treeindex"
 )
 
 func newInitCmd(g *globalOptions) *cobra.Command {
