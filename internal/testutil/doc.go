@@ -1,7 +1,8 @@
 // Package testutil holds the test helpers that many packages' tests share:
 // running the real ostree, flatpak and gpg tools, finding the test vectors,
 // rebuilding the test-vector content tree, serving a directory over HTTP,
-// comparing directory trees, and generating large trees for benchmarks.
+// comparing directory trees, generating large trees for benchmarks, and
+// laying out a runtime from the host's real Python (BuildPythonRuntime).
 //
 // It is imported only by _test.go files and benchmarks, never by production
 // code. Helpers that take a testing.TB fail or skip the test themselves;

@@ -1,0 +1,72 @@
+package testutil
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBuildPythonRuntime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("copies about 100 MB")
+	}
+	RequireTool(t, "ldd")
+	if _, err := hostPython(); err != nil {
+		SkipOrFail(t, "%v", err)
+	}
+	dir := filepath.Join(t.TempDir(), "rt")
+	python, err := BuildPythonRuntime(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if python != filepath.Join(dir, PythonBin) {
+		t.Errorf("python = %s, want %s", python, filepath.Join(dir, PythonBin))
+	}
+	argv, env := PythonArgv(dir, "-c", `import sys, json, decimal, ssl, http.client; print(sys.prefix); print(decimal.Decimal(1)/3); print(*sys.path)`)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run the runtime's python: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 || lines[0] != filepath.Join(dir, PythonHome) || !strings.HasPrefix(lines[1], "0.333") {
+		t.Fatalf("python printed %q, want its prefix %s, 0.333... and sys.path", out, filepath.Join(dir, PythonHome))
+	}
+	for _, p := range strings.Fields(lines[2]) {
+		if !strings.HasPrefix(p, dir+"/") {
+			t.Errorf("sys.path has %s, outside the runtime", p)
+		}
+	}
+	var files int
+	var bytes int64
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			files++
+			bytes += fi.Size()
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if target, _ := os.Readlink(p); filepath.IsAbs(target) {
+				t.Errorf("absolute symlink %s -> %s", p, target)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files, %d bytes", files, bytes)
+	if files < 5000 || bytes < 90<<20 {
+		t.Errorf("%d files of %d bytes, want at least 5,000 files and 90 MiB", files, bytes)
+	}
+}
