@@ -52,5 +52,24 @@
 // One fetch per object runs at a time (singleflight); it runs on a
 // context detached from its first caller, bounded by Options.FetchTimeout,
 // so that a caller giving up (a FUSE INTERRUPT) does not fail the others.
-// Pull starts worker goroutines for its duration only.
+// A background or speculative fetch ends with the work that started it
+// (the mount closing) unless an on-demand reader waits for it. Pull starts
+// worker goroutines for its duration only.
+//
+// The critical path (DESIGN.md, "Fetch strategies"):
+//   - One scheduler per Fetcher (sched.go) orders every request by
+//     Priority: on-demand first; speculative guesses with their own
+//     concurrency, never paused; background (prefetch) with its own
+//     concurrency, starting nothing and pausing the bodies it reads while
+//     any urgent request is in flight. A shared fetch runs at the class of
+//     its most urgent waiting caller, so a reader who asks for an object
+//     a prefetch is fetching lifts that fetch at once.
+//   - Prefetch (prefetch.go): metadata, profile, delta (metadata until
+//     delta streaming exists), full/all, from --prefetch or a remote's
+//     prefetch= key, one job per commit in status.json.
+//   - Speculation in every mode (speculate.go): a listed or looked-up cold
+//     directory's entries, an opened ELF file's DT_NEEDED libraries.
+//   - The tree index (tindex.go): one request, authenticated by the
+//     remote's verified summary, that answers every dirtree, dirmeta and
+//     header of a commit for that remote's readers.
 package fetch
