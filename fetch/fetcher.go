@@ -36,6 +36,9 @@ type Options struct {
 	// flight across all remotes (default 16); SpeculativeConcurrency the
 	// speculative ones (default 16). See Priority.
 	BackgroundConcurrency, SpeculativeConcurrency int
+	// BackgroundBandwidth caps the bytes per second background bodies
+	// read (0: no cap; background still yields the link to urgent work).
+	BackgroundBandwidth int64
 	// NoDeltas makes Pull fetch loose objects only, never static deltas.
 	NoDeltas bool
 	Logger   *slog.Logger
@@ -114,7 +117,7 @@ type remoteState struct {
 func New(store *objcache.Store, cfg *Config, opts Options) *Fetcher {
 	opts = opts.withDefaults()
 	return &Fetcher{store: store, db: store.Index(), cfg: cfg, opts: opts, remotes: map[string]*remoteState{},
-		sched: newScheduler(opts.BackgroundConcurrency, opts.SpeculativeConcurrency)}
+		sched: newScheduler(opts.BackgroundConcurrency, opts.SpeculativeConcurrency, opts.BackgroundBandwidth)}
 }
 
 // Store returns the object cache.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 )
 
 // Priority classes of the scheduler: what a fetch is for decides when it
@@ -96,6 +97,9 @@ func requestPriority(ctx context.Context) (Priority, *flight) {
 // scheduler orders one Fetcher's requests (every remote shares the link).
 type scheduler struct {
 	bg, spec *semaphore.Weighted
+	// bgRate caps background bodies' bytes per second (nil: no cap, the
+	// whole link when nothing urgent runs).
+	bgRate *rate.Limiter
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -113,8 +117,13 @@ type schedStats struct {
 	promotions  atomic.Int64
 }
 
-func newScheduler(bgWorkers, specWorkers int) *scheduler {
+func newScheduler(bgWorkers, specWorkers int, bgBandwidth int64) *scheduler {
+	var lim *rate.Limiter
+	if bgBandwidth > 0 {
+		lim = rate.NewLimiter(rate.Limit(bgBandwidth), int(max(bgBandwidth/4, chunkSize)))
+	}
 	return &scheduler{
+		bgRate:  lim,
 		bg:      semaphore.NewWeighted(int64(max(1, bgWorkers))),
 		spec:    semaphore.NewWeighted(int64(max(1, specWorkers))),
 		flights: map[string]*flight{},
@@ -246,6 +255,21 @@ type gatedReader struct {
 func (g *gatedReader) Read(p []byte) (int, error) {
 	if err := g.s.waitIdle(g.ctx, g.fl, g.r.Pause); err != nil {
 		return 0, err
+	}
+	if lim := g.s.bgRate; lim != nil {
+		if len(p) > lim.Burst() {
+			p = p[:lim.Burst()]
+		}
+		n, err := g.r.Read(p)
+		if n > 0 {
+			resume := g.r.Pause()
+			werr := lim.WaitN(g.ctx, n)
+			resume()
+			if werr != nil && err == nil {
+				err = werr
+			}
+		}
+		return n, err
 	}
 	return g.r.Read(p)
 }

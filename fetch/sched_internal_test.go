@@ -24,7 +24,7 @@ func returnsWithin(d time.Duration, fn func()) (returned bool, wait func()) {
 // TestBackgroundWaitsForUrgent: a background request starts only when no
 // on-demand or speculative request is in flight.
 func TestBackgroundWaitsForUrgent(t *testing.T) {
-	s := newScheduler(2, 2)
+	s := newScheduler(2, 2, 0)
 	ctx := context.Background()
 	for _, urgent := range []Priority{OnDemand, Speculative} {
 		_, done, err := s.start(WithPriority(ctx, urgent))
@@ -67,7 +67,7 @@ func TestBackgroundWaitsForUrgent(t *testing.T) {
 // shared background fetch lifts it out of the background at once, while
 // other urgent work is still in flight.
 func TestPromotionLiftsBackgroundFetch(t *testing.T) {
-	s := newScheduler(2, 2)
+	s := newScheduler(2, 2, 0)
 	ctx := context.Background()
 	_, urgentDone, _ := s.start(ctx) // some other on-demand read
 	defer urgentDone()
@@ -107,7 +107,7 @@ func TestPromotionLiftsBackgroundFetch(t *testing.T) {
 // TestGatedBodyPauses: a background body is not read while urgent work
 // is in flight, and resumes after.
 func TestGatedBodyPauses(t *testing.T) {
-	s := newScheduler(2, 2)
+	s := newScheduler(2, 2, 0)
 	ctx := context.Background()
 	opts := HTTPOptions{}.withDefaults()
 	c := &client{opts: opts}
@@ -132,5 +132,24 @@ func TestGatedBodyPauses(t *testing.T) {
 	cancel()
 	if _, err := g.Read(make([]byte, 4)); err == nil {
 		t.Fatal("a cancelled background read succeeded while paused")
+	}
+}
+
+// TestBackgroundBandwidthCap: with a cap, a background body is read no
+// faster than it allows (a lower bound: a loaded machine only slows it).
+func TestBackgroundBandwidthCap(t *testing.T) {
+	s := newScheduler(2, 2, 256<<10)
+	opts := HTTPOptions{}.withDefaults()
+	c := &client{opts: opts}
+	body := strings.Repeat("x", 512<<10)
+	w := &watchedReader{r: strings.NewReader(body), start: time.Now(), opts: &c.opts, cancel: func(error) {}, c: c}
+	start := time.Now()
+	got, err := io.ReadAll(&gatedReader{ctx: context.Background(), s: s, r: w})
+	if err != nil || len(got) != len(body) {
+		t.Fatalf("read %d bytes: %v", len(got), err)
+	}
+	// 512 KiB at 256 KiB/s with a 64 KiB burst: at least 1.7 s.
+	if el := time.Since(start); el < 1500*time.Millisecond {
+		t.Fatalf("512 KiB read in %s under a 256 KiB/s cap", el)
 	}
 }
