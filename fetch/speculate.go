@@ -159,7 +159,7 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 	s.mu.Lock()
 	remote, ok := s.commitRemote[commit]
 	s.mu.Unlock()
-	if !ok || s.ctx.Err() != nil {
+	if !ok || s.ctx.Err() != nil || !s.spec.once(&s.spec.opened, commit.String()+"/"+p) {
 		return
 	}
 	s.wg.Add(1)
@@ -174,14 +174,16 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 		if err != nil {
 			return
 		}
-		s.followELF(ctx, commit, cm, remote, p, 0)
+		s.followELF(ctx, commit, cm, remote, p, 0, true)
 	}()
 }
 
 // followELF fetches the libraries the ELF file at p needs (when it is
 // one, and cached), and recurses into them.
-func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string, depth int) {
-	if depth > 8 || !s.spec.once(&s.spec.opened, commit.String()+"/"+p) {
+//
+// seen says the caller already marked p as examined.
+func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string, depth int, seen bool) {
+	if depth > 8 || (!seen && !s.spec.once(&s.spec.opened, commit.String()+"/"+p)) {
 		return
 	}
 	sum, err := s.resolve(ctx, cm, remote, p)
@@ -210,7 +212,7 @@ func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm 
 				}
 				s.spec.elfLibs.Add(1)
 				if s.guessContent(ctx, remote, sum) {
-					s.followELF(ctx, commit, cm, remote, lp, depth+1)
+					s.followELF(ctx, commit, cm, remote, lp, depth+1, false)
 				}
 				return
 			}
