@@ -132,6 +132,72 @@ func BenchmarkSequentialRead(b *testing.B) {
 	}
 }
 
+// BenchmarkOpenSmall opens, reads and closes each of 2,000 cached 4 KiB
+// files, warm, on local disk and through the mount, where by default
+// they are too small for passthrough ("mount") and where every file is
+// passed through ("mount-passthrough"): the per-open cost a process start
+// or a `tar` of a runtime pays (lookups and attributes are cached by the
+// kernel).
+func BenchmarkOpenSmall(b *testing.B) {
+	requireFUSE(b)
+	files := envInt(b, "LAZYTREE_BENCH_FILES", 2000)
+	tree := filepath.Join(b.TempDir(), "tree")
+	if err := testutil.GenTree(tree, files, int64(files)*4<<10, 1); err != nil {
+		b.Fatal(err)
+	}
+	repoDir, _ := commitTree(b, "", tree, "gen")
+	syscall.Sync()
+	var rels []string
+	filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel(tree, p)
+			rels = append(rels, rel)
+		}
+		return err
+	})
+	buf := make([]byte, 64<<10)
+	readAll := func(b *testing.B, root string) {
+		for _, rel := range rels {
+			f, err := os.Open(filepath.Join(root, rel))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for {
+				n, err := f.Read(buf)
+				if n == 0 || err != nil {
+					break
+				}
+			}
+			f.Close()
+		}
+	}
+	run := func(b *testing.B, root string) {
+		readAll(b, root) // warm
+		b.ResetTimer()
+		for range b.N {
+			readAll(b, root)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rels)), "ns/file")
+	}
+	b.Run("disk", func(b *testing.B) { run(b, tree) })
+	for _, tc := range []struct {
+		name string
+		opts fusefs.Options
+	}{
+		{"mount", fusefs.Options{}},
+		{"mount-passthrough", fusefs.Options{PassthroughMin: -1}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			src, err := reposource.New(b.TempDir(), map[string]string{"gen": repoDir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, mnt := mountSource(b, src, tc.opts)
+			run(b, filepath.Join(mnt, "gen/gen"))
+		})
+	}
+}
+
 // BenchmarkWalkMemory walks (lstat of every entry) a 50,000-file tree
 // through a fresh mount once per iteration and reports the process's heap
 // after a GC: "MB-heap" in total, "MB-walk" grown during the walk (fusefs

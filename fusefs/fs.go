@@ -50,9 +50,25 @@ func newFS(src Source, opts Options, mountpoint string) *fsys {
 
 // request bounds the Source calls made for one FUSE request, together, by
 // Options.RequestTimeout; ctx (go-fuse's) is cancelled by a kernel
-// INTERRUPT.
+// INTERRUPT. The result is a requestCtx: pass it to call.
 func (f *fsys) request(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, f.opts.RequestTimeout)
+	if _, ok := ctx.(requestCtx); ok {
+		return ctx, func() {}
+	}
+	dl, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.RequestTimeout)
+	return requestCtx{Context: dl, interrupt: ctx.Done()}, cancel
+}
+
+// requestCtx carries a request's deadline (Context, which an interrupt
+// does not cancel) and the kernel's INTERRUPT (go-fuse's Done channel)
+// separately. A context derived from go-fuse's own would cost a goroutine
+// per request to forward the cancel (the context package can only link
+// its own types without one), and every open of a warm file is a
+// request. call watches both and cancels the Source's context when
+// either fires, so the Source sees an interrupt all the same.
+type requestCtx struct {
+	context.Context
+	interrupt <-chan struct{}
 }
 
 // call runs one Source call under the request's deadline (and never
@@ -62,6 +78,10 @@ func (f *fsys) request(ctx context.Context) (context.Context, context.CancelFunc
 // left to finish on its own and its result (an open File) is discarded.
 // That way a Source that ignores its context still cannot hang a request.
 func call[T any](f *fsys, ctx context.Context, fn func(context.Context) (T, error), discard func(T)) (T, error) {
+	var interrupt <-chan struct{}
+	if r, ok := ctx.(requestCtx); ok {
+		ctx, interrupt = r.Context, r.interrupt
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.opts.RequestTimeout)
 	defer cancel()
 	type result struct {
@@ -87,10 +107,13 @@ func call[T any](f *fsys, ctx context.Context, fn func(context.Context) (T, erro
 		}
 		ch <- result{v, err}
 	}()
+	interrupted := false
 	select {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
+	case <-interrupt:
+		interrupted = true
 	}
 	mu.Lock()
 	abandoned = true
@@ -101,10 +124,10 @@ func call[T any](f *fsys, ctx context.Context, fn func(context.Context) (T, erro
 	default:
 	}
 	var zero T
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if !interrupted && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return zero, fmt.Errorf("no answer from the object source within %v: %w", f.opts.RequestTimeout, context.DeadlineExceeded)
 	}
-	return zero, fmt.Errorf("interrupted: %w", ctx.Err())
+	return zero, fmt.Errorf("interrupted: %w", context.Canceled)
 }
 
 // failure turns err into the errno for a request and records it for

@@ -35,6 +35,13 @@ type Options struct {
 	// NoPassthrough turns FUSE passthrough off: reads then go through the
 	// daemon (ReadAt on the Source's File).
 	NoPassthrough bool
+	// PassthroughMin is the size from which files are passed through
+	// (default DefaultPassthroughMin; negative: every file). Smaller
+	// files are read through the daemon once and then from the mount's
+	// page cache (FOPEN_KEEP_CACHE): registering a backing file costs the
+	// daemon two ioctls and the kernel a backing file per open, more than
+	// a small warm file's reads, which the page cache serves either way.
+	PassthroughMin int64
 	// Private leaves out allow_other: only the mounting user sees the tree.
 	Private bool
 	// MaxErrors is how many recent errors status.json keeps (default 32).
@@ -55,6 +62,12 @@ func (o Options) withDefaults() Options {
 	if o.RefTimeout <= 0 {
 		o.RefTimeout = time.Second
 	}
+	switch {
+	case o.PassthroughMin == 0:
+		o.PassthroughMin = DefaultPassthroughMin
+	case o.PassthroughMin < 0:
+		o.PassthroughMin = 0
+	}
 	if o.MaxErrors <= 0 {
 		o.MaxErrors = 32
 	}
@@ -63,6 +76,11 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
+
+// DefaultPassthroughMin is the default Options.PassthroughMin: 128 KiB,
+// what one FUSE READ request covers, so a file below it costs at most one
+// read through the daemon when it is not in the page cache.
+const DefaultPassthroughMin = 128 << 10
 
 // Server is one mounted lazytree file system.
 type Server struct {

@@ -365,7 +365,7 @@ func TestRunFromMount(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: !passthrough})
+			_, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: !passthrough, PassthroughMin: -1})
 			bin := filepath.Join(mnt, "local/app/test/x86_64/stable/bin")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -626,7 +626,7 @@ func TestConcurrentReaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: !passthrough})
+			_, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: !passthrough, PassthroughMin: -1})
 			root := filepath.Join(mnt, "gen/gen")
 			var wg sync.WaitGroup
 			errs := make(chan error, 64)
@@ -731,7 +731,7 @@ func TestPassthrough(t *testing.T) {
 	_ = dirs
 	for _, passthrough := range []bool{true, false} {
 		t.Run(fmt.Sprintf("passthrough=%v", passthrough), func(t *testing.T) {
-			srv, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: !passthrough})
+			srv, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: !passthrough, PassthroughMin: -1})
 			got, err := os.ReadFile(filepath.Join(mnt, "vectors/exampleos/x86_64/stable/big.bin"))
 			if err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("read big.bin: %d bytes, %v", len(got), err)

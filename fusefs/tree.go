@@ -29,6 +29,8 @@ type dirNode struct {
 	parentIno uint64
 
 	tree atomic.Pointer[ostree.DirTree]
+	// hinted is set once the Source was told of this directory (DirHinter).
+	hinted atomic.Bool
 }
 
 // where names the directory for status.json as a path under the mount
@@ -123,8 +125,9 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 		return n.addDir(ctx, name, d, m, out), 0
 	}
 	if fe, ok := t.LookupFile(name); ok {
-		if n.f.hint != nil {
+		if n.f.hint != nil && !n.hinted.Load() {
 			if _, ok := n.peekHeader(fe.Checksum); !ok {
+				n.hinted.Store(true)
 				// A cold file: its siblings are likely next.
 				n.f.hint.HintDir(n.via, n.treeSum, t)
 			}
@@ -202,10 +205,10 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 	if err != nil {
 		return nil, 0, n.f.failure(opReaddir, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
 	}
-	if n.f.hint != nil {
+	if n.f.hint != nil && !n.hinted.Swap(true) {
 		n.f.hint.HintDir(n.via, n.treeSum, t)
 	}
-	return &dirHandle{n: n, entries: n.dirEntries(t)}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+	return &dirHandle{n: n, tree: t}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // peekHeader returns a file's header when the Source has it at hand.
@@ -250,15 +253,25 @@ func (n *dirNode) dirEntries(t *ostree.DirTree) []fuse.DirEntry {
 }
 
 // dirHandle is an open directory inside a commit. go-fuse serialises the
-// calls on one handle.
+// calls on one handle. The listing is made on the first read: with
+// FOPEN_CACHE_DIR the kernel lists a directory it has read before from
+// its own cache, so most opens never read.
 type dirHandle struct {
 	n       *dirNode
-	entries []fuse.DirEntry
+	tree    *ostree.DirTree
+	entries []fuse.DirEntry // nil until the first read
 	next    int
 }
 
+func (h *dirHandle) list() []fuse.DirEntry {
+	if h.entries == nil {
+		h.entries = h.n.dirEntries(h.tree)
+	}
+	return h.entries
+}
+
 func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
-	if h.next >= len(h.entries) {
+	if h.next >= len(h.list()) {
 		return nil, 0
 	}
 	e := h.entries[h.next]
@@ -268,7 +281,7 @@ func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 }
 
 func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if off > uint64(len(h.entries)) {
+	if off > uint64(len(h.list())) {
 		return syscall.EINVAL
 	}
 	h.next = int(off)
@@ -359,26 +372,25 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, 0, syscall.ELOOP
 	}
-	obj := ostree.ObjectName(n.sum, ostree.ObjFile)
 	ctx, cancel := n.f.request(ctx)
 	defer cancel()
 	file, err := call(n.f, ctx, func(ctx context.Context) (File, error) {
 		return n.f.src.Open(ctx, n.via, n.sum)
 	}, func(f File) { f.Close() })
 	if err != nil {
-		return nil, 0, n.f.failure(opOpen, n.where(), obj, referenced(err))
+		return nil, 0, n.f.failure(opOpen, n.where(), ostree.ObjectName(n.sum, ostree.ObjFile), referenced(err))
 	}
 	if got := file.Size(); got != int64(n.attr.Size) {
 		file.Close()
 		err := fmt.Errorf("content is %d bytes, header says %d: %w", got, n.attr.Size, ostree.ErrCorrupt)
-		return nil, 0, n.f.failure(opOpen, n.where(), obj, err)
+		return nil, 0, n.f.failure(opOpen, n.where(), ostree.ObjectName(n.sum, ostree.ObjFile), err)
 	}
 	if c, p, ok := n.location(); ok {
 		n.f.src.RecordAccess(c, p)
 	}
 	n.f.st.opens.Add(1)
 	n.f.st.openFiles.Add(1)
-	return &fileHandle{n: n, file: file}, fuse.FOPEN_KEEP_CACHE, 0
+	return &fileHandle{n: n, file: file}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // fileHandle is an open regular file. With passthrough the kernel reads
@@ -388,11 +400,13 @@ type fileHandle struct {
 	file File
 }
 
-// PassthroughFd hands the kernel the cached file. go-fuse asks once per
-// inode while it has no backing file registered, and falls back to Read
-// for the whole mount if the kernel refuses.
+// PassthroughFd hands the kernel the cached file, for files of at least
+// Options.PassthroughMin bytes (the choice is per inode, as the kernel
+// requires: an inode is not open in passthrough and cached mode at once).
+// go-fuse asks once per inode while it has no backing file registered,
+// and falls back to Read for the whole mount if the kernel refuses.
 func (h *fileHandle) PassthroughFd() (int, bool) {
-	if h.n.f.opts.NoPassthrough {
+	if h.n.f.opts.NoPassthrough || int64(h.n.attr.Size) < h.n.f.opts.PassthroughMin {
 		return 0, false
 	}
 	h.n.f.st.passthroughFiles.Add(1)

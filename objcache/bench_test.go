@@ -9,10 +9,16 @@ import (
 )
 
 // BenchmarkOpen opens and closes cached, already verified objects that
-// no one else has open: an index lookup, open(2), fstat and close(2).
+// no one else has open: with idle files (the default), a stat of the
+// path; without ("no-idle"), open(2), fstat and close(2).
 func BenchmarkOpen(b *testing.B) {
+	b.Run("idle", func(b *testing.B) { benchOpen(b, Options{NoSync: true}) })
+	b.Run("no-idle", func(b *testing.B) { benchOpen(b, Options{NoSync: true, IdleFiles: -1}) })
+}
+
+func benchOpen(b *testing.B, opts Options) {
 	ctx := context.Background()
-	s := openStore(b, b.TempDir(), Options{NoSync: true})
+	s := openStore(b, b.TempDir(), opts)
 	objs := make([]obj, 1000)
 	for i := range objs {
 		objs[i] = makeObj(uint64(i), 4096)
@@ -54,7 +60,7 @@ func BenchmarkOpenShared(b *testing.B) {
 // session: it rehashes the file.
 func BenchmarkOpenFirstAfterStart(b *testing.B) {
 	ctx := context.Background()
-	s := openStore(b, b.TempDir(), Options{NoSync: true})
+	s := openStore(b, b.TempDir(), Options{NoSync: true, IdleFiles: -1})
 	o := makeObj(1, 64<<10)
 	put(b, s, o)
 	for b.Loop() {

@@ -58,6 +58,20 @@
 // is such a stat. TestChangedFileRehashed relies on that on ext4.) A damaged object is
 // dropped and returned as a *CorruptError, never served. Metadata reads rehash content-addressed types once per session.
 //
+// A warm mount opens the same small files again and again (every process
+// start reads its libraries and modules), so the file of an object whose
+// last handle closes stays open, idle, for the next Open: up to
+// Options.IdleFiles of them (8192 by default, at most a quarter of
+// RLIMIT_NOFILE), least recently used closed first. Reopening one costs
+// the fstat above instead of an index read, open(2) and close(2). An idle
+// file is not "open": eviction, Remove and drop close it first, and
+// Close closes them all. Like a descriptor shared with an open handle, it
+// keeps serving the inode that was verified if someone replaces the file
+// at its path; the path is opened again (and rehashed) once the idle file
+// is closed. An open of an object verified in this session that is not
+// idle skips the index too: the verification implies a present record,
+// and the fstat shows it is still that file.
+//
 // # Quota and eviction
 //
 // The quota (Options.MaxBytes, default 10 GiB) counts the size of every

@@ -1,6 +1,7 @@
 package objcache
 
 import (
+	"container/list"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,13 +14,17 @@ import (
 	"github.com/lazytree/lazytree/index"
 )
 
-// openObj is one open content file, shared by every Handle on it.
+// openObj is one open content file, shared by every Handle on it. When
+// its last handle closes it may stay open, idle, for the next Open (see
+// Options.IdleFiles); an idle object is not "open" to eviction or
+// Remove, which close its file first.
 type openObj struct {
 	id      index.ObjectID
 	f       *os.File
 	size    int64
-	refs    int    // guarded by Store.mu
-	fid     fileID // guarded by Store.mu: f's identity when last verified
+	refs    int           // guarded by Store.mu
+	fid     fileID        // guarded by Store.mu: f's identity when last verified
+	idle    *list.Element // guarded by Store.mu: in Store.idle while refs == 0
 	corrupt atomic.Bool
 }
 
@@ -60,8 +65,10 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 	return h.o.f.ReadAt(p, off)
 }
 
-// Close releases the handle; the last one closes the file. A second
-// Close returns ErrClosed.
+// Close releases the handle. The last one keeps the file open, idle, for
+// the next Open of the object (up to Options.IdleFiles of them, least
+// recently used closed first), or closes it. A second Close returns
+// ErrClosed.
 func (h *Handle) Close() error {
 	if h.closed.Swap(true) {
 		return ErrClosed
@@ -70,8 +77,19 @@ func (h *Handle) Close() error {
 	s.mu.Lock()
 	o.refs--
 	last := o.refs == 0
-	if last && s.open[o.id] == o {
-		delete(s.open, o.id)
+	var toClose []*os.File
+	if last {
+		if s.open[o.id] == o && s.idleMax > 0 && !o.corrupt.Load() {
+			o.idle = s.idle.PushFront(o)
+			for s.idle.Len() > s.idleMax {
+				toClose = append(toClose, s.unidleLocked(s.idle.Back().Value.(*openObj)))
+			}
+		} else {
+			if s.open[o.id] == o {
+				delete(s.open, o.id)
+			}
+			toClose = append(toClose, o.f)
+		}
 	}
 	s.mu.Unlock()
 	if !last {
@@ -80,7 +98,37 @@ func (h *Handle) Close() error {
 	// Used until now: an object held open for hours is not the least
 	// recently used the moment it closes.
 	s.db.Touch(o.id)
-	return o.f.Close()
+	return closeFiles(toClose)
+}
+
+// unidleLocked takes an idle object out of the idle list and the open
+// map and returns its file for the caller to close once mu is released.
+func (s *Store) unidleLocked(o *openObj) *os.File {
+	s.idle.Remove(o.idle)
+	o.idle = nil
+	if s.open[o.id] == o {
+		delete(s.open, o.id)
+	}
+	return o.f
+}
+
+// closeIdleLocked closes (through the returned files) id's idle file, if
+// it has one, so that id counts as not open.
+func (s *Store) closeIdleLocked(id index.ObjectID) []*os.File {
+	if o := s.open[id]; o != nil && o.refs == 0 {
+		return []*os.File{s.unidleLocked(o)}
+	}
+	return nil
+}
+
+func closeFiles(fs []*os.File) error {
+	var errs []error
+	for _, f := range fs {
+		if err := f.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Open opens a stored content object. A file is rehashed before it is
@@ -105,6 +153,10 @@ func (s *Store) Open(ctx context.Context, sum index.Sum) (*Handle, error) {
 	for {
 		s.mu.Lock()
 		if o := s.open[id]; o != nil {
+			if o.refs == 0 {
+				s.idle.Remove(o.idle)
+				o.idle = nil
+			}
 			o.refs++
 			fid := o.fid
 			s.mu.Unlock()
@@ -162,6 +214,17 @@ func (s *Store) Open(ctx context.Context, sum index.Sum) (*Handle, error) {
 // known is the file's identity when it was verified in this session, or
 // nil: unless the file still has it, the file is rehashed.
 func (s *Store) openFile(ctx context.Context, id index.ObjectID, known *fileID) (*openObj, error) {
+	if known != nil {
+		// Verified in this session, so recorded as present (evictions
+		// and drops forget the verification): if the file is still the
+		// one verified, the record has nothing more to say.
+		if f, err := os.Open(s.path(id.Sum)); err == nil {
+			if fi, err := f.Stat(); err == nil && statID(fi) == *known {
+				return &openObj{id: id, f: f, size: known.size, refs: 1, fid: *known}, nil
+			}
+			f.Close()
+		}
+	}
 	rec, err := s.db.Object(id)
 	if errors.Is(err, index.ErrNotFound) || (err == nil && rec.State != index.StatePresent) {
 		return nil, fmt.Errorf("open %s: %w", id, ErrNotPresent)

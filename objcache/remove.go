@@ -34,8 +34,10 @@ func (s *Store) Remove(ctx context.Context, id index.ObjectID) error {
 	}
 	defer unlock()
 	s.mu.Lock()
+	idle := s.closeIdleLocked(id)
 	open := s.open[id] != nil
 	s.mu.Unlock()
+	closeFiles(idle)
 	if open {
 		return fmt.Errorf("remove %s: %w", id, ErrBusy)
 	}

@@ -76,7 +76,7 @@ func (s *Store) Stats(ctx context.Context) (*Stats, error) {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
 	s.mu.Lock()
-	st.OpenObjects = len(s.open)
+	st.OpenObjects = len(s.open) - s.idle.Len()
 	s.mu.Unlock()
 	return st, nil
 }

@@ -7,6 +7,7 @@ package objcache
 // waits for quotaMu never holds one.
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -47,8 +48,29 @@ type Options struct {
 	// a power cut may then cost objects, which the first open after
 	// restart finds corrupt and drops. Tests and benchmarks only.
 	NoSync bool
+	// IdleFiles is how many content files stay open after their last
+	// handle closed, so that opening them again costs an fstat instead of
+	// an index lookup, open(2) and close(2) (a warm mount opens the same
+	// small files over and over). Least recently used ones are closed
+	// first; eviction, Remove and Close close them. Default
+	// DefaultIdleFiles (at most a quarter of RLIMIT_NOFILE); negative
+	// keeps none.
+	IdleFiles int
 	// Index passes options to the index (Logger is filled in).
 	Index index.Options
+}
+
+// DefaultIdleFiles is the default Options.IdleFiles, the number of small
+// files a runtime's start or a build opens again and again; it is capped
+// at a quarter of the process's descriptor limit.
+const DefaultIdleFiles = 8192
+
+func defaultIdleFiles() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 256
+	}
+	return int(min(uint64(DefaultIdleFiles), lim.Cur/4))
 }
 
 // Store is the object cache in one lazytree home directory. It is safe
@@ -60,15 +82,20 @@ type Store struct {
 	max, low             int64
 	sync                 *syncer // nil with NoSync
 
-	used, count    atomic.Int64
-	hits, misses   atomic.Uint64
-	baseHits       uint64
-	baseMiss       uint64
-	startup        StartupReport
-	quotaMu        sync.Mutex
-	mu             sync.Mutex
-	open           map[index.ObjectID]*openObj
-	busy           map[index.ObjectID]chan struct{}
+	used, count  atomic.Int64
+	hits, misses atomic.Uint64
+	baseHits     uint64
+	baseMiss     uint64
+	startup      StartupReport
+	quotaMu      sync.Mutex
+	mu           sync.Mutex
+	open         map[index.ObjectID]*openObj // open and idle objects
+	idle         *list.List                  // of *openObj with no handle, most recent first
+	idleMax      int
+	busy         map[index.ObjectID]chan struct{}
+	// verified holds the objects checked in this session; a content
+	// object in it has a present record (set after the record is
+	// written, deleted before or with its removal, under its busy entry).
 	verified       map[index.ObjectID]fileID // fileID{} for metadata
 	lifeMu         sync.RWMutex
 	closed         bool
@@ -116,6 +143,11 @@ func Open(ctx context.Context, home string, opts Options) (*Store, error) {
 		open:     make(map[index.ObjectID]*openObj),
 		busy:     make(map[index.ObjectID]chan struct{}),
 		verified: make(map[index.ObjectID]fileID),
+		idle:     list.New(),
+		idleMax:  opts.IdleFiles,
+	}
+	if s.idleMax == 0 {
+		s.idleMax = defaultIdleFiles()
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -314,6 +346,14 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.lifeMu.Unlock()
 	s.ops.Wait()
+	s.mu.Lock()
+	s.idleMax = 0 // handles closed from now on close their files
+	var idle []*os.File
+	for s.idle.Len() > 0 {
+		idle = append(idle, s.unidleLocked(s.idle.Back().Value.(*openObj)))
+	}
+	s.mu.Unlock()
+	closeFiles(idle)
 	if s.sync != nil {
 		s.sync.close()
 	}
@@ -381,19 +421,24 @@ func (s *Store) unlock(id index.ObjectID, ch chan struct{}) {
 }
 
 // tryLockIdle takes id's busy entry if nobody holds it and the object is
-// not open: what eviction needs.
+// not open: what eviction needs. An idle file kept for reopening is
+// closed: that does not count as open.
 func (s *Store) tryLockIdle(id index.ObjectID) (chan struct{}, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.open[id] != nil {
-		s.skippedOpen.Add(1)
+	if s.busy[id] != nil {
+		s.mu.Unlock()
 		return nil, false
 	}
-	if s.busy[id] != nil {
+	idle := s.closeIdleLocked(id)
+	if s.open[id] != nil {
+		s.mu.Unlock()
+		s.skippedOpen.Add(1)
 		return nil, false
 	}
 	ch := make(chan struct{})
 	s.busy[id] = ch
+	s.mu.Unlock()
+	closeFiles(idle)
 	return ch, true
 }
 
@@ -410,12 +455,14 @@ func (s *Store) drop(id index.ObjectID) {
 	}
 	s.mu.Lock()
 	delete(s.verified, id)
+	idle := s.closeIdleLocked(id)
 	if o := s.open[id]; o != nil {
 		// Handles already open keep their fd but refuse to read.
 		o.corrupt.Store(true)
 		delete(s.open, id)
 	}
 	s.mu.Unlock()
+	closeFiles(idle)
 }
 
 func (s *Store) isVerified(id index.ObjectID) bool {

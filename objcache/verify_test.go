@@ -48,10 +48,11 @@ func wantRefused(t *testing.T, s *Store, home string, o obj) {
 // disk after its first open in a session was served unverified until
 // restart. Now a file whose inode, size, ctime or mtime changed since it
 // was verified is rehashed before it is served, and an untouched one is
-// not.
+// not. (Without idle files, so that every open opens the path again as
+// the first open after a close does; TestIdleFiles covers idle ones.)
 func TestChangedFileRehashed(t *testing.T) {
 	home := t.TempDir()
-	s := openStore(t, home, Options{NoSync: true})
+	s := openStore(t, home, Options{NoSync: true, IdleFiles: -1})
 	var objs []obj
 	for i := range 6 {
 		o := makeObj(uint64(i+1), 64<<10)
