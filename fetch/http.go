@@ -167,6 +167,9 @@ type client struct {
 	hc   *http.Client
 	urls []string
 	sem  chan struct{}
+	// low bounds the speculative and background requests to three
+	// quarters of sem, so on-demand ones always find a connection.
+	low chan struct{}
 	// sched orders this client's requests with every other remote's (nil:
 	// no ordering, in tests of the client alone).
 	sched *scheduler
@@ -198,7 +201,8 @@ func newClient(urls []string, opts HTTPOptions) *client {
 			DisableCompression: true,
 		}
 	}
-	c := &client{opts: opts, urls: urls, sem: make(chan struct{}, opts.Concurrency)}
+	c := &client{opts: opts, urls: urls, sem: make(chan struct{}, opts.Concurrency),
+		low: make(chan struct{}, max(1, opts.Concurrency-opts.Concurrency/4))}
 	c.hc = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return fmt.Errorf("%w: more than 5 redirects", errRedirect)
@@ -313,6 +317,14 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 		}
 		defer done()
 		prio = p
+	}
+	if prio != OnDemand {
+		select {
+		case c.low <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-c.low }()
 	}
 	select {
 	case c.sem <- struct{}{}:

@@ -165,6 +165,9 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 // the error on demand); the walk goes on.
 func (s *MountSource) prefetchTree(ctx context.Context, job *prefetchJob, cm *ostree.Commit, remote string, content bool) error {
 	q := newWorkQueue(ctx, s.opts.BackgroundWorkers)
+	// Directories are small and every lookup needs them: they go at the
+	// speculative class; content at the background one.
+	metaCtx := WithPriority(ctx, Speculative)
 	var seen sync.Map
 	first := func(c ostree.Checksum, t ostree.ObjectType) bool {
 		_, dup := seen.LoadOrStore(index.ObjectID{Sum: c, Type: t}, true)
@@ -174,8 +177,8 @@ func (s *MountSource) prefetchTree(ctx context.Context, job *prefetchJob, cm *os
 		if !first(c, ostree.ObjDirMeta) {
 			return
 		}
-		q.add(true, func(ctx context.Context) {
-			s.held(ctx, job, func(ctx context.Context) error { _, err := s.f.DirMeta(ctx, remote, c); return err })
+		q.add(true, func(context.Context) {
+			s.held(metaCtx, job, func(ctx context.Context) error { _, err := s.f.DirMeta(ctx, remote, c); return err })
 		})
 	}
 	var dir func(c ostree.Checksum)
@@ -183,9 +186,9 @@ func (s *MountSource) prefetchTree(ctx context.Context, job *prefetchJob, cm *os
 		if !first(c, ostree.ObjDirTree) {
 			return
 		}
-		q.add(true, func(ctx context.Context) {
+		q.add(true, func(context.Context) {
 			var t *ostree.DirTree
-			ok := s.held(ctx, job, func(ctx context.Context) (err error) { t, err = s.f.DirTree(ctx, remote, c); return err })
+			ok := s.held(metaCtx, job, func(ctx context.Context) (err error) { t, err = s.f.DirTree(ctx, remote, c); return err })
 			if !ok {
 				return
 			}
@@ -324,7 +327,9 @@ func (s *MountSource) prefetchProfile(ctx context.Context, job *prefetchJob, c o
 	if err != nil {
 		return err
 	}
-	q := newWorkQueue(ctx, s.opts.BackgroundWorkers)
+	// A profile is what the reader will ask for next: replayed at the
+	// speculative bound, not the background one.
+	q := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
 	for _, p := range paths {
 		q.add(false, func(ctx context.Context) {
 			sum, err := s.resolve(ctx, cm, remote, p)

@@ -111,7 +111,7 @@ func (s *MountSource) HintDir(remote string, c ostree.Checksum, t *ostree.DirTre
 		if len(todo) == speculativeMaxEntries {
 			break
 		}
-		if _, ok := s.f.PeekHeader(e.Checksum); !ok {
+		if _, ok := s.f.PeekHeaderVia(remote, e.Checksum); !ok {
 			todo = append(todo, e.Checksum)
 		}
 	}
@@ -129,7 +129,7 @@ func (s *MountSource) HintDir(remote string, c ostree.Checksum, t *ostree.DirTre
 	go func() {
 		defer s.wg.Done()
 		ctx := s.specContext()
-		q := newWorkQueue(ctx, 8)
+		q := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
 		for _, m := range metas {
 			q.add(true, func(ctx context.Context) { s.f.DirMeta(ctx, remote, m) })
 		}
