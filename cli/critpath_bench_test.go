@@ -21,6 +21,7 @@ import (
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree/repo"
+	"github.com/lazytree/lazytree/ostree/treeindex"
 )
 
 // The emulated link of the critical-path benchmarks: a far mirror.
@@ -222,6 +223,7 @@ func BenchmarkCriticalPath(b *testing.B) {
 		{"profile", srv, fetch.PrefetchProfile, true},
 		{"index", idxSrv, fetch.PrefetchMetadata, false},
 	}
+	var recorded []string // the profile the profile mode's first start recorded
 	for _, m := range modes {
 		if m.srv == nil {
 			b.Run(m.name, func(b *testing.B) { b.Skip(idxMissing) })
@@ -234,6 +236,7 @@ func BenchmarkCriticalPath(b *testing.B) {
 				// that the measured one keeps of it.
 				home := lazyCold(b, m.srv, dir, m.prefetch, nil, func(root string) { py(b, root) }).home
 				keep = readProfile(b, home, commit)
+				recorded = keep
 			}
 			prepare := func(home string) {
 				if keep != nil {
@@ -241,6 +244,34 @@ func BenchmarkCriticalPath(b *testing.B) {
 				}
 			}
 			return lazyCold(b, m.srv, dir, m.prefetch, prepare, func(root string) { py(b, root) }).run
+		})
+	}
+	// A first-ever start on a new machine, with the profile recorded
+	// above published with the repo (export --tree-index --profile).
+	if recorded != nil && idxMissing == "" {
+		pubProf := filepath.Join(dir, "pub-profile")
+		testutil.Run(b, "", nil, "cp", "-a", pub, pubProf)
+		pf := filepath.Join(dir, "profile.json")
+		data, err := (&treeindex.Profile{Commit: commit, Paths: recorded}).Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(pf, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		c := newExportCmd(&globalOptions{Home: filepath.Join(dir, "export-home")})
+		c.SetArgs([]string{"--repo", pubProf, "--tree-index", "--profile", pf})
+		c.SetOut(io.Discard)
+		if err := c.ExecuteContext(ctx); err != nil {
+			b.Fatalf("export --tree-index --profile: %v", err)
+		}
+		profSrv, err := fetchtest.New(pubProf, link)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer profSrv.Close()
+		measure("published", "ostree", func(b *testing.B) critRun {
+			return lazyCold(b, profSrv, dir, fetch.PrefetchProfile, nil, func(root string) { py(b, root) }).run
 		})
 	}
 	measure("ls-ostree", "ls-ostree", func(b *testing.B) critRun {

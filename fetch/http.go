@@ -364,9 +364,9 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 	body.arm()
 	defer body.disarm()
 	var r io.Reader = body
-	if prio == Background && c.sched != nil && !unpausable(ctx) {
+	if prio != OnDemand && c.sched != nil && !unpausable(ctx) {
 		_, fl := requestPriority(ctx)
-		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, r: body}
+		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, level: prio, r: body}
 	}
 	err = consume(r)
 	if err == nil && body.n < resp.ContentLength {

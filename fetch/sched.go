@@ -16,10 +16,12 @@ import (
 //   - OnDemand: a reader is waiting for it (a FUSE request, a pull). It
 //     always goes first.
 //   - Speculative: likely to be read soon (the other entries of a
-//     directory being listed or looked up in, the libraries an opened ELF
-//     file needs). It has its own concurrency bound and is never paused,
-//     so that it overlaps with the on-demand chain it is guessing ahead
-//     of; a reader that asks for the same object joins it.
+//     directory being listed, looked up or opened in, the libraries an
+//     opened ELF file needs, a profile's files, directories). It has its
+//     own concurrency bound; its requests start at once, so that they
+//     overlap the latency of the on-demand chain they guess ahead of, but
+//     their bodies pause while on-demand bodies are in flight. A reader
+//     that asks for the same object joins it.
 //   - Background: prefetch (metadata, profile, full). It has its own
 //     concurrency bound, starts no request while an on-demand or
 //     speculative one is in flight, and pauses the bodies it is reading
@@ -103,8 +105,9 @@ type scheduler struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
-	urgent  int           // on-demand and speculative requests in flight
-	changed chan struct{} // closed and replaced when urgent drops to 0 or a flight is promoted
+	urgent   int           // on-demand and speculative requests in flight
+	onDemand int           // on-demand requests in flight
+	changed  chan struct{} // closed and replaced when urgent or onDemand drops to 0 or a flight is promoted
 
 	st schedStats
 }
@@ -148,7 +151,7 @@ func (s *scheduler) join(key string, p Priority) (fl *flight, leave func()) {
 	fl.refs++
 	before := fl.priority()
 	fl.waiting[p].Add(1)
-	if p < before && before == Background {
+	if p < before {
 		s.st.promotions.Add(1)
 		s.notify()
 	}
@@ -174,7 +177,7 @@ func (s *scheduler) start(ctx context.Context) (p Priority, done func(), err err
 		if err := s.bg.Acquire(ctx, 1); err != nil {
 			return p, nil, err
 		}
-		if err := s.waitIdle(ctx, fl, nil); err != nil {
+		if err := s.waitIdle(ctx, fl, Background, nil); err != nil {
 			s.bg.Release(1)
 			return p, nil, err
 		}
@@ -185,30 +188,33 @@ func (s *scheduler) start(ctx context.Context) (p Priority, done func(), err err
 		if err := s.spec.Acquire(ctx, 1); err != nil {
 			return p, nil, err
 		}
-		s.addUrgent(1)
+		s.addUrgent(1, 0)
 		s.st.requests[p].Add(1)
 		s.st.inFlight[p].Add(1)
-		return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1); s.spec.Release(1) }, nil
+		return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1, 0); s.spec.Release(1) }, nil
 	}
-	s.addUrgent(1)
+	s.addUrgent(1, 1)
 	s.st.requests[p].Add(1)
 	s.st.inFlight[p].Add(1)
-	return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1) }, nil
+	return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1, -1) }, nil
 }
 
-func (s *scheduler) addUrgent(d int) {
+func (s *scheduler) addUrgent(d, onDemand int) {
 	s.mu.Lock()
 	s.urgent += d
-	if s.urgent == 0 {
+	s.onDemand += onDemand
+	if s.urgent == 0 || (onDemand < 0 && s.onDemand == 0) {
 		s.notify()
 	}
 	s.mu.Unlock()
 }
 
-// waitIdle returns once no urgent request is in flight or fl has been
-// promoted out of the background. pause (when not nil) stops the
-// waiting request's stall timer meanwhile.
-func (s *scheduler) waitIdle(ctx context.Context, fl *flight, pause func() func()) error {
+// waitIdle returns once nothing more urgent than level is in flight
+// (for Background: no on-demand or speculative request; for
+// Speculative: no on-demand one), or fl has been promoted above level.
+// pause (when not nil) stops the waiting request's stall timer
+// meanwhile.
+func (s *scheduler) waitIdle(ctx context.Context, fl *flight, level Priority, pause func() func()) error {
 	var resume func()
 	var t0 time.Time
 	defer func() {
@@ -221,7 +227,8 @@ func (s *scheduler) waitIdle(ctx context.Context, fl *flight, pause func() func(
 	}()
 	for {
 		s.mu.Lock()
-		busy := s.urgent > 0 && (fl == nil || fl.priority() == Background)
+		busy := (fl == nil || fl.priority() >= level) &&
+			((level == Background && s.urgent > 0) || (level == Speculative && s.onDemand > 0))
 		ch := s.changed
 		s.mu.Unlock()
 		if !busy {
@@ -242,21 +249,22 @@ func (s *scheduler) waitIdle(ctx context.Context, fl *flight, pause func() func(
 	}
 }
 
-// gatedReader is the body of a background request: each Read first
-// waits while urgent requests are in flight (with the stall timer
-// paused), so a background transfer yields the link.
+// gatedReader is the body of a background or speculative request: each
+// Read first waits while more urgent requests are in flight (with the
+// stall timer paused), so the transfer yields the link to them.
 type gatedReader struct {
-	ctx context.Context
-	s   *scheduler
-	fl  *flight
-	r   *watchedReader
+	ctx   context.Context
+	s     *scheduler
+	fl    *flight
+	level Priority
+	r     *watchedReader
 }
 
 func (g *gatedReader) Read(p []byte) (int, error) {
-	if err := g.s.waitIdle(g.ctx, g.fl, g.r.Pause); err != nil {
+	if err := g.s.waitIdle(g.ctx, g.fl, g.level, g.r.Pause); err != nil {
 		return 0, err
 	}
-	if lim := g.s.bgRate; lim != nil {
+	if lim := g.s.bgRate; lim != nil && g.level == Background {
 		if len(p) > lim.Burst() {
 			p = p[:lim.Burst()]
 		}

@@ -112,7 +112,7 @@ func TestGatedBodyPauses(t *testing.T) {
 	opts := HTTPOptions{}.withDefaults()
 	c := &client{opts: opts}
 	w := &watchedReader{r: strings.NewReader("background body"), start: time.Now(), opts: &c.opts, cancel: func(error) {}, c: c}
-	g := &gatedReader{ctx: ctx, s: s, r: w}
+	g := &gatedReader{ctx: ctx, s: s, level: Background, r: w}
 	_, done, _ := s.start(ctx)
 	var got []byte
 	ok, wait := returnsWithin(100*time.Millisecond, func() { got, _ = io.ReadAll(g) })
@@ -128,7 +128,7 @@ func TestGatedBodyPauses(t *testing.T) {
 	_, done, _ = s.start(ctx)
 	defer done()
 	cctx, cancel := context.WithCancel(ctx)
-	g = &gatedReader{ctx: cctx, s: s, r: w}
+	g = &gatedReader{ctx: cctx, s: s, level: Background, r: w}
 	cancel()
 	if _, err := g.Read(make([]byte, 4)); err == nil {
 		t.Fatal("a cancelled background read succeeded while paused")
@@ -144,7 +144,7 @@ func TestBackgroundBandwidthCap(t *testing.T) {
 	body := strings.Repeat("x", 512<<10)
 	w := &watchedReader{r: strings.NewReader(body), start: time.Now(), opts: &c.opts, cancel: func(error) {}, c: c}
 	start := time.Now()
-	got, err := io.ReadAll(&gatedReader{ctx: context.Background(), s: s, r: w})
+	got, err := io.ReadAll(&gatedReader{ctx: context.Background(), s: s, level: Background, r: w})
 	if err != nil || len(got) != len(body) {
 		t.Fatalf("read %d bytes: %v", len(got), err)
 	}

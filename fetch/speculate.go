@@ -1,7 +1,10 @@
 package fetch
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"slices"
 	"debug/elf"
 	"errors"
 	"path"
@@ -53,9 +56,10 @@ func speculativeCap(ctx context.Context) (int64, bool) {
 }
 
 type speculation struct {
-	mu     sync.Mutex
-	dirs   map[string]bool // remote + "/" + dirtree checksum
-	opened map[string]bool // commit + "/" + path examined as ELF
+	mu       sync.Mutex
+	dirs     map[string]bool // remote + "/" + dirtree checksum: headers guessed
+	openDirs map[string]bool // remote + "/" + dirtree checksum: contents guessed
+	opened   map[string]bool // commit + "/" + path examined as ELF
 
 	dirHints, files, fetched, tooBig, elfFiles, elfLibs atomic.Int64
 }
@@ -175,7 +179,78 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 			return
 		}
 		s.followELF(ctx, commit, cm, remote, p, 0, true)
+		s.guessSiblings(ctx, cm, remote, p)
 	}()
+}
+
+// openGuessBudget bounds the archived bytes fetched on a guess when a
+// file is opened, per directory; a file of unknown size counts as
+// openGuessUnknown.
+const (
+	openGuessBudget  = 4 << 20
+	openGuessUnknown = 32 << 10
+	openGuessMaxFile = 512 << 10
+)
+
+// guessSiblings fetches, on a guess, the content of the small files next
+// to the file at p that was just opened (smallest first, within
+// openGuessBudget): a program that reads one file of a directory tends to
+// read its neighbours (modules, locale data, icons).
+func (s *MountSource) guessSiblings(ctx context.Context, cm *ostree.Commit, remote, p string) {
+	dir := path.Dir(p)
+	tree, t, err := s.resolveDir(ctx, cm, remote, dir)
+	if err != nil || !s.spec.once(&s.spec.openDirs, remote+"/"+tree.String()) {
+		return
+	}
+	type cand struct {
+		sum  ostree.Checksum
+		size int64
+	}
+	var cands []cand
+	for _, e := range t.Files {
+		if ok, _ := s.f.Store().Has(index.TypeFile, e.Checksum); ok {
+			continue
+		}
+		size := int64(openGuessUnknown)
+		if k, ok := s.f.knownSize(remote, e.Checksum); ok {
+			size = int64(k.archived)
+		}
+		if size <= openGuessMaxFile {
+			cands = append(cands, cand{e.Checksum, size})
+		}
+	}
+	slices.SortStableFunc(cands, func(a, b cand) int { return cmp.Compare(a.size, b.size) })
+	q := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
+	var spent int64
+	for _, c := range cands {
+		if spent+c.size > openGuessBudget {
+			break
+		}
+		spent += c.size
+		q.add(false, func(ctx context.Context) { s.guessContent(ctx, remote, c.sum) })
+	}
+	s.spec.dirHints.Add(1)
+	q.run()
+}
+
+// resolveDir finds the dirtree of a directory inside a commit.
+func (s *MountSource) resolveDir(ctx context.Context, cm *ostree.Commit, remote, p string) (ostree.Checksum, *ostree.DirTree, error) {
+	tree := cm.RootTree
+	if p != "." && p != "" {
+		for _, name := range strings.Split(path.Clean(p), "/") {
+			t, err := s.f.DirTree(ctx, remote, tree)
+			if err != nil {
+				return tree, nil, err
+			}
+			d, ok := t.LookupDir(name)
+			if !ok {
+				return tree, nil, fmt.Errorf("%s: no such directory in the commit", p)
+			}
+			tree = d.Tree
+		}
+	}
+	t, err := s.f.DirTree(ctx, remote, tree)
+	return tree, t, err
 }
 
 // followELF fetches the libraries the ELF file at p needs (when it is
