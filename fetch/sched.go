@@ -103,8 +103,8 @@ type scheduler struct {
 	// whole link when nothing urgent runs).
 	bgRate *rate.Limiter
 
-	mu      sync.Mutex
-	flights map[string]*flight
+	mu       sync.Mutex
+	flights  map[string]*flight
 	urgent   int           // on-demand and speculative requests in flight
 	onDemand int           // on-demand requests in flight
 	changed  chan struct{} // closed and replaced when urgent or onDemand drops to 0 or a flight is promoted

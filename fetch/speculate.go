@@ -3,11 +3,11 @@ package fetch
 import (
 	"cmp"
 	"context"
-	"fmt"
-	"slices"
 	"debug/elf"
 	"errors"
+	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
