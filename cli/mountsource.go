@@ -62,8 +62,8 @@ func (m mountSource) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum
 	return h, nil
 }
 
-func (m mountSource) HintDir(via fusefs.Via, c ostree.Checksum, t *ostree.DirTree) {
-	m.MountSource.HintDir(via.Remote, c, t)
+func (m mountSource) HintDir(via fusefs.Via, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree, listed bool) {
+	m.MountSource.HintDir(via.Remote, commit, dir, c, t, listed)
 }
 
 func (m mountSource) PeekFileHeader(via fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, bool) {

@@ -60,8 +60,12 @@ type speculation struct {
 	dirs     map[string]bool // remote + "/" + dirtree checksum: headers guessed
 	openDirs map[string]bool // remote + "/" + dirtree checksum: contents guessed
 	opened   map[string]bool // commit + "/" + path examined as ELF
+	// lastListed is the last child listed per commit/parent path; walked
+	// the parents already fetched ahead for.
+	lastListed map[string]string
+	walked     map[string]bool
 
-	dirHints, files, fetched, tooBig, elfFiles, elfLibs atomic.Int64
+	dirHints, files, fetched, tooBig, elfFiles, elfLibs, walks atomic.Int64
 }
 
 // SpeculationStatus is the speculation's part of status.json.
@@ -76,11 +80,13 @@ type SpeculationStatus struct {
 	// they led to.
 	ELFFiles int64 `json:"elf_files"`
 	ELFLibs  int64 `json:"elf_libs"`
+	// Walks counts the tree walks detected and fetched ahead for.
+	Walks int64 `json:"walks"`
 }
 
 func (sp *speculation) status() SpeculationStatus {
 	return SpeculationStatus{DirHints: sp.dirHints.Load(), Files: sp.files.Load(), Fetched: sp.fetched.Load(),
-		TooBig: sp.tooBig.Load(), ELFFiles: sp.elfFiles.Load(), ELFLibs: sp.elfLibs.Load()}
+		TooBig: sp.tooBig.Load(), ELFFiles: sp.elfFiles.Load(), ELFLibs: sp.elfLibs.Load(), Walks: sp.walks.Load()}
 }
 
 // once reports whether key is new in m (and remembers it).
@@ -106,7 +112,20 @@ func (s *MountSource) specContext() context.Context {
 // remote whose tree named it), or looked a file up in it: the entries
 // not cached yet are fetched speculatively, in the background. It does
 // not block.
-func (s *MountSource) HintDir(remote string, c ostree.Checksum, t *ostree.DirTree) {
+//
+// commit and dir (the directory's path in it, "" for the root) say where
+// it is; listed says it was listed (not looked up in). A listing of the
+// directory right after its preceding sibling's is a tree walk (ls -lR,
+// find, tar, du): then the rest of the parent's subtree is fetched ahead
+// too, in walk order (walkAhead).
+func (s *MountSource) HintDir(remote string, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree, listed bool) {
+	if listed && dir != "" {
+		s.noteListing(remote, commit, dir)
+	}
+	s.hintEntries(remote, c, t)
+}
+
+func (s *MountSource) hintEntries(remote string, c ostree.Checksum, t *ostree.DirTree) {
 	if s.ctx.Err() != nil || !s.spec.once(&s.spec.dirs, remote+"/"+c.String()) {
 		return
 	}
@@ -368,4 +387,108 @@ func libraryDirs(p string, runpath []string) []string {
 		}
 	}
 	return dirs
+}
+
+// Walk detection bounds.
+const (
+	walkMemory   = 1 << 14 // parents remembered
+	walkMaxDirs  = 1 << 14 // directories fetched ahead per walk
+	walkMaxFiles = 1 << 17 // files guessed per walk
+)
+
+// noteListing records that dir was listed and, when its parent's
+// previous child was the last one listed, fetches ahead.
+func (s *MountSource) noteListing(remote string, commit ostree.Checksum, dir string) {
+	parent, name := path.Split(dir)
+	parent = strings.TrimSuffix(parent, "/")
+	key := commit.String() + "/" + parent
+	s.spec.mu.Lock()
+	if s.spec.lastListed == nil || len(s.spec.lastListed) >= walkMemory {
+		s.spec.lastListed = map[string]string{}
+	}
+	prev, walked := s.spec.lastListed[key], s.spec.walked[key]
+	s.spec.lastListed[key] = name
+	s.spec.mu.Unlock()
+	if prev == "" || walked {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx := s.specContext()
+		data, err := s.f.Store().ReadMeta(ctx, index.TypeCommit, commit)
+		if err != nil {
+			return
+		}
+		cm, err := ostree.DecodeCommit(data)
+		if err != nil {
+			return
+		}
+		_, pt, err := s.resolveDir(ctx, cm, remote, parent)
+		if err != nil {
+			return
+		}
+		k := slices.IndexFunc(pt.Dirs, func(d ostree.TreeDir) bool { return d.Name == name })
+		if k <= 0 || pt.Dirs[k-1].Name != prev {
+			return
+		}
+		s.spec.mu.Lock()
+		if s.spec.walked == nil || len(s.spec.walked) >= walkMemory {
+			s.spec.walked = map[string]bool{}
+		}
+		if s.spec.walked[key] {
+			s.spec.mu.Unlock()
+			return
+		}
+		s.spec.walked[key] = true
+		s.spec.mu.Unlock()
+		s.spec.walks.Add(1)
+		var trees []ostree.Checksum
+		for _, d := range pt.Dirs[k:] {
+			trees = append(trees, d.Tree)
+		}
+		s.walkAhead(ctx, remote, trees)
+	}()
+}
+
+// walkAhead fetches, on a guess, the directories under trees in walk
+// order (depth first, as ls -lR and find go) and the entries of each
+// whose headers are not known, with SpeculativeConcurrency fetches at
+// once.
+func (s *MountSource) walkAhead(ctx context.Context, remote string, trees []ostree.Checksum) {
+	q := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
+	q.add(true, func(ctx context.Context) {
+		dirs, files := 0, 0
+		var walk func(c ostree.Checksum) bool
+		walk = func(c ostree.Checksum) bool {
+			if dirs >= walkMaxDirs || files >= walkMaxFiles || ctx.Err() != nil {
+				return false
+			}
+			dirs++
+			t, err := s.f.DirTree(ctx, remote, c)
+			if err != nil {
+				return true
+			}
+			if s.spec.once(&s.spec.dirs, remote+"/"+c.String()) {
+				for _, e := range t.Files {
+					if _, ok := s.f.PeekHeaderVia(remote, e.Checksum); !ok && files < walkMaxFiles {
+						files++
+						q.add(false, func(ctx context.Context) { s.guessContent(ctx, remote, e.Checksum) })
+					}
+				}
+			}
+			for _, d := range t.Dirs {
+				if !walk(d.Tree) {
+					return false
+				}
+			}
+			return true
+		}
+		for _, c := range trees {
+			if !walk(c) {
+				break
+			}
+		}
+	})
+	q.run()
 }

@@ -87,7 +87,7 @@ func TestSpeculation(t *testing.T) {
 	has := func(sum ostree.Checksum) bool { ok, _ := e.store.Has(index.TypeFile, sum); return ok }
 
 	dsum, dt := lookup("data")
-	s.HintDir("r", dsum, dt)
+	s.HintDir("r", c, "data", dsum, dt, false)
 	a, _ := lookup("data", "a")
 	b, _ := lookup("data", "b")
 	bigSum, _ := lookup("data", "big")
@@ -121,5 +121,72 @@ func TestSpeculation(t *testing.T) {
 	}
 	if st := s.Status().(*fetch.Status).Speculation; st.ELFFiles != 1 || st.ELFLibs != 1 {
 		t.Fatalf("ELF speculation: %+v", st)
+	}
+}
+
+// TestWalkAhead: listing a directory right after its preceding sibling
+// is a tree walk, and the rest of the parent's subtree is fetched ahead;
+// listings out of order (an interpreter importing packages) are not.
+func TestWalkAhead(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	for _, d := range []string{"a", "b", "c", "d", "d/deep"} {
+		os.MkdirAll(filepath.Join(p.src, "top", d), 0o755)
+		for _, f := range []string{"1", "2"} {
+			os.WriteFile(filepath.Join(p.src, "top", d, f), []byte(d+f), 0o644)
+		}
+	}
+	c := p.commit("app", "x", day)
+	p.export(day)
+	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, tc := range []struct {
+		order []string
+		walk  bool
+	}{{[]string{"a", "b"}, true}, {[]string{"c", "a"}, false}} {
+		e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+		s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
+		cm, err := s.Commit(ctxT(t), "r", "app", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirOf := func(names ...string) (ostree.Checksum, *ostree.DirTree) {
+			tree := cm.RootTree
+			for _, n := range names {
+				dt, err := s.DirTree(ctxT(t), "r", tree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, _ := dt.LookupDir(n)
+				tree = d.Tree
+			}
+			dt, err := s.DirTree(ctxT(t), "r", tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tree, dt
+		}
+		for _, name := range tc.order {
+			sum, dt := dirOf("top", name)
+			s.HintDir("r", c, "top/"+name, sum, dt, true)
+		}
+		_, deep := dirOf("top", "d", "deep")
+		deepFile := deep.Files[0].Checksum
+		has := func() bool { ok, _ := e.store.Has(index.TypeFile, deepFile); return ok }
+		if tc.walk {
+			waitFor(t, "the walk to reach top/d/deep", has)
+		} else {
+			time.Sleep(300 * time.Millisecond)
+			if has() {
+				t.Fatalf("listing %v fetched top/d/deep ahead", tc.order)
+			}
+		}
+		if got := s.Status().(*fetch.Status).Speculation.Walks; (got == 1) != tc.walk {
+			t.Fatalf("listing %v: %d walks detected", tc.order, got)
+		}
+		s.Close()
 	}
 }

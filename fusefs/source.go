@@ -111,9 +111,10 @@ type HeaderPeeker interface {
 }
 
 // DirHinter is an optional interface of a Source: HintDir says that a
-// reader listed the directory whose verified dirtree t has checksum c, or
-// is looking up one of its files and will likely want others, so the
-// Source may fetch its entries ahead. It must not block.
+// reader listed (listed true) the directory whose verified dirtree t has
+// checksum c, or is looking up one of its files and will likely want
+// others, so the Source may fetch its entries ahead. dir is the
+// directory's path inside commit ("" for its root). It must not block.
 type DirHinter interface {
-	HintDir(via Via, c ostree.Checksum, t *ostree.DirTree)
+	HintDir(via Via, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree, listed bool)
 }

@@ -29,8 +29,9 @@ type dirNode struct {
 	parentIno uint64
 
 	tree atomic.Pointer[ostree.DirTree]
-	// hinted is set once the Source was told of this directory (DirHinter).
-	hinted atomic.Bool
+	// hinted is set once the Source was told of this directory
+	// (DirHinter), listed once it was told of a listing.
+	hinted, listed atomic.Bool
 }
 
 // where names the directory for status.json as a path under the mount
@@ -129,7 +130,7 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 			if _, ok := n.peekHeader(fe.Checksum); !ok {
 				n.hinted.Store(true)
 				// A cold file: its siblings are likely next.
-				n.f.hint.HintDir(n.via, n.treeSum, t)
+				n.f.hint.HintDir(n.via, n.commit, n.path, n.treeSum, t, false)
 			}
 		}
 		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
@@ -205,8 +206,9 @@ func (n *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandl
 	if err != nil {
 		return nil, 0, n.f.failure(opReaddir, n.where(), ostree.ObjectName(n.treeSum, ostree.ObjDirTree), err)
 	}
-	if n.f.hint != nil && !n.hinted.Swap(true) {
-		n.f.hint.HintDir(n.via, n.treeSum, t)
+	if n.f.hint != nil && !n.listed.Swap(true) {
+		n.hinted.Store(true)
+		n.f.hint.HintDir(n.via, n.commit, n.path, n.treeSum, t, true)
 	}
 	return &dirHandle{n: n, tree: t}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
