@@ -59,8 +59,7 @@
 // The critical path (DESIGN.md, "Fetch strategies"):
 //   - One scheduler per Fetcher (sched.go) orders every request by
 //     Priority: on-demand first; speculative guesses with their own
-//     concurrency, started at once but yielding the link to on-demand
-//     bodies; background (prefetch) with its own
+//     concurrency, never paused; background (prefetch) with its own
 //     concurrency, starting nothing and pausing the bodies it reads while
 //     any urgent request is in flight. A shared fetch runs at the class of
 //     its most urgent waiting caller, so a reader who asks for an object

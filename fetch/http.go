@@ -364,7 +364,10 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 	body.arm()
 	defer body.disarm()
 	var r io.Reader = body
-	if prio != OnDemand && c.sched != nil && !unpausable(ctx) {
+	// Only background bodies yield: speculative ones that paused for the
+	// on-demand chain they guess ahead of were measured to lengthen it
+	// (issue 10 note).
+	if prio == Background && c.sched != nil && !unpausable(ctx) {
 		_, fl := requestPriority(ctx)
 		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, level: prio, r: body}
 	}

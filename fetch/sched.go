@@ -18,10 +18,10 @@ import (
 //   - Speculative: likely to be read soon (the other entries of a
 //     directory being listed, looked up or opened in, the libraries an
 //     opened ELF file needs, a profile's files, directories). It has its
-//     own concurrency bound; its requests start at once, so that they
-//     overlap the latency of the on-demand chain they guess ahead of, but
-//     their bodies pause while on-demand bodies are in flight. A reader
-//     that asks for the same object joins it.
+//     own concurrency bound and is never paused, so that it overlaps the
+//     on-demand chain it guesses ahead of (pausing its bodies for
+//     on-demand ones was measured to lengthen that chain). A reader that
+//     asks for the same object joins it.
 //   - Background: prefetch (metadata, profile, full). It has its own
 //     concurrency bound, starts no request while an on-demand or
 //     speculative one is in flight, and pauses the bodies it is reading
