@@ -34,7 +34,7 @@ type Options struct {
 	MaxOfflineAge time.Duration
 	// BackgroundConcurrency bounds the background (prefetch) requests in
 	// flight across all remotes (default 16); SpeculativeConcurrency the
-	// speculative ones (default 32). See Priority.
+	// speculative ones (default 48). See Priority.
 	BackgroundConcurrency, SpeculativeConcurrency int
 	// BackgroundBandwidth caps the bytes per second background bodies
 	// read (0: no cap; background still yields the link to urgent work).
@@ -63,7 +63,7 @@ func (o Options) withDefaults() Options {
 		o.BackgroundConcurrency = 16
 	}
 	if o.SpeculativeConcurrency <= 0 {
-		o.SpeculativeConcurrency = 32
+		o.SpeculativeConcurrency = 48
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

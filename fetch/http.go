@@ -20,7 +20,7 @@ var ErrNotFound = errors.New("not found on the server")
 
 // HTTPOptions tune the HTTP client. The zero value is a good default.
 type HTTPOptions struct {
-	// Concurrency bounds requests in flight per remote (default 32; ostree
+	// Concurrency bounds requests in flight per remote (default 64; ostree
 	// uses 8).
 	Concurrency int
 	// RequestTimeout bounds one request from start to the last byte
@@ -47,7 +47,7 @@ type HTTPOptions struct {
 
 func (o HTTPOptions) withDefaults() HTTPOptions {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 32
+		o.Concurrency = 64
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 10 * time.Minute

@@ -456,6 +456,27 @@ func (s *MountSource) noteListing(remote string, commit ostree.Checksum, dir str
 // whose headers are not known, with SpeculativeConcurrency fetches at
 // once.
 func (s *MountSource) walkAhead(ctx context.Context, remote string, trees []ostree.Checksum) {
+	// First every dirtree, concurrently (one round trip per level, not
+	// per directory), then the files in walk order.
+	var n atomic.Int64
+	dq := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
+	var fetchTree func(c ostree.Checksum)
+	fetchTree = func(c ostree.Checksum) {
+		if n.Add(1) > walkMaxDirs {
+			return
+		}
+		dq.add(true, func(ctx context.Context) {
+			if t, err := s.f.DirTree(ctx, remote, c); err == nil {
+				for _, d := range t.Dirs {
+					fetchTree(d.Tree)
+				}
+			}
+		})
+	}
+	for _, c := range trees {
+		fetchTree(c)
+	}
+	dq.run()
 	q := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
 	q.add(true, func(ctx context.Context) {
 		dirs, files := 0, 0
