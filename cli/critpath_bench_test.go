@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -457,7 +458,7 @@ func lazyCold(b *testing.B, srv *fetchtest.Server, dir, prefetch string, prepare
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		done <- runDaemon(dctx, g, mp, &mountOptions{Prefetch: prefetch, Timeout: time.Minute, LogLevel: slog.LevelWarn},
+		done <- runDaemon(dctx, g, mp, &mountOptions{Prefetch: prefetch, Timeout: time.Minute, LogLevel: slog.LevelWarn, Concurrency: benchConcurrency()},
 			func(*fusefs.Server) { close(ready) })
 	}()
 	select {
@@ -575,4 +576,12 @@ func treeSize(b *testing.B, dir string) (files int, size int64) {
 		b.Fatal(err)
 	}
 	return files, size
+}
+
+// benchConcurrency is the daemon's requests in flight per remote:
+// $LAZYTREE_BENCH_CONCURRENCY (8 compares at ostree's setting), else the
+// default.
+func benchConcurrency() int {
+	n, _ := strconv.Atoi(os.Getenv("LAZYTREE_BENCH_CONCURRENCY"))
+	return n
 }

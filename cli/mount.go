@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,9 @@ type mountOptions struct {
 	Prefetch   string
 	Refresh    bool
 	Timeout    time.Duration
+	// Concurrency bounds requests in flight per remote (0: fetch's
+	// default).
+	Concurrency int
 	// LogLevel is the daemon's log threshold (default info).
 	LogLevel slog.Level
 }
@@ -61,6 +65,7 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 	c.Flags().StringVar(&o.Prefetch, "prefetch", fetch.PrefetchNone, "background fetching: "+strings.Join(fetch.PrefetchModes, ", ")+" (a remote's prefetch= config key overrides it)")
 	c.Flags().BoolVar(&o.Refresh, "refresh", false, "make the running daemon refresh refs from the summaries now")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "deadline of a fetch under a file system request")
+	c.Flags().IntVar(&o.Concurrency, "concurrency", 0, "requests in flight per remote (default 64; ostree uses 8)")
 	return c
 }
 
@@ -97,6 +102,9 @@ func startDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptio
 	args := []string{"--home", home, "mount", "--foreground", "--prefetch", o.Prefetch, "--timeout", o.Timeout.String()}
 	if o.CacheSize != "" {
 		args = append(args, "--cache-size", o.CacheSize)
+	}
+	if o.Concurrency > 0 {
+		args = append(args, "--concurrency", strconv.Itoa(o.Concurrency))
 	}
 	args = append(args, mp)
 	logPath := filepath.Join(home, "daemon.log")
@@ -160,7 +168,8 @@ func runDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions
 		return fmt.Errorf("open cache in %s: %w", home, err)
 	}
 	defer store.Close()
-	f := fetch.New(store, cfg, fetch.Options{Logger: logger})
+	f := fetch.New(store, cfg, fetch.Options{Logger: logger, HTTP: fetch.HTTPOptions{Concurrency: o.Concurrency},
+		SpeculativeConcurrency: o.Concurrency * 3 / 4, BackgroundConcurrency: o.Concurrency / 4})
 	src := fetch.NewSource(f, fetch.SourceOptions{Prefetch: o.Prefetch})
 	defer src.Close()
 	srv, err := fusefs.Mount(mp, mountSource{src}, fusefs.Options{RequestTimeout: o.Timeout, Logger: logger})
