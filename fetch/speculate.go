@@ -189,11 +189,7 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 	go func() {
 		defer s.wg.Done()
 		ctx := s.specContext()
-		data, err := s.f.Store().ReadMeta(ctx, index.TypeCommit, commit)
-		if err != nil {
-			return
-		}
-		cm, err := ostree.DecodeCommit(data)
+		cm, err := s.storedCommit(ctx, commit)
 		if err != nil {
 			return
 		}
@@ -416,11 +412,7 @@ func (s *MountSource) noteListing(remote string, commit ostree.Checksum, dir str
 	go func() {
 		defer s.wg.Done()
 		ctx := s.specContext()
-		data, err := s.f.Store().ReadMeta(ctx, index.TypeCommit, commit)
-		if err != nil {
-			return
-		}
-		cm, err := ostree.DecodeCommit(data)
+		cm, err := s.storedCommit(ctx, commit)
 		if err != nil {
 			return
 		}
@@ -512,4 +504,13 @@ func (s *MountSource) walkAhead(ctx context.Context, remote string, trees []ostr
 		}
 	})
 	q.run()
+}
+
+// storedCommit reads a commit this mount verified (it is in the cache).
+func (s *MountSource) storedCommit(ctx context.Context, c ostree.Checksum) (*ostree.Commit, error) {
+	data, err := s.f.Store().ReadMeta(ctx, index.TypeCommit, c)
+	if err != nil {
+		return nil, err
+	}
+	return ostree.DecodeCommit(data)
 }

@@ -97,31 +97,9 @@ func (f *Fetcher) TreeIndex(ctx context.Context, remote string, c ostree.Checksu
 	if found != nil {
 		return found, nil
 	}
-	rs, err := f.remote(remote)
+	rs, sum, err := f.publishedSum(ctx, remote, c, "tree index", (*ostree.SummaryRef).TreeIndex)
 	if err != nil {
 		return nil, err
-	}
-	if !trustsIndex(rs.r) {
-		return nil, fmt.Errorf("%w: remote %s checks commit signatures but not its summary's", errNoTreeIndex, remote)
-	}
-	s, err := f.Summary(ctx, remote, false)
-	if err != nil {
-		return nil, err
-	}
-	if s == nil {
-		return nil, fmt.Errorf("%w: remote %s has no summary", errNoTreeIndex, remote)
-	}
-	var sum ostree.Checksum
-	ok := false
-	for i := range s.Refs {
-		if s.Refs[i].Checksum == c {
-			if sum, ok = s.Refs[i].TreeIndex(); ok {
-				break
-			}
-		}
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: the summary of %s names none for %s", errNoTreeIndex, remote, c)
 	}
 	name := "tree index " + sum.String()
 	v, err := f.detached(ctx, remote+"/"+ostree.TreeIndexPath(sum), func(ctx context.Context) (any, error) {
@@ -210,31 +188,9 @@ func (f *Fetcher) indexHeader(remote string, c ostree.Checksum) (*ostree.FileHea
 // like a tree index (see trustsIndex). It returns errNoTreeIndex (wrapped)
 // when there is none to use.
 func (f *Fetcher) PublishedProfile(ctx context.Context, remote string, c ostree.Checksum) (*treeindex.Profile, error) {
-	rs, err := f.remote(remote)
+	rs, sum, err := f.publishedSum(ctx, remote, c, "profile", (*ostree.SummaryRef).Profile)
 	if err != nil {
 		return nil, err
-	}
-	if !trustsIndex(rs.r) {
-		return nil, fmt.Errorf("%w: remote %s checks commit signatures but not its summary's", errNoTreeIndex, remote)
-	}
-	s, err := f.Summary(ctx, remote, false)
-	if err != nil {
-		return nil, err
-	}
-	if s == nil {
-		return nil, fmt.Errorf("%w: remote %s has no summary", errNoTreeIndex, remote)
-	}
-	var sum ostree.Checksum
-	ok := false
-	for i := range s.Refs {
-		if s.Refs[i].Checksum == c {
-			if sum, ok = s.Refs[i].Profile(); ok {
-				break
-			}
-		}
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: remote %s publishes no profile for %s", errNoTreeIndex, remote, c)
 	}
 	name := "profile " + sum.String()
 	data, err := f.getBounded(ctx, rs, ostree.ProfilePath(sum), treeindex.MaxProfileSize, &sum)
@@ -251,4 +207,33 @@ func (f *Fetcher) PublishedProfile(ctx context.Context, remote string, c ostree.
 		return nil, &VerifyError{remote, name, "profile", fmt.Errorf("profiles commit %s, the summary lists it for %s", p.Commit, c)}
 	}
 	return p, nil
+}
+
+// publishedSum finds what the verified summary of remote names, with
+// pick, for a ref listing commit c (a tree index, a profile), when that
+// remote's summary may be trusted for it (trustsIndex). With none to
+// use, the error wraps errNoTreeIndex.
+func (f *Fetcher) publishedSum(ctx context.Context, remote string, c ostree.Checksum, what string, pick func(*ostree.SummaryRef) (ostree.Checksum, bool)) (*remoteState, ostree.Checksum, error) {
+	rs, err := f.remote(remote)
+	if err != nil {
+		return nil, ostree.Checksum{}, err
+	}
+	if !trustsIndex(rs.r) {
+		return nil, ostree.Checksum{}, fmt.Errorf("%w: remote %s checks commit signatures but not its summary's", errNoTreeIndex, remote)
+	}
+	s, err := f.Summary(ctx, remote, false)
+	if err != nil {
+		return nil, ostree.Checksum{}, err
+	}
+	if s == nil {
+		return nil, ostree.Checksum{}, fmt.Errorf("%w: remote %s has no summary", errNoTreeIndex, remote)
+	}
+	for i := range s.Refs {
+		if s.Refs[i].Checksum == c {
+			if sum, ok := pick(&s.Refs[i]); ok {
+				return rs, sum, nil
+			}
+		}
+	}
+	return nil, ostree.Checksum{}, fmt.Errorf("%w: the summary of %s names no %s for %s", errNoTreeIndex, remote, what, c)
 }
