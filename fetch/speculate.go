@@ -405,7 +405,7 @@ func (s *MountSource) noteListing(remote string, commit ostree.Checksum, dir str
 	prev, walked := s.spec.lastListed[key], s.spec.walked[key]
 	s.spec.lastListed[key] = name
 	s.spec.mu.Unlock()
-	if prev == "" || walked {
+	if prev == "" || walked || s.ctx.Err() != nil {
 		return
 	}
 	s.wg.Add(1)
