@@ -75,6 +75,9 @@ func runMount(ctx context.Context, g *globalOptions, mp string, o *mountOptions,
 	if !fetch.ValidPrefetch(o.Prefetch) {
 		return usagef("--prefetch %q: want one of %s", o.Prefetch, strings.Join(fetch.PrefetchModes, ", "))
 	}
+	if o.Concurrency != 0 && o.Concurrency < 4 {
+		return usagef("--concurrency %d: want at least 4 (a quarter is kept for on-demand reads)", o.Concurrency)
+	}
 	if o.Refresh {
 		handled, err := callDaemon(ctx, g.HomeDir(), "refresh", nil, w)
 		if !handled {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 
@@ -191,7 +192,22 @@ func (f *Fetcher) detached(ctx context.Context, key string, fn func(ctx context.
 	p, _ := requestPriority(ctx)
 	fl, leave := f.sched.join(key, p)
 	defer leave()
+	// Work that must stop with its owner (a mount's prefetch and
+	// guesses) counts the fetch it starts in the owner's group, so the
+	// owner's Close waits for it too.
+	var claimed atomic.Bool
+	if wg, ok := ctx.Value(flightGroupKey{}).(*sync.WaitGroup); ok {
+		wg.Add(1)
+		defer func() {
+			if claimed.CompareAndSwap(false, true) {
+				wg.Done() // it ran another caller's fetch, or none yet
+			}
+		}()
+	}
 	ch := f.sf.DoChan(key, func() (any, error) {
+		if wg, ok := ctx.Value(flightGroupKey{}).(*sync.WaitGroup); ok && claimed.CompareAndSwap(false, true) {
+			defer wg.Done()
+		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FetchTimeout)
 		defer cancel()
 		if p != OnDemand {
@@ -213,6 +229,10 @@ func (f *Fetcher) detached(ctx context.Context, key string, fn func(ctx context.
 		return nil, fmt.Errorf("%s: %w", key, ctx.Err())
 	}
 }
+
+// flightGroupKey carries the *sync.WaitGroup of the work a context
+// belongs to (see detached).
+type flightGroupKey struct{}
 
 // sizeInfo is what a verified commit's ostree.sizes says of an object.
 type sizeInfo struct{ archived, unpacked uint64 }

@@ -202,7 +202,7 @@ func newClient(urls []string, opts HTTPOptions) *client {
 		}
 	}
 	c := &client{opts: opts, urls: urls, sem: make(chan struct{}, opts.Concurrency),
-		low: make(chan struct{}, max(1, opts.Concurrency-opts.Concurrency/4))}
+		low: make(chan struct{}, max(1, opts.Concurrency-max(1, opts.Concurrency/4)))}
 	c.hc = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return fmt.Errorf("%w: more than 5 redirects", errRedirect)

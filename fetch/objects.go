@@ -146,7 +146,8 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 	_, guessing := speculativeCap(ctx)
 	for attempt := 0; ; attempt++ {
 		err = f.fetchContent(ctx, remote, c)
-		if guessing || attempt > 0 || !errors.Is(err, errTooBigToGuess) {
+		// Another guess may have started a capped fetch again meanwhile.
+		if guessing || attempt >= 8 || !errors.Is(err, errTooBigToGuess) || ctx.Err() != nil {
 			return err
 		}
 	}
@@ -309,11 +310,9 @@ func (f *Fetcher) PeekHeaderVia(remote string, c ostree.Checksum) (*ostree.FileH
 		return fh, true
 	}
 	if remote == "" {
-		v, ok := f.origin.Load(c)
-		if !ok {
-			return nil, false
-		}
-		remote = v.(string)
+		// A tree index is one remote's word: a reader that came by
+		// checksum alone gets verified headers only.
+		return nil, false
 	}
 	if fh, ok := f.indexHeader(remote, c); ok {
 		f.stats.IndexHits.Add(1)

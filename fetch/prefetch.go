@@ -121,7 +121,7 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 		s.commitRemote[c] = remote
 	}
 	mode := s.modeFor(remote)
-	if mode == PrefetchNone || s.prefetched[c] {
+	if mode == PrefetchNone || s.prefetched[c] || s.ctx.Err() != nil {
 		s.mu.Unlock()
 		return
 	}

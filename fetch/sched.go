@@ -178,12 +178,12 @@ func (s *scheduler) start(ctx context.Context) (p Priority, done func(), err err
 			return p, nil, err
 		}
 		if err := s.waitIdle(ctx, fl, Background, nil); err != nil {
-			s.bg.Release(1)
+			s.release(s.bg)
 			return p, nil, err
 		}
 		s.st.requests[p].Add(1)
 		s.st.inFlight[p].Add(1)
-		return p, func() { s.st.inFlight[p].Add(-1); s.bg.Release(1) }, nil
+		return p, func() { s.st.inFlight[p].Add(-1); s.release(s.bg) }, nil
 	case Speculative:
 		if err := s.spec.Acquire(ctx, 1); err != nil {
 			return p, nil, err
@@ -191,13 +191,16 @@ func (s *scheduler) start(ctx context.Context) (p Priority, done func(), err err
 		s.addUrgent(1, 0)
 		s.st.requests[p].Add(1)
 		s.st.inFlight[p].Add(1)
-		return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1, 0); s.spec.Release(1) }, nil
+		return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1, 0); s.release(s.spec) }, nil
 	}
 	s.addUrgent(1, 1)
 	s.st.requests[p].Add(1)
 	s.st.inFlight[p].Add(1)
 	return p, func() { s.st.inFlight[p].Add(-1); s.addUrgent(-1, -1) }, nil
 }
+
+// release gives a slot back.
+func (s *scheduler) release(sem *semaphore.Weighted) { sem.Release(1) }
 
 func (s *scheduler) addUrgent(d, onDemand int) {
 	s.mu.Lock()
@@ -264,7 +267,7 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 	if err := g.s.waitIdle(g.ctx, g.fl, g.level, g.r.Pause); err != nil {
 		return 0, err
 	}
-	if lim := g.s.bgRate; lim != nil && g.level == Background {
+	if lim := g.s.bgRate; lim != nil && g.level == Background && (g.fl == nil || g.fl.priority() == Background) {
 		if len(p) > lim.Burst() {
 			p = p[:lim.Burst()]
 		}

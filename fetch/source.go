@@ -49,7 +49,7 @@ type MountSource struct {
 	// indexState says, per commit used, whether its tree index is loaded
 	// ("loaded"), absent ("none: why") or refused ("failed: why").
 	indexState map[ostree.Checksum]string
-	indexOnce  map[ostree.Checksum]*sync.Once
+	indexTried map[string]indexTry // remote/commit
 	spec       speculation
 	profiles   map[ostree.Checksum]*profile
 	refErrors  map[string]string
@@ -72,8 +72,10 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
 		refs:       map[string]map[string]ostree.Checksum{},
 		prefetched: map[ostree.Checksum]bool{}, commitRemote: map[ostree.Checksum]string{},
-		indexState: map[ostree.Checksum]string{}, indexOnce: map[ostree.Checksum]*sync.Once{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
+		indexState: map[ostree.Checksum]string{}, indexTried: map[string]indexTry{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
 		bg: semaphore.NewWeighted(int64(opts.BackgroundWorkers))}
+	// Fetches started by background work count in s.wg (detached).
+	s.ctx = context.WithValue(s.ctx, flightGroupKey{}, &s.wg)
 	s.wg.Add(1)
 	go s.loop()
 	return s
@@ -171,32 +173,42 @@ func (s *MountSource) Commit(ctx context.Context, remote, ref string, c ostree.C
 	return cm, nil
 }
 
-// loadIndex loads the commit's tree index once, before the first lookup
-// in it (one request that saves one per directory and file), unless the
-// mount prefetches nothing. Without one, nothing changes.
+// loadIndex loads the commit's tree index for remote before the first
+// lookup in it (one request that saves one per directory and file),
+// unless the mount prefetches nothing. Without one, nothing changes; a
+// failed load is tried again after indexRetry.
 func (s *MountSource) loadIndex(ctx context.Context, c ostree.Checksum, cm *ostree.Commit, remote string) {
 	if remote == "" || s.modeFor(remote) == PrefetchNone {
 		return
 	}
+	key := remote + "/" + c.String()
 	s.mu.Lock()
-	once := s.indexOnce[c]
-	if once == nil {
-		once = &sync.Once{}
-		s.indexOnce[c] = once
-	}
+	st, tried := s.indexTried[key]
 	s.mu.Unlock()
-	once.Do(func() {
-		state := "loaded"
-		if _, err := s.f.TreeIndex(ctx, remote, c, cm); errors.Is(err, errNoTreeIndex) {
-			state = "none: " + err.Error()
-		} else if err != nil {
-			state = "failed: " + err.Error()
+	if tried && (st.ok || time.Since(st.at) < indexRetry) {
+		return
+	}
+	state, ok := "loaded", true
+	if _, err := s.f.TreeIndex(ctx, remote, c, cm); errors.Is(err, errNoTreeIndex) {
+		state = "none: " + err.Error()
+	} else if err != nil {
+		state, ok = "failed: "+err.Error(), false
+		if ctx.Err() == nil {
 			s.f.RecordError(remote, "tree index of "+c.String(), err)
 		}
-		s.mu.Lock()
-		s.indexState[c] = state
-		s.mu.Unlock()
-	})
+	}
+	s.mu.Lock()
+	s.indexTried[key] = indexTry{ok: ok, at: time.Now()}
+	s.indexState[c] = state
+	s.mu.Unlock()
+}
+
+// indexRetry is how long a failed tree-index load stands.
+const indexRetry = time.Minute
+
+type indexTry struct {
+	ok bool // loaded, or none to load
+	at time.Time
 }
 
 // DirTree returns a verified dirtree, fetched from remote (or, with

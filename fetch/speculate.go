@@ -40,8 +40,12 @@ const (
 	// speculationMemory bounds the directories and files remembered as
 	// already guessed for (then forgotten all at once).
 	speculationMemory = 1 << 16
-	// elfMaxNeeded bounds the DT_NEEDED entries followed per file.
-	elfMaxNeeded = 256
+	// elfMaxNeeded bounds the DT_NEEDED entries followed per file, and
+	// elfMaxRunpath the run path directories searched.
+	elfMaxNeeded  = 256
+	elfMaxRunpath = 16
+	// elfMaxFile is the largest file examined as ELF.
+	elfMaxFile = 512 << 20
 )
 
 // errTooBigToGuess is a speculative fetch refused for its size.
@@ -188,6 +192,7 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer func() { recover() }() // a guess must never take the daemon down
 		ctx := s.specContext()
 		cm, err := s.storedCommit(ctx, commit)
 		if err != nil {
@@ -323,11 +328,21 @@ func (s *MountSource) elfNeeds(ctx context.Context, sum ostree.Checksum) (needed
 	if _, err := h.ReadAt(magic[:], 0); err != nil || string(magic[:]) != elf.ELFMAG {
 		return nil, nil, false
 	}
+	if h.Size() > elfMaxFile {
+		return nil, nil, false
+	}
 	ef, err := elf.NewFile(h)
 	if err != nil {
 		return nil, nil, false
 	}
 	defer ef.Close()
+	// A compressed section inflates to whatever size the file declares:
+	// never read one from a file we only guess about.
+	for _, sec := range ef.Sections {
+		if sec.Flags&elf.SHF_COMPRESSED != 0 {
+			return nil, nil, false
+		}
+	}
 	needed, err = ef.DynString(elf.DT_NEEDED)
 	if err != nil {
 		return nil, nil, false
@@ -366,7 +381,10 @@ func libraryDirs(p string, runpath []string) []string {
 		dirs = append(dirs, d)
 	}
 	for _, entry := range runpath {
-		for _, d := range strings.Split(entry, ":") {
+		for i, d := range strings.Split(entry, ":") {
+			if i >= elfMaxRunpath || len(dirs) >= elfMaxRunpath {
+				break
+			}
 			switch {
 			case strings.Contains(d, "$ORIGIN") || strings.Contains(d, "${ORIGIN}"):
 				d = strings.NewReplacer("${ORIGIN}", path.Dir(p), "$ORIGIN", path.Dir(p)).Replace(d)

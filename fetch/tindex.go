@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/lazytree/lazytree/ostree"
@@ -176,6 +177,12 @@ func (f *Fetcher) indexHeader(remote string, c ostree.Checksum) (*ostree.FileHea
 		if fl, ok := x.File(c); ok {
 			cp := fl.Header
 			cp.Xattrs = append([]ostree.Xattr(nil), fl.Header.Xattrs...)
+			if cp.IsSymlink() {
+				// A symlink's checksum covers its header alone: check it.
+				if sum, err := ostree.ContentChecksum(&cp, strings.NewReader("")); err != nil || sum != c {
+					return false
+				}
+			}
 			h = &cp
 		}
 		return h != nil
