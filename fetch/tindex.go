@@ -22,9 +22,11 @@ import (
 // and only for the commit it says it indexes, which must be the one the
 // summary lists. Dirtrees and dirmetas from it are content-addressed and
 // hashed again before they are stored; headers from it are the
-// publisher's signed word for that remote's paths only (a content object
-// fetched later is verified whole as always, and a header it disagrees
-// with fails the open). A missing, tampered or untrusted index changes
+// publisher's signed word for that remote's paths only, never for a
+// reader that came by checksum alone; a symlink's is hashed (its checksum
+// covers the header alone). A content object fetched later is verified
+// whole as always; an index size it disagrees with fails the open (mode,
+// owner and xattrs are not compared yet). A missing, tampered or untrusted index changes
 // nothing but speed: objects are fetched one by one as before.
 
 // MaxTreeIndexSize caps the compressed index fetched from a remote.
