@@ -14,6 +14,7 @@ import (
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/repo"
 )
 
 // treeRepo publishes a generated tree of files (GPG-signed) and serves it.
@@ -28,13 +29,22 @@ type treeRepo struct {
 
 func newTreeRepo(t *testing.T, files int, bytes int64, sopts fetchtest.Options) *treeRepo {
 	t.Helper()
+	return publishTree(t, files, bytes, 7, false, sopts)
+}
+
+// publishTree commits a generated tree, exports it (with a tree index
+// when asked) and serves it.
+func publishTree(t *testing.T, files int, bytes, seed int64, treeIndex bool, sopts fetchtest.Options) *treeRepo {
+	t.Helper()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newPublisher(t, "")
-	if err := testutil.GenTree(filepath.Join(p.src, "tree"), files, bytes, 7); err != nil {
+	if err := testutil.GenTree(filepath.Join(p.src, "tree"), files, bytes, seed); err != nil {
 		t.Fatal(err)
 	}
 	c := p.commit("app", "x", day)
-	p.export(day)
+	if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day, TreeIndex: treeIndex}); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := fetchtest.New(p.r.Dir, sopts)
 	if err != nil {
 		t.Fatal(err)

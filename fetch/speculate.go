@@ -63,7 +63,7 @@ type speculation struct {
 	mu       sync.Mutex
 	dirs     map[string]bool // remote + "/" + dirtree checksum: headers guessed
 	openDirs map[string]bool // remote + "/" + dirtree checksum: contents guessed
-	opened   map[string]bool // commit + "/" + path examined as ELF
+	opened   map[string]bool // raw commit checksum + path examined as ELF
 	// lastListed is the last child listed per commit/parent path; walked
 	// the parents already fetched ahead for.
 	lastListed map[string]string
@@ -186,7 +186,8 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 	s.mu.Lock()
 	remote, ok := s.commitRemote[commit]
 	s.mu.Unlock()
-	if !ok || s.ctx.Err() != nil || !s.spec.once(&s.spec.opened, commit.String()+"/"+p) {
+	// Called on every open: the key is the raw checksum, not its hex.
+	if !ok || s.ctx.Err() != nil || !s.spec.once(&s.spec.opened, string(commit[:])+p) {
 		return
 	}
 	s.wg.Add(1)
@@ -278,7 +279,7 @@ func (s *MountSource) resolveDir(ctx context.Context, cm *ostree.Commit, remote,
 //
 // seen says the caller already marked p as examined.
 func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string, depth int, seen bool) {
-	if depth > 8 || (!seen && !s.spec.once(&s.spec.opened, commit.String()+"/"+p)) {
+	if depth > 8 || (!seen && !s.spec.once(&s.spec.opened, string(commit[:])+p)) {
 		return
 	}
 	sum, err := s.resolve(ctx, cm, remote, p)

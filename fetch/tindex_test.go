@@ -2,40 +2,20 @@ package fetch_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
-	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/ostree"
-	"github.com/lazytree/lazytree/ostree/repo"
 )
 
 // indexedRepo publishes a generated tree, GPG-signed, exported with a
 // tree index.
 func indexedRepo(t *testing.T, sopts fetchtest.Options) *treeRepo {
 	t.Helper()
-	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newPublisher(t, "")
-	if err := testutil.GenTree(filepath.Join(p.src, "tree"), 150, 2<<20, 11); err != nil {
-		t.Fatal(err)
-	}
-	c := p.commit("app", "x", day)
-	if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day, TreeIndex: true}); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := fetchtest.New(p.r.Dir, sopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	tr := &treeRepo{p: p, commit: c, srv: srv, files: map[string]ostree.Checksum{}}
-	walkRepoTree(t, p, c, tr)
-	return tr
+	return publishTree(t, 150, 2<<20, 11, true, sopts)
 }
 
 // headerOf parses a content object's header from the published repo.
