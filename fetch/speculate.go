@@ -133,28 +133,30 @@ func (s *MountSource) hintEntries(remote string, c ostree.Checksum, t *ostree.Di
 	if s.ctx.Err() != nil || !s.spec.once(&s.spec.dirs, remote+"/"+c.String()) {
 		return
 	}
-	var todo []ostree.Checksum
-	for _, e := range t.Files {
-		if len(todo) == speculativeMaxEntries {
-			break
-		}
-		if _, ok := s.f.PeekHeaderVia(remote, e.Checksum); !ok {
-			todo = append(todo, e.Checksum)
-		}
-	}
-	var metas []ostree.Checksum
-	for _, d := range t.Dirs {
-		if ok, _ := s.f.Store().Has(index.TypeDirMeta, d.Meta); !ok {
-			metas = append(metas, d.Meta)
-		}
-	}
-	if len(todo) == 0 && len(metas) == 0 {
-		return
-	}
-	s.spec.dirHints.Add(1)
+	// The scan reads the index per entry: off the caller's (OPENDIR's)
+	// path.
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		var todo []ostree.Checksum
+		for _, e := range t.Files {
+			if len(todo) == speculativeMaxEntries {
+				break
+			}
+			if _, ok := s.f.PeekHeaderVia(remote, e.Checksum); !ok {
+				todo = append(todo, e.Checksum)
+			}
+		}
+		var metas []ostree.Checksum
+		for _, d := range t.Dirs {
+			if ok, _ := s.f.Store().Has(index.TypeDirMeta, d.Meta); !ok {
+				metas = append(metas, d.Meta)
+			}
+		}
+		if len(todo) == 0 && len(metas) == 0 {
+			return
+		}
+		s.spec.dirHints.Add(1)
 		ctx := s.specContext()
 		q := newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
 		for _, m := range metas {
