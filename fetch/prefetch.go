@@ -352,24 +352,13 @@ func (s *MountSource) prefetchProfile(ctx context.Context, job *prefetchJob, c o
 // resolve finds the content checksum of a path inside a commit, fetching
 // the dirtrees on the way.
 func (s *MountSource) resolve(ctx context.Context, cm *ostree.Commit, remote, p string) (ostree.Checksum, error) {
-	tree := cm.RootTree
-	parts := strings.Split(path.Clean(p), "/")
-	for i, name := range parts {
-		t, err := s.f.DirTree(ctx, remote, tree)
-		if err != nil {
-			return ostree.Checksum{}, err
-		}
-		if i == len(parts)-1 {
-			if f, ok := t.LookupFile(name); ok {
-				return f.Checksum, nil
-			}
-			break
-		}
-		d, ok := t.LookupDir(name)
-		if !ok {
-			break
-		}
-		tree = d.Tree
+	dir, name := path.Split(path.Clean(p))
+	_, t, err := s.resolveDir(ctx, cm, remote, strings.TrimSuffix(dir, "/"))
+	if err != nil {
+		return ostree.Checksum{}, err
+	}
+	if f, ok := t.LookupFile(name); ok {
+		return f.Checksum, nil
 	}
 	return ostree.Checksum{}, fmt.Errorf("%s: no such file in the commit", p)
 }
