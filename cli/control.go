@@ -234,3 +234,13 @@ func (s *controlServer) Close() {
 	s.wg.Wait()
 	os.Remove(s.path)
 }
+
+// daemonRunning reports whether a daemon answers on home's socket.
+func daemonRunning(home string) bool {
+	conn, err := net.DialTimeout("unix", socketPath(home), 2*time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}

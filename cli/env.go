@@ -22,6 +22,11 @@ type session struct {
 // openSession opens the cache of the lazytree home (Badger allows one
 // process; a running daemon is reached through its socket instead).
 func openSession(ctx context.Context, g *globalOptions) (*session, error) {
+	return openSessionWith(ctx, g, fetch.Options{})
+}
+
+// openSessionWith is openSession with fetcher options.
+func openSessionWith(ctx context.Context, g *globalOptions, opts fetch.Options) (*session, error) {
 	home := g.HomeDir()
 	cfg, err := fetch.LoadConfig(home)
 	if err != nil {
@@ -34,7 +39,7 @@ func openSession(ctx context.Context, g *globalOptions) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cache in %s: %w", home, err)
 	}
-	return &session{home: home, cfg: cfg, store: store, fetcher: fetch.New(store, cfg, fetch.Options{})}, nil
+	return &session{home: home, cfg: cfg, store: store, fetcher: fetch.New(store, cfg, opts)}, nil
 }
 
 func (s *session) Close() error { return s.store.Close() }

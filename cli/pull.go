@@ -84,7 +84,9 @@ type refVerb struct {
 }
 
 func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
-	return &cobra.Command{
+	var concurrency int
+	var noDeltas bool
+	c := &cobra.Command{
 		Use:   v.op + " REMOTE:REF",
 		Short: v.short,
 		Args:  cobra.ExactArgs(1),
@@ -93,10 +95,22 @@ func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if handled, err := callDaemon(cmd.Context(), g.HomeDir(), v.op, refArgs{remote, ref}, cmd.OutOrStdout()); handled {
-				return err
+			var opts fetch.Options
+			if v.progress {
+				if concurrency < 0 || concurrency > 1024 {
+					return usagef("--concurrency %d: want 1 to 1024", concurrency)
+				}
+				opts.HTTP.Concurrency, opts.NoDeltas = concurrency, noDeltas
 			}
-			s, err := openSession(cmd.Context(), g)
+			tuned := opts.HTTP.Concurrency != 0 || opts.NoDeltas
+			if !tuned {
+				if handled, err := callDaemon(cmd.Context(), g.HomeDir(), v.op, refArgs{remote, ref}, cmd.OutOrStdout()); handled {
+					return err
+				}
+			} else if daemonRunning(g.HomeDir()) {
+				return usagef("%s --concurrency/--disable-static-deltas: a running daemon owns the cache and uses its own settings; stop it (lazytree umount) or drop the flags", v.op)
+			}
+			s, err := openSessionWith(cmd.Context(), g, opts)
 			if err != nil {
 				return err
 			}
@@ -118,6 +132,11 @@ func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
 			return nil
 		},
 	}
+	if v.progress {
+		c.Flags().IntVar(&concurrency, "concurrency", 0, "requests in flight (default 64; ostree uses 8); only without a running daemon")
+		c.Flags().BoolVar(&noDeltas, "disable-static-deltas", false, "fetch loose objects only, as ostree pull --disable-static-deltas; only without a running daemon")
+	}
+	return c
 }
 
 // refVerbs are pull, pin and unpin, for the commands and for the
