@@ -127,6 +127,83 @@ func (db *DB) AddObject(o Object, hdr *FileHeader, data []byte) (bool, error) {
 	return added, nil
 }
 
+// NewObject is one object for AddObjects: what AddObject takes.
+type NewObject struct {
+	Object
+	Header *FileHeader // content objects
+	Data   []byte      // metadata objects
+}
+
+// maxBatchTxn bounds the objects AddObjects records in one transaction,
+// well under Badger's transaction size limits.
+const maxBatchTxn = 512
+
+// AddObjects is AddObject for many objects, in as few transactions as
+// Badger allows: one per maxBatchTxn objects. added[i] says whether
+// objs[i] was added (false: present already). On an error, the objects
+// of transactions committed before it stay recorded, and added says
+// which.
+func (db *DB) AddObjects(objs []NewObject) (added []bool, err error) {
+	added = make([]bool, len(objs))
+	for i, o := range objs {
+		if !o.ID.Type.Core() {
+			return added, fmt.Errorf("add %s: invalid type", o.ID)
+		}
+		if (o.ID.Type == TypeFile) != (o.Header != nil) || (o.ID.Type != TypeFile) != (o.Data != nil) {
+			return added, fmt.Errorf("add %s: a content object needs a header, a metadata object its bytes", o.ID)
+		}
+		if len(o.Origin) > maxNameLen {
+			return added, fmt.Errorf("add %s: origin name too long", objs[i].ID)
+		}
+	}
+	for start := 0; start < len(objs); start += maxBatchTxn {
+		part := objs[start:min(start+maxBatchTxn, len(objs))]
+		got := added[start : start+len(part)]
+		err := db.update(func(txn *badger.Txn) error {
+			now := db.now()
+			for i, o := range part {
+				got[i] = false
+				old, err := getObject(txn, o.ID)
+				var oldp *Object
+				switch {
+				case err == nil:
+					if old.State == StatePresent {
+						continue
+					}
+					oldp = &old
+				case !errors.Is(err, ErrNotFound):
+					return err
+				}
+				rec := presentRecord(o.Object, oldp, now)
+				if o.Header != nil {
+					if err := txn.Set(headerKey(o.ID.Sum), encodeHeader(o.Header)); err != nil {
+						return err
+					}
+				} else if err := txn.Set(dataKey(o.ID), o.Data); err != nil {
+					return err
+				}
+				if err := putObject(txn, oldp, &rec); err != nil {
+					return err
+				}
+				got[i] = true
+			}
+			return nil
+		})
+		if err != nil {
+			clear(got)
+			return added, fmt.Errorf("add %d objects: %w", len(part), err)
+		}
+		if db.headers != nil {
+			for i, o := range part {
+				if got[i] && o.Header != nil {
+					db.headers.set(o.ID.Sum, *o.Header)
+				}
+			}
+		}
+	}
+	return added, nil
+}
+
 // presentRecord is the record of o becoming present at now, keeping the
 // pins of its earlier record old (nil when it had none).
 func presentRecord(o Object, old *Object, now time.Time) Object {

@@ -119,3 +119,39 @@ func BenchmarkPut10000SmallNoSync(b *testing.B) { benchPut(b, 10000, 1024, 64, t
 // BenchmarkPut1000SmallSerial is one writer: every object waits for its
 // own flush.
 func BenchmarkPut1000SmallSerial(b *testing.B) { benchPut(b, 1000, 1024, 1, false) }
+
+// BenchmarkPut1000SmallBatch is one writer with a Batch: one flush for
+// all (compare BenchmarkPut1000SmallSerial).
+func BenchmarkPut1000SmallBatch(b *testing.B) {
+	objs := make([]obj, 1000)
+	for i := range objs {
+		objs[i] = makeObj(uint64(i), 1024)
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		s, err := Open(ctx, b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		bt := s.NewBatch("bench")
+		for _, o := range objs {
+			f, err := s.CreateTemp()
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.Write(o.content)
+			if err := bt.PutFile(ctx, o.sum, o.hdr, f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := bt.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(1000*float64(b.N)/b.Elapsed().Seconds(), "objects/s")
+}

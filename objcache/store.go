@@ -93,6 +93,7 @@ type Store struct {
 	idle         *list.List                  // of *openObj with no handle, most recent first
 	idleMax      int
 	busy         map[index.ObjectID]chan struct{}
+	pending      map[index.ObjectID]int64 // batch objects not yet recorded: their reservations
 	// verified holds the objects checked in this session; a content
 	// object in it has a present record (set after the record is
 	// written, deleted before or with its removal, under its busy entry).
@@ -142,6 +143,7 @@ func Open(ctx context.Context, home string, opts Options) (*Store, error) {
 		max:      opts.MaxBytes,
 		open:     make(map[index.ObjectID]*openObj),
 		busy:     make(map[index.ObjectID]chan struct{}),
+		pending:  make(map[index.ObjectID]int64),
 		verified: make(map[index.ObjectID]fileID),
 		idle:     list.New(),
 		idleMax:  opts.IdleFiles,
@@ -346,6 +348,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.lifeMu.Unlock()
 	s.ops.Wait()
+	s.dropPending()
 	s.mu.Lock()
 	s.idleMax = 0 // handles closed from now on close their files
 	var idle []*os.File
