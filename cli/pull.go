@@ -24,19 +24,37 @@ func splitRefspec(s string) (remote, ref string, err error) {
 }
 
 // showProgress reports p until done is closed: a bar on a terminal, a
-// plain line every few seconds elsewhere.
+// plain line every few seconds elsewhere. While a static delta comes in
+// it counts the delta's parts and bytes, then the objects of the walk.
 func showProgress(w io.Writer, what string, p *fetch.Progress, done <-chan struct{}) {
 	if isTerminal(w) {
 		bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
 			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
+		inDelta := false
 		for {
 			select {
 			case <-done:
 				bar.Finish()
 				return
 			case <-t.C:
+				if deltaActive(p) {
+					if !inDelta {
+						inDelta = true
+						bar.Reset()
+						bar.ChangeMax64(p.DeltaBytes.Load())
+					}
+					bar.Describe(fmt.Sprintf("%s: delta part %d/%d", what, p.DeltaPartsDone.Load(), p.DeltaParts.Load()))
+					bar.Set64(p.DeltaBytesDone.Load())
+					continue
+				}
+				if inDelta {
+					inDelta = false
+					bar.Reset()
+					bar.ChangeMax64(-1)
+					bar.Describe(what + ": objects")
+				}
 				if p.MetaDone.Load() {
 					bar.ChangeMax64(p.ObjectsKnown.Load())
 				}
@@ -51,9 +69,28 @@ func showProgress(w io.Writer, what string, p *fetch.Progress, done <-chan struc
 		case <-done:
 			return
 		case <-t.C:
-			fmt.Fprintf(w, "%s: %d/%d objects, %s fetched\n", what, p.ObjectsDone.Load(), p.ObjectsKnown.Load(), formatBytes(p.BytesFetched.Load()))
+			fmt.Fprintln(w, progressLine(what, p))
 		}
 	}
+}
+
+// deltaActive reports whether p's pull is bringing in a static delta.
+func deltaActive(p *fetch.Progress) bool {
+	n := p.DeltaParts.Load()
+	return n > 0 && p.DeltaPartsDone.Load() < n && p.ObjectsDone.Load() == 0
+}
+
+// progressLine is the plain progress line of p.
+func progressLine(what string, p *fetch.Progress) string {
+	if deltaActive(p) {
+		return fmt.Sprintf("%s: delta %d/%d parts, %s of %s", what, p.DeltaPartsDone.Load(), p.DeltaParts.Load(),
+			formatBytes(p.DeltaBytesDone.Load()), formatBytes(p.DeltaBytes.Load()))
+	}
+	known := fmt.Sprint(p.ObjectsKnown.Load())
+	if !p.MetaDone.Load() {
+		known += "+" // still walking
+	}
+	return fmt.Sprintf("%s: %d/%s objects, %s fetched", what, p.ObjectsDone.Load(), known, formatBytes(p.BytesFetched.Load()))
 }
 
 func runWithProgress(ctx context.Context, w io.Writer, what string, fn func(p *fetch.Progress) (*fetch.PullResult, error)) (*fetch.PullResult, error) {

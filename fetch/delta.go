@@ -7,8 +7,13 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
@@ -107,8 +112,7 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 		return false, &VerifyError{remote, "delta " + name, "checksum", errors.New("superblock is for other commits")}
 	}
 	f.stats.BytesFetched.Add(int64(len(data)))
-	src := deltaSource{f.store}
-	sink := &deltaSink{store: f.store, remote: remote}
+	added := &deltaAdded{}
 	// Whatever happens, objects the delta added that the verified commit
 	// does not reach are dropped: an injected delta (the delta index is
 	// not signed) can fill the cache with nothing but what the commit
@@ -117,62 +121,173 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 		// Even when the pull was cancelled.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		f.dropUnreached(ctx, cm, sink)
+		f.dropUnreached(ctx, cm, added)
 	}()
+	var todo []int
 	for i, hdr := range sb.Parts {
-		if f.havePart(hdr) {
-			continue
-		}
-		what := fmt.Sprintf("delta %s part %d", name, i)
-		pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr)
-		if err != nil {
-			var ce *ostree.ChecksumError
-			if errors.As(err, &ce) || errors.Is(err, ostree.ErrCorrupt) {
-				return false, &VerifyError{remote, what, "checksum", err}
+		if !f.havePart(hdr) {
+			todo = append(todo, i)
+			if p != nil {
+				p.DeltaBytes.Add(int64(hdr.Size))
 			}
-			return false, fmt.Errorf("remote %s: %s: %w", remote, what, err)
 		}
-		err = pt.Apply(ctx, hdr.Objects, src, sink)
-		pt.Close()
-		release()
-		if err != nil {
-			return false, fmt.Errorf("remote %s: %s: %w", remote, what, err)
-		}
-		f.stats.ObjectsFetched.Add(int64(len(hdr.Objects)))
-		if p != nil {
-			p.BytesFetched.Add(n)
-		}
+	}
+	if p != nil {
+		p.DeltaParts.Store(int64(len(todo)))
+	}
+	err = f.applyParts(ctx, rs, remote, name, dir, sb, todo, added, p)
+	if err != nil {
+		return false, err
 	}
 	return true, nil
 }
 
+// Delta parts in flight: downloads run deltaDownloads at a time, in part
+// order, so that on a slow link each part arrives at the link's full rate
+// and its decoding starts early; decoding and applying run on up to
+// deltaWorkers parts at once (parts are independent), following their
+// downloads as the bytes arrive. Each part in flight holds an xz
+// dictionary (up to 64 MiB, ostree's are 8) and a scratch file.
+const deltaDownloads = 2
+
+func deltaWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+
+// applyParts brings in the parts of sb numbered in todo: each one
+// streamed from the remote into a spool while it decodes (or taken from
+// the superblock when inline), verified, applied, and its objects stored
+// with one durability flush for the part.
+func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name, dir string, sb *delta.Superblock, todo []int, added *deltaAdded, p *Progress) error {
+	g, ctx := errgroup.WithContext(ctx)
+	downloads := semaphore.NewWeighted(deltaDownloads)
+	workers := semaphore.NewWeighted(int64(deltaWorkers()))
+	// A part waits for a download slot in part order; at most this many
+	// parts are past that point and not yet applied.
+	g.SetLimit(deltaDownloads + deltaWorkers())
+	src := deltaSource{f.store}
+	for _, i := range todo {
+		hdr := sb.Parts[i]
+		what := fmt.Sprintf("delta %s part %d", name, i)
+		fail := func(err error) error {
+			var ce *ostree.ChecksumError
+			if errors.As(err, &ce) || errors.Is(err, ostree.ErrCorrupt) {
+				return &VerifyError{remote, what, "checksum", err}
+			}
+			return fmt.Errorf("remote %s: %s: %w", remote, what, err)
+		}
+		if err := downloads.Acquire(ctx, 1); err != nil {
+			break // g's context: a part failed
+		}
+		g.Go(func() error {
+			var live *atomic.Int64
+			if p != nil {
+				live = &p.DeltaBytesDone
+			}
+			pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr, downloads, workers, live)
+			if err != nil {
+				return fail(err)
+			}
+			defer workers.Release(1)
+			defer release()
+			sink := &deltaSink{store: f.store, batch: f.store.NewBatch(remote), added: added}
+			err = pt.Apply(ctx, hdr.Objects, src, sink)
+			pt.Close()
+			// What was verified before a failure is kept: one flush.
+			if ferr := sink.batch.Flush(context.WithoutCancel(ctx)); err == nil {
+				err = ferr
+			}
+			if err != nil {
+				return fmt.Errorf("remote %s: %s: %w", remote, what, err)
+			}
+			f.stats.ObjectsFetched.Add(int64(len(hdr.Objects)))
+			if p != nil {
+				p.DeltaPartsDone.Add(1)
+				p.BytesFetched.Add(n)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
 // openPart opens one part: an inline one from the superblock, any other
-// streamed from the remote through the decoder into a scratch file in the
-// cache's tmp/, never whole on the heap. It returns the bytes fetched and
-// release, which gives back the part's scratch reservation: call it after
-// the part is closed.
-func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader) (pt *delta.Part, release func(), n int64, err error) {
+// streamed from the remote into a spool that the decoder follows, which
+// writes the decompressed body to a scratch file in the cache's tmp/,
+// never whole on the heap. The caller holds a slot of downloads, which
+// openPart gives back when the download ends; openPart takes a slot of
+// workers for the decoding, which it returns held on success (the caller
+// gives it back after applying). release gives back the part's scratch
+// reservation: call it after the part is closed. n is the bytes fetched.
+func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader, downloads, workers *semaphore.Weighted, live *atomic.Int64) (pt *delta.Part, release func(), n int64, err error) {
 	if hdr.Inline != nil {
+		downloads.Release(1)
+		if err := workers.Acquire(ctx, 1); err != nil {
+			return nil, nil, 0, err
+		}
 		pt, err := delta.OpenPart(hdr.Inline, hdr, true)
+		if err != nil {
+			workers.Release(1)
+		}
 		return pt, func() {}, 0, err
 	}
-	// The scratch file may grow to the part's body limit before its
-	// digest is known: it counts against the cache quota meanwhile.
-	release, err = f.store.ReserveScratch(ctx, int64(min(hdr.BodyLimit(), math.MaxInt64)))
+	// The scratch files may grow to the part's size and body limit
+	// before its digest is known: they count against the cache quota
+	// meanwhile.
+	scratch := int64(min(hdr.BodyLimit(), math.MaxInt64/2)) + int64(min(hdr.Size, math.MaxInt64/2))
+	release, err = f.store.ReserveScratch(ctx, scratch)
 	if err != nil {
+		downloads.Release(1)
 		return nil, nil, 0, err
 	}
-	err = rs.c.fetch(ctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
-		cr := &countingReader{r: r}
-		p, err := delta.OpenPartStream(ctx, cr, hdr, f.store.TmpDir())
-		n = cr.n
-		pt = p
-		return err
-	})
+	sp, err := newSpool(f.store.TmpDir())
 	if err != nil {
+		downloads.Release(1)
 		release()
-		return nil, nil, n, err
+		return nil, nil, 0, err
 	}
+	defer sp.Close() // the decoder's output is a file of its own
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var fetched atomic.Int64
+	dlDone := make(chan struct{})
+	go func() {
+		defer close(dlDone)
+		defer downloads.Release(1)
+		err := rs.c.fetch(dctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
+			if err := sp.start(); err != nil {
+				return err
+			}
+			cr := &countingReader{r: r, live: live}
+			_, err := io.Copy(sp, cr)
+			fetched.Add(cr.n)
+			if err != nil && live != nil {
+				live.Add(-cr.n) // a retry fetches them again
+			}
+			return err
+		})
+		sp.finish(err)
+	}()
+	fail := func(err error) (*delta.Part, func(), int64, error) {
+		cancel()
+		<-dlDone
+		release()
+		return nil, nil, fetched.Load(), err
+	}
+	if err := workers.Acquire(ctx, 1); err != nil {
+		return fail(err)
+	}
+	for attempt := 0; ; attempt++ {
+		pt, err = delta.OpenPartStream(dctx, sp.reader(dctx), hdr, f.store.TmpDir())
+		if errors.Is(err, errSpoolRestarted) && attempt < 16 {
+			continue // a retried download: decode from its start
+		}
+		break
+	}
+	if err != nil {
+		workers.Release(1)
+		return fail(err)
+	}
+	<-dlDone
+	n = fetched.Load()
 	f.stats.BytesFetched.Add(n)
 	return pt, release, n, nil
 }
@@ -180,8 +295,8 @@ func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hd
 // dropUnreached removes the objects sink added that cm does not reach
 // through the dirtrees in the cache. Every ancestor of an object a delta
 // adds is new too, so it came with the delta and is cached.
-func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, sink *deltaSink) {
-	added := sink.takeAdded()
+func (f *Fetcher) dropUnreached(ctx context.Context, cm *ostree.Commit, a *deltaAdded) {
+	added := a.take()
 	if len(added) == 0 {
 		return
 	}
@@ -231,28 +346,33 @@ func (s deltaSource) OpenContent(ctx context.Context, c ostree.Checksum) (delta.
 	return s.store.Open(ctx, c)
 }
 
-// deltaSink stores what a part produces, verified by Apply, and notes
-// what it added (objects not cached before).
+// deltaAdded notes the objects the parts of one delta added (objects not
+// cached before), for dropUnreached.
+type deltaAdded struct {
+	mu   sync.Mutex
+	objs []delta.ObjRef
+}
+
+func (a *deltaAdded) note(o delta.ObjRef) {
+	a.mu.Lock()
+	a.objs = append(a.objs, o)
+	a.mu.Unlock()
+}
+
+func (a *deltaAdded) take() []delta.ObjRef {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	o := a.objs
+	a.objs = nil
+	return o
+}
+
+// deltaSink stores what one part produces, verified by Apply, in a
+// batch that the part flushes once, and notes what it adds.
 type deltaSink struct {
-	store  *objcache.Store
-	remote string
-
-	mu    sync.Mutex
-	added []delta.ObjRef
-}
-
-func (s *deltaSink) note(o delta.ObjRef) {
-	s.mu.Lock()
-	s.added = append(s.added, o)
-	s.mu.Unlock()
-}
-
-func (s *deltaSink) takeAdded() []delta.ObjRef {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a := s.added
-	s.added = nil
-	return a
+	store *objcache.Store
+	batch *objcache.Batch
+	added *deltaAdded
 }
 
 func (s *deltaSink) PutMetadata(ctx context.Context, obj delta.ObjRef, data []byte) error {
@@ -260,10 +380,10 @@ func (s *deltaSink) PutMetadata(ctx context.Context, obj delta.ObjRef, data []by
 	if ok, _ := s.store.Has(typ, obj.Checksum); ok {
 		return nil
 	}
-	if err := s.store.PutMeta(ctx, typ, obj.Checksum, append([]byte(nil), data...), s.remote); err != nil {
+	if err := s.batch.PutMeta(ctx, typ, obj.Checksum, data); err != nil {
 		return err
 	}
-	s.note(obj)
+	s.added.note(obj)
 	return nil
 }
 
@@ -305,10 +425,10 @@ type deltaWriter struct {
 
 func (w *deltaWriter) Commit() error {
 	hdr := index.FileHeader{UID: w.h.UID, GID: w.h.GID, Mode: w.h.Mode, Size: w.h.Size, Symlink: w.h.Target, Raw: w.h.StreamHeader()}
-	if err := w.s.store.PutFile(w.ctx, w.c, hdr, w.File, w.s.remote); err != nil {
+	if err := w.s.batch.PutFile(w.ctx, w.c, hdr, w.File); err != nil {
 		return err
 	}
-	w.s.note(delta.ObjRef{Type: ostree.ObjFile, Checksum: w.c})
+	w.s.added.note(delta.ObjRef{Type: ostree.ObjFile, Checksum: w.c})
 	return nil
 }
 

@@ -19,7 +19,7 @@ func TestDeltaContentBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	sink := &deltaSink{store: store, remote: "r"}
+	sink := &deltaSink{store: store, batch: store.NewBatch("r"), added: &deltaAdded{}}
 	var c ostree.Checksum
 	c[0] = 1
 	if _, err := sink.CreateContent(context.Background(), c, &ostree.FileHeader{Mode: ostree.ModeReg | 0o644, Size: 2 << 30}); !errors.Is(err, ostree.ErrCorrupt) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
@@ -225,13 +226,17 @@ func sizeBound(signed bool, n uint64) string {
 }
 
 type countingReader struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	live *atomic.Int64 // also counts here as bytes arrive, if not nil
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.live != nil {
+		c.live.Add(int64(n))
+	}
 	return n, err
 }
 

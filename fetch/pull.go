@@ -20,6 +20,10 @@ type Progress struct {
 	Fetched      atomic.Int64 // objects fetched by this pull
 	BytesFetched atomic.Int64
 	MetaDone     atomic.Bool // every dirtree and dirmeta is known
+	// A static delta, when the pull uses one: its parts and their
+	// (compressed) bytes to fetch, and those done.
+	DeltaParts, DeltaPartsDone atomic.Int64
+	DeltaBytes, DeltaBytesDone atomic.Int64
 }
 
 // PullResult summarises a finished pull.
