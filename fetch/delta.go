@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +66,12 @@ func (f *Fetcher) deltaDigests(ctx context.Context, rs *remoteState, to ostree.C
 // delta does not provide (fallbacks, skipped parts) the normal walk
 // fetches afterwards. It returns whether a delta was applied; a remote
 // without a usable delta is not an error.
-func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Checksum, to ostree.Checksum, cm *ostree.Commit, p *Progress) (bool, error) {
+//
+// With stream (a mount's delta prefetch), a from-scratch delta is used
+// even when part of the tree is cached: parts whose objects are all
+// cached are skipped, and the rest beats fetching thousands of objects
+// one by one.
+func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Checksum, to ostree.Checksum, cm *ostree.Commit, p *Progress, stream bool) (bool, error) {
 	if f.opts.NoDeltas {
 		return false, nil
 	}
@@ -84,7 +92,10 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 		}
 	}
 	if from == nil {
-		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree); ok {
+		from = f.cachedDeltaSource(digests, to)
+	}
+	if from == nil {
+		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree); ok && !stream {
 			return false, nil // the tree is (partly) here: loose objects fetch only what is missing
 		}
 		if _, listed := digests[ostree.DeltaName(nil, to)]; !listed {
@@ -142,6 +153,36 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	return true, nil
 }
 
+// cachedDeltaSource returns a commit that digests lists a delta from to
+// to and whose tree is cached (its root dirtree, at least): an older
+// commit of the same ref, most likely. A delta from it carries only the
+// changes, and what it reads is checked (every object it builds is
+// hashed), so any cached commit will do.
+func (f *Fetcher) cachedDeltaSource(digests map[string]ostree.Checksum, to ostree.Checksum) *ostree.Checksum {
+	for _, name := range slices.Sorted(maps.Keys(digests)) {
+		fromHex, toHex, ok := strings.Cut(name, "-")
+		if !ok || toHex != to.String() {
+			continue
+		}
+		from, err := ostree.ParseChecksum(fromHex)
+		if err != nil || from == to {
+			continue
+		}
+		data, err := f.store.ReadMeta(context.Background(), index.TypeCommit, from)
+		if err != nil {
+			continue
+		}
+		cm, err := ostree.DecodeCommit(data)
+		if err != nil {
+			continue
+		}
+		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree); ok {
+			return &from
+		}
+	}
+	return nil
+}
+
 // Delta parts in flight: downloads run deltaDownloads at a time, in part
 // order, so that on a slow link each part arrives at the link's full rate
 // and its decoding starts early; decoding and applying run on up to
@@ -177,12 +218,14 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 		if err := downloads.Acquire(ctx, 1); err != nil {
 			break // g's context: a part failed
 		}
+		pf := f.startPartFlight(hdr)
 		g.Go(func() error {
+			defer f.endPartFlight(hdr, pf)
 			var live *atomic.Int64
 			if p != nil {
 				live = &p.DeltaBytesDone
 			}
-			pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr, downloads, workers, live)
+			pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr, downloads, workers, live, pf)
 			if err != nil {
 				return fail(err)
 			}
@@ -217,8 +260,9 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 // workers for the decoding, which it returns held on success (the caller
 // gives it back after applying). release gives back the part's scratch
 // reservation: call it after the part is closed. n is the bytes fetched.
-func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader, downloads, workers *semaphore.Weighted, live *atomic.Int64) (pt *delta.Part, release func(), n int64, err error) {
+func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader, downloads, workers *semaphore.Weighted, live *atomic.Int64, pf *partFlight) (pt *delta.Part, release func(), n int64, err error) {
 	if hdr.Inline != nil {
+		pf.downloaded.Store(true)
 		downloads.Release(1)
 		if err := workers.Acquire(ctx, 1); err != nil {
 			return nil, nil, 0, err
@@ -252,15 +296,19 @@ func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hd
 	go func() {
 		defer close(dlDone)
 		defer downloads.Release(1)
+		defer pf.downloaded.Store(true)
 		err := rs.c.fetch(dctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
 			if err := sp.start(); err != nil {
 				return err
 			}
 			cr := &countingReader{r: r, live: live}
-			_, err := io.Copy(sp, cr)
+			_, err := io.Copy(sp, io.TeeReader(cr, pf))
 			fetched.Add(cr.n)
-			if err != nil && live != nil {
-				live.Add(-cr.n) // a retry fetches them again
+			if err != nil {
+				if live != nil {
+					live.Add(-cr.n) // a retry fetches them again
+				}
+				pf.got.Add(-cr.n)
 			}
 			return err
 		})
@@ -290,6 +338,72 @@ func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hd
 	n = fetched.Load()
 	f.stats.BytesFetched.Add(n)
 	return pt, release, n, nil
+}
+
+// partFlight is a delta part on its way in, for on-demand readers of
+// the content it will produce (fetchContent): waiting for the part beats
+// a request of their own once the part is nearly here.
+type partFlight struct {
+	size       int64        // the part file's bytes
+	got        atomic.Int64 // bytes arrived
+	downloaded atomic.Bool  // all arrived: decoding or applying
+	done       chan struct{}
+}
+
+func (pf *partFlight) Write(b []byte) (int, error) {
+	pf.got.Add(int64(len(b)))
+	return len(b), nil
+}
+
+// partWaitBytes is how close a part must be for a reader to wait for it:
+// what a fast mirror sends in a few round trips.
+const partWaitBytes = 2 << 20
+
+// soon reports whether the part is close enough to wait for.
+func (pf *partFlight) soon() bool {
+	return pf.downloaded.Load() || pf.size-pf.got.Load() <= partWaitBytes
+}
+
+// startPartFlight registers the content objects of hdr as on their way.
+func (f *Fetcher) startPartFlight(hdr delta.PartHeader) *partFlight {
+	pf := &partFlight{size: int64(min(hdr.Size, math.MaxInt64)), done: make(chan struct{})}
+	for _, o := range hdr.Objects {
+		if o.Type == ostree.ObjFile {
+			f.parts.LoadOrStore(o.Checksum, pf)
+		}
+	}
+	return pf
+}
+
+// endPartFlight unregisters hdr's objects: the part's objects are stored
+// (or it failed).
+func (f *Fetcher) endPartFlight(hdr delta.PartHeader, pf *partFlight) {
+	for _, o := range hdr.Objects {
+		if o.Type == ostree.ObjFile {
+			f.parts.CompareAndDelete(o.Checksum, pf)
+		}
+	}
+	close(pf.done)
+}
+
+// waitForPart waits, when content c is in a delta part that is nearly
+// here, until that part is applied, and reports whether c is cached
+// then. It waits at most for ctx.
+func (f *Fetcher) waitForPart(ctx context.Context, c ostree.Checksum) bool {
+	v, ok := f.parts.Load(c)
+	if !ok || !v.(*partFlight).soon() {
+		return false
+	}
+	select {
+	case <-v.(*partFlight).done:
+	case <-ctx.Done():
+		return false
+	}
+	if ok, _ := f.store.Has(index.TypeFile, c); ok {
+		f.stats.DeltaWaits.Add(1)
+		return true
+	}
+	return false
 }
 
 // dropUnreached removes the objects sink added that cm does not reach

@@ -1,12 +1,17 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/lazytree/lazytree/index"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
+	"github.com/lazytree/lazytree/ostree/delta"
 	"github.com/lazytree/lazytree/ostree/gvariant"
 )
 
@@ -57,5 +62,51 @@ func TestSizesArePerVerifyingRemote(t *testing.T) {
 	}
 	if got, ok := f.knownSize("b", c); !ok || got.archived != 3 || got.unpacked != 1 {
 		t.Fatalf("b's own sizes: %+v %v", got, ok)
+	}
+}
+
+// TestOnDemandWaitsForNearPart: a reader of content that a delta part
+// nearly here will produce waits for the part instead of fetching; a
+// reader of content in a part far from here does not wait.
+func TestOnDemandWaitsForNearPart(t *testing.T) {
+	store, err := objcache.Open(context.Background(), t.TempDir(), objcache.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	f := &Fetcher{store: store}
+	content := []byte("made by a delta part")
+	h := &ostree.FileHeader{Mode: ostree.ModeReg | 0o644, Size: uint64(len(content))}
+	raw := h.StreamHeader()
+	c := ostree.Checksum(sha256.Sum256(append(append([]byte{}, raw...), content...)))
+	near := delta.PartHeader{Size: 10 << 20, Objects: []delta.ObjRef{{Type: ostree.ObjFile, Checksum: c}}}
+	pf := f.startPartFlight(near)
+	pf.got.Store(9 << 20) // 1 MiB to go
+	got := make(chan bool, 1)
+	go func() { got <- f.waitForPart(context.Background(), c) }()
+	select {
+	case v := <-got:
+		t.Fatalf("returned %v before the part was applied", v)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := store.PutContent(context.Background(), c, index.FileHeader{Mode: h.Mode, Size: h.Size, Raw: raw}, bytes.NewReader(content), "r"); err != nil {
+		t.Fatal(err)
+	}
+	f.endPartFlight(near, pf)
+	if !<-got {
+		t.Fatal("the part stored the object, but the waiting reader was told to fetch it")
+	}
+	if f.stats.DeltaWaits.Load() != 1 {
+		t.Fatalf("DeltaWaits = %d, want 1", f.stats.DeltaWaits.Load())
+	}
+
+	var c2 ostree.Checksum
+	c2[0] = 9
+	far := delta.PartHeader{Size: 100 << 20, Objects: []delta.ObjRef{{Type: ostree.ObjFile, Checksum: c2}}}
+	pf2 := f.startPartFlight(far)
+	defer f.endPartFlight(far, pf2)
+	start := time.Now()
+	if f.waitForPart(context.Background(), c2) || time.Since(start) > time.Second {
+		t.Fatal("a reader waited for a part 100 MiB away")
 	}
 }

@@ -92,6 +92,7 @@ type Fetcher struct {
 	origin sync.Map // ostree.Checksum -> remote name, learnt from the trees that name objects
 	sizes  sync.Map // ostree.Checksum -> sizeInfo, from the ostree.sizes of verified commits
 	tindex sync.Map // remote name -> *remoteIndexes: the tree indexes loaded (tindex.go)
+	parts  sync.Map // ostree.Checksum -> *partFlight: content in delta parts on their way in
 
 	stats Stats
 }

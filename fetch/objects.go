@@ -155,6 +155,9 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 }
 
 func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Checksum) error {
+	if f.waitForPart(ctx, c) {
+		return nil
+	}
 	name := ostree.ObjectName(c, ostree.ObjFile)
 	_, err := f.detached(ctx, remote+"/"+name, func(ctx context.Context) (any, error) {
 		f.stats.InFlight.Add(1)

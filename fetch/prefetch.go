@@ -27,8 +27,12 @@ const (
 	// PrefetchProfile replays the files earlier runs of the commit opened
 	// (speculatively, in parallel), then walks the metadata.
 	PrefetchProfile = "profile"
-	// PrefetchDelta is accepted for the static-delta stream (not built
-	// yet): it prefetches metadata meanwhile, and says so in status.json.
+	// PrefetchDelta walks the metadata as PrefetchMetadata does and
+	// streams the commit's static delta in the background (from a cached
+	// older commit when the remote has one, else from scratch); objects
+	// become readable as their part is applied, and whatever the delta
+	// does not carry is then fetched loose. Without a usable delta it
+	// fetches everything loose, as PrefetchFull.
 	PrefetchDelta = "delta"
 	// PrefetchFull (or PrefetchAll) fetches everything in the background.
 	PrefetchFull = "full"
@@ -56,6 +60,11 @@ type PrefetchStatus struct {
 	Errors       int64   `json:"errors"`
 	Seconds      float64 `json:"seconds"`
 	Error        string  `json:"error,omitempty"`
+	// A delta being streamed (mode delta): parts and compressed bytes.
+	DeltaParts     int64 `json:"delta_parts,omitempty"`
+	DeltaPartsDone int64 `json:"delta_parts_done,omitempty"`
+	DeltaBytes     int64 `json:"delta_bytes,omitempty"`
+	DeltaBytesDone int64 `json:"delta_bytes_done,omitempty"`
 }
 
 type prefetchJob struct {
@@ -66,6 +75,7 @@ type prefetchJob struct {
 	started time.Time
 
 	dirs, files, profile, errs atomic.Int64
+	delta                      Progress // mode delta
 
 	mu    sync.Mutex
 	state string
@@ -82,7 +92,9 @@ func (j *prefetchJob) status() PrefetchStatus {
 	}
 	return PrefetchStatus{Commit: j.commit.String(), Remote: j.remote, Mode: j.mode, State: j.state, Note: j.note,
 		Dirs: j.dirs.Load(), Files: j.files.Load(), ProfileFiles: j.profile.Load(), Errors: j.errs.Load(),
-		Seconds: took.Seconds(), Error: j.err}
+		Seconds: took.Seconds(), Error: j.err,
+		DeltaParts: j.delta.DeltaParts.Load(), DeltaPartsDone: j.delta.DeltaPartsDone.Load(),
+		DeltaBytes: j.delta.DeltaBytes.Load(), DeltaBytesDone: j.delta.DeltaBytesDone.Load()}
 }
 
 func (j *prefetchJob) setNote(n string) {
@@ -127,9 +139,6 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 	}
 	s.prefetched[c] = true
 	job := &prefetchJob{commit: c, remote: remote, mode: mode, started: time.Now(), state: "running"}
-	if mode == PrefetchDelta {
-		job.note = "static-delta streaming is not built yet: metadata prefetched instead"
-	}
 	if st, ok := s.indexState[c]; ok && st == "loaded" {
 		job.note = strings.TrimPrefix(job.note+"; tree index loaded", "; ")
 	}
@@ -141,8 +150,10 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 		ctx := WithPriority(s.ctx, Background)
 		var err error
 		switch mode {
-		case PrefetchMetadata, PrefetchDelta:
+		case PrefetchMetadata:
 			err = s.prefetchTree(ctx, job, cm, remote, false)
+		case PrefetchDelta:
+			err = s.prefetchDelta(ctx, job, c, cm, remote)
 		case PrefetchFull, PrefetchAll:
 			err = s.prefetchTree(ctx, job, cm, remote, true)
 		case PrefetchProfile:
@@ -156,6 +167,27 @@ func (s *MountSource) startPrefetch(c ostree.Checksum, cm *ostree.Commit, remote
 			s.f.RecordError(remote, "prefetch "+c.String(), err)
 		}
 	}()
+}
+
+// prefetchDelta is mode delta: the metadata walk and the delta stream
+// at once, then a walk that fetches what is still missing.
+func (s *MountSource) prefetchDelta(ctx context.Context, job *prefetchJob, c ostree.Checksum, cm *ostree.Commit, remote string) error {
+	meta := make(chan error, 1)
+	go func() { meta <- s.prefetchTree(ctx, job, cm, remote, false) }()
+	used, err := s.f.pullDelta(ctx, remote, nil, c, cm, &job.delta, true)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		job.errs.Add(1)
+		s.f.RecordError(remote, "delta to "+c.String(), err)
+		job.setNote("static delta failed, fetching loose objects: " + err.Error())
+	case !used:
+		job.setNote("no usable static delta: fetching loose objects")
+	}
+	if err := <-meta; err != nil || ctx.Err() != nil {
+		return err
+	}
+	job.dirs.Store(0) // the last walk counts them again
+	return s.prefetchTree(ctx, job, cm, remote, true)
 }
 
 // prefetchTree fetches every dirtree and dirmeta of the commit (and with

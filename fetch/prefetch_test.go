@@ -36,13 +36,21 @@ func newTreeRepo(t *testing.T, files int, bytes int64, sopts fetchtest.Options) 
 // when asked) and serves it.
 func publishTree(t *testing.T, files int, bytes, seed int64, treeIndex bool, sopts fetchtest.Options) *treeRepo {
 	t.Helper()
+	return publishTreeWith(t, files, bytes, seed, func(o *repo.ExportOptions) { o.TreeIndex = treeIndex }, sopts)
+}
+
+// publishTreeWith is publishTree with the export's options set by opt.
+func publishTreeWith(t *testing.T, files int, bytes, seed int64, opt func(*repo.ExportOptions), sopts fetchtest.Options) *treeRepo {
+	t.Helper()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newPublisher(t, "")
 	if err := testutil.GenTree(filepath.Join(p.src, "tree"), files, bytes, seed); err != nil {
 		t.Fatal(err)
 	}
 	c := p.commit("app", "x", day)
-	if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day, TreeIndex: treeIndex}); err != nil {
+	eo := repo.ExportOptions{Signer: p.signer, Now: day}
+	opt(&eo)
+	if _, err := p.r.Export(context.Background(), eo); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := fetchtest.New(p.r.Dir, sopts)

@@ -63,7 +63,7 @@ func (f *Fetcher) Pull(ctx context.Context, remote, ref string, p *Progress) (*P
 	}
 	before := f.stats.ObjectsFetched.Load()
 	beforeBytes := f.stats.BytesFetched.Load()
-	if _, err := f.pullDelta(ctx, remote, prev, c, cm, p); err != nil {
+	if _, err := f.pullDelta(ctx, remote, prev, c, cm, p, false); err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}

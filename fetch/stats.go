@@ -12,7 +12,10 @@ type Stats struct {
 	BytesFetched   atomic.Int64 // compressed bytes received for objects
 	CacheHits      atomic.Int64
 	// IndexHits counts objects and headers answered from tree indexes.
-	IndexHits  atomic.Int64
+	IndexHits atomic.Int64
+	// DeltaWaits counts on-demand reads answered by waiting for a delta
+	// part nearly here rather than fetching the object.
+	DeltaWaits atomic.Int64
 	InFlight   atomic.Int64
 	Errors     atomic.Int64
 	errMu      sync.Mutex

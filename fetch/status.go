@@ -15,6 +15,7 @@ type Status struct {
 	BytesFetched   int64               `json:"bytes_fetched"`
 	CacheHits      int64               `json:"cache_hits"`
 	IndexHits      int64               `json:"tree_index_hits"`
+	DeltaWaits     int64               `json:"delta_part_waits"`
 	TreeIndexes    map[string]string   `json:"tree_indexes"`
 	InFlight       int64               `json:"in_flight"`
 	FetchErrors    int64               `json:"fetch_errors"`
@@ -58,6 +59,7 @@ func (s *MountSource) Status() any {
 		BytesFetched:   st.BytesFetched.Load(),
 		CacheHits:      st.CacheHits.Load(),
 		IndexHits:      st.IndexHits.Load(),
+		DeltaWaits:     st.DeltaWaits.Load(),
 		TreeIndexes:    tindexes,
 		InFlight:       st.InFlight.Load(),
 		FetchErrors:    st.Errors.Load(),
