@@ -72,31 +72,40 @@ func TestPrefetchDelta(t *testing.T) {
 	}
 }
 
-// TestPrefetchDeltaUpdate: when the ref moves to a commit with a delta
-// from the cached one, mode delta fetches only that delta's parts.
+// TestPrefetchDeltaUpdate: when a refresh moves a ref that the mount
+// prefetched, mode delta brings the new commit in at once, through the
+// delta from the cached commit: only that delta's parts are fetched.
 func TestPrefetchDeltaUpdate(t *testing.T) {
 	tr := publishTreeWith(t, 100, 2<<20, 12, func(o *repo.ExportOptions) { o.Deltas = smallParts }, fetchtest.Options{})
 	e := newEnv(t, tr.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
-	if _, err := e.fetcher.Pull(ctxT(t), "r", "app", nil); err != nil {
-		t.Fatal(err)
-	}
-	// C2: the same tree with one file changed.
-	c2 := tr.p.commit("app", "changed", time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC))
-	if _, err := tr.p.r.Export(context.Background(), repo.ExportOptions{Signer: tr.p.signer, Now: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC), Deltas: smallParts}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.fetcher.Summary(ctxT(t), "r", true); err != nil {
-		t.Fatal(err)
-	}
 	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchDelta})
 	defer s.Close()
-	tr.srv.Reset()
-	if _, err := s.Commit(ctxT(t), "r", "app", c2); err != nil {
+	if _, err := s.Refs(ctxT(t), "r"); err != nil {
 		t.Fatal(err)
 	}
-	jobs := waitPrefetch(t, s)
-	if jobs[0].State != "done" || jobs[0].DeltaParts == 0 {
-		t.Fatalf("job: %+v", jobs[0])
+	if _, err := s.Commit(ctxT(t), "r", "app", tr.commit); err != nil {
+		t.Fatal(err)
+	}
+	waitPrefetch(t, s)
+	// C2: the same tree with one file changed, and its deltas.
+	day2 := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
+	c2 := tr.p.commit("app", "changed", day2)
+	if _, err := tr.p.r.Export(context.Background(), repo.ExportOptions{Signer: tr.p.signer, Now: day2, Deltas: smallParts}); err != nil {
+		t.Fatal(err)
+	}
+	tr.srv.Reset()
+	s.Refresh(ctxT(t))
+	var jobs []fetch.PrefetchStatus
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if jobs = waitPrefetch(t, s); len(jobs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no prefetch of the new commit after the refresh: %+v", jobs)
+		}
+	}
+	if j := jobs[1]; j.Commit != c2.String() || j.State != "done" || j.DeltaParts == 0 || j.Errors != 0 {
+		t.Fatalf("job of the new commit: %+v", j)
 	}
 	from := tr.commit
 	want := ostree.DeltaPath(&from, c2)

@@ -107,11 +107,45 @@ func (s *MountSource) loop() {
 }
 
 // Refresh fetches every remote's summary again (lazytree mount --refresh
-// and the TTL); a moved ref shows its new commit to new lookups.
+// and the TTL); a moved ref shows its new commit to new lookups. A ref
+// whose old commit this mount prefetched has its new commit verified and
+// prefetched in the background right away (in mode delta, through the
+// delta from the old commit when the remote has one), so that an update
+// comes in before anyone looks.
 func (s *MountSource) Refresh(ctx context.Context) {
 	for _, r := range s.f.Remotes() {
-		if _, err := s.f.Summary(ctx, r, true); err == nil {
-			s.loadRefs(ctx, r)
+		s.mu.Lock()
+		old := s.refs[r]
+		s.mu.Unlock()
+		if _, err := s.f.Summary(ctx, r, true); err != nil {
+			continue
+		}
+		refs, err := s.loadRefs(ctx, r)
+		if err != nil {
+			continue
+		}
+		for ref, c := range refs {
+			prev, ok := old[ref]
+			if !ok || prev == c {
+				continue
+			}
+			s.mu.Lock()
+			follow := s.prefetched[prev] && !s.prefetched[c] && s.ctx.Err() == nil
+			if follow {
+				s.wg.Add(1)
+			}
+			s.mu.Unlock()
+			if !follow {
+				continue
+			}
+			go func() {
+				defer s.wg.Done()
+				ctx, cancel := context.WithTimeout(WithPriority(s.ctx, Background), 5*time.Minute)
+				defer cancel()
+				if _, err := s.Commit(ctx, r, ref, c); err != nil && s.ctx.Err() == nil {
+					s.f.RecordError(r, "refresh "+ref, err)
+				}
+			}()
 		}
 	}
 }
