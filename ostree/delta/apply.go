@@ -102,9 +102,14 @@ func (p *Part) Apply(ctx context.Context, objects []ObjRef, src Source, sink Sin
 	}
 	a := &applier{p: p, objs: objects, src: src, sink: sink, budget: p.usize}
 	defer a.release()
+	lastObj := 0
 	for a.pos < len(p.Ops) {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if a.next-lastObj >= 64 {
+			lastObj = a.next
+			p.dropPages()
 		}
 		at := a.pos
 		op := p.Ops[at]

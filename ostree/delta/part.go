@@ -107,6 +107,20 @@ func OpenPart(data []byte, hdr PartHeader, inline bool) (*Part, error) {
 	return p, nil
 }
 
+// dropPages lets go of the pages of a mapped body that Apply has read,
+// so that they do not add up in the process's resident memory: the
+// mapping is shared and read-only, the pages stay in the page cache,
+// and a later read of them faults them back in. Apply calls it every
+// few dozen objects.
+func (p *Part) dropPages() {
+	if len(p.mapping) >= dropPagesMin {
+		unix.Madvise(p.mapping, unix.MADV_DONTNEED)
+	}
+}
+
+// dropPagesMin is the smallest mapping dropPages bothers with.
+const dropPagesMin = 4 << 20
+
 // Close releases the part's body. For a part from OpenPartStream it
 // unmaps the body: Payload, Ops and every slice Apply handed out of them
 // (PutMetadata's data) become invalid, and touching them faults. Apply
