@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazytree/lazytree/ostree"
@@ -123,7 +122,7 @@ func spool(in io.Reader, w io.Writer, limit int64) (int64, error) {
 		}
 	case CompressionXZ:
 		g := newXZGuard(bufio.NewReaderSize(in, spoolBuf), limit)
-		xr, err := xz.ReaderConfig{SingleStream: true}.NewReader(g)
+		xr, err := newXZReader(g)
 		if err != nil {
 			return 0, g.cause(fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err))
 		}
