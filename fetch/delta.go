@@ -188,7 +188,7 @@ func (f *Fetcher) cachedDeltaSource(digests map[string]ostree.Checksum, to ostre
 // and its decoding starts early; decoding and applying run on up to
 // deltaWorkers parts at once (parts are independent), following their
 // downloads as the bytes arrive. Each part in flight holds an xz
-// dictionary (up to 64 MiB, ostree's are 8) and a scratch file.
+// dictionary (up to 64 MiB; ostree writes 32 MiB for its 32 MB parts) and a scratch file.
 const deltaDownloads = 2
 
 func deltaWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
