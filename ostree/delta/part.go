@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/therootcompany/xz"
@@ -339,14 +340,35 @@ func validTarget(b []byte) bool {
 // of ostree's it took 0.95 s and 34 MB of heap where
 // github.com/ulikunitz/xz took 1.43 s and 66 MB (xz -d: 0.72 s), and it
 // refuses a dictionary over its maximum before allocating it.
-func newXZReader(r io.Reader) (io.Reader, error) {
-	xr, err := xz.NewReader(r, maxXZDict)
+//
+// Call done when finished with the reader: decoders are kept in a
+// sync.Pool and reset for the next stream, so that a dictionary (32 MiB
+// in ostree's parts) is allocated once per decoding goroutine rather than
+// once per part and does not pile up as garbage; the pool lets go of
+// them when nothing decodes.
+func newXZReader(r io.Reader) (xr *xz.Reader, done func(), err error) {
+	if v := xzPool.Get(); v != nil {
+		xr = v.(*xz.Reader)
+		err = xr.Reset(r)
+	} else {
+		xr, err = xz.NewReader(r, maxXZDict)
+	}
 	if err != nil {
-		return nil, err
+		return nil, func() {}, err
 	}
 	xr.Multistream(false)
-	return xr, nil
+	return xr, func() {
+		xr.Reset(eofReader{}) // drops r
+		xzPool.Put(xr)
+	}, nil
 }
+
+var xzPool sync.Pool
+
+// eofReader is an empty input.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // unxz decompresses a single xz stream of at most limit bytes. It first
 // walks the container and LZMA2 chunk headers without decoding, so that an
@@ -356,10 +378,11 @@ func unxz(data []byte, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := newXZReader(bytes.NewReader(data))
+	r, done, err := newXZReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err)
 	}
+	defer done()
 	out := make([]byte, total)
 	if _, err := io.ReadFull(r, out); err != nil {
 		return nil, fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err)

@@ -122,10 +122,11 @@ func spool(in io.Reader, w io.Writer, limit int64) (int64, error) {
 		}
 	case CompressionXZ:
 		g := newXZGuard(bufio.NewReaderSize(in, spoolBuf), limit)
-		xr, err := newXZReader(g)
+		xr, done, err := newXZReader(g)
 		if err != nil {
 			return 0, g.cause(fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err))
 		}
+		defer done()
 		if _, err := io.CopyBuffer(lw, onlyReader{xr}, buf); err != nil {
 			if errors.Is(err, errTooLarge) {
 				return 0, err
