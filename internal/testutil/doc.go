@@ -2,7 +2,9 @@
 // running the real ostree, flatpak and gpg tools, finding the test vectors,
 // rebuilding the test-vector content tree, serving a directory over HTTP,
 // comparing directory trees, generating large trees for benchmarks, and
-// laying out a runtime from the host's real Python (BuildPythonRuntime).
+// laying out a runtime from the host's real Python (BuildPythonRuntime),
+// optionally grown with more of the host's libraries, programs and data
+// (BuildHostRuntime).
 //
 // It is imported only by _test.go files and benchmarks, never by production
 // code. Helpers that take a testing.TB fail or skip the test themselves;

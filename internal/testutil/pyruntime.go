@@ -69,25 +69,33 @@ var pythonName = regexp.MustCompile(`^python3\.[0-9]+$`)
 // that the host's sandbox added to dist-packages (_sandboxing*) are left
 // out. It returns the interpreter's path.
 func BuildPythonRuntime(dir string) (python string, err error) {
+	python, _, err = buildPythonRuntime(dir)
+	return python, err
+}
+
+// buildPythonRuntime is BuildPythonRuntime that also returns the host
+// files it copied the shared libraries from (soname -> host file), so
+// that BuildHostRuntime does not copy them twice.
+func buildPythonRuntime(dir string) (python string, libs map[string]string, err error) {
 	hostPy, err := hostPython()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	ver := filepath.Base(hostPy)
 	files := filepath.Join(dir, "files")
 	libDir := filepath.Join(files, "lib", "x86_64-linux-gnu")
 	for _, d := range []string{filepath.Join(files, "bin"), libDir, filepath.Join(files, "lib64"), filepath.Join(files, "share")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", fmt.Errorf("python runtime: %w", err)
+			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 	}
 	meta := "[Runtime]\nname=org.lazytree.Python\nruntime=org.lazytree.Python/x86_64/1\n"
 	if err := os.WriteFile(filepath.Join(dir, "metadata"), []byte(meta), 0o644); err != nil {
-		return "", fmt.Errorf("python runtime: %w", err)
+		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
 	python = filepath.Join(dir, PythonBin)
 	if err := copyRegular(hostPy, python, 0o755); err != nil {
-		return "", fmt.Errorf("python runtime: %w", err)
+		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
 	elfs := []string{hostPy}
 	for _, src := range []string{filepath.Join("/usr/lib", ver), "/usr/lib/python3"} {
@@ -96,34 +104,34 @@ func BuildPythonRuntime(dir string) (python string, err error) {
 		}
 		so, err := copyTree(src, filepath.Join(files, "lib", filepath.Base(src)))
 		if err != nil {
-			return "", fmt.Errorf("python runtime: %w", err)
+			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 		elfs = append(elfs, so...)
 	}
 	for _, src := range pythonData {
 		if _, err := copyTree(src, filepath.Join(files, "share", filepath.Base(src))); err != nil {
-			return "", fmt.Errorf("python runtime: %w", err)
+			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 	}
-	libs := map[string]string{} // soname -> host file
+	libs = map[string]string{} // soname -> host file
 	for _, e := range elfs {
 		if err := lddInto(e, libs); err != nil {
-			return "", fmt.Errorf("python runtime: %w", err)
+			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 	}
 	for so, src := range libs {
 		if err := copyRegular(src, filepath.Join(libDir, so), 0o755); err != nil {
-			return "", fmt.Errorf("python runtime: %w", err)
+			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 	}
 	interp, err := elfInterp(hostPy)
 	if err != nil {
-		return "", fmt.Errorf("python runtime: %w", err)
+		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
 	if err := copyRegular(interp, filepath.Join(dir, PythonLoader), 0o755); err != nil {
-		return "", fmt.Errorf("python runtime: %w", err)
+		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
-	return python, nil
+	return python, libs, nil
 }
 
 // hostPython finds the newest /usr/bin/python3.X that is an ELF program.

@@ -70,3 +70,53 @@ func TestBuildPythonRuntime(t *testing.T) {
 		t.Errorf("%d files of %d bytes, want at least 5,000 files and 90 MiB", files, bytes)
 	}
 }
+
+func TestBuildHostRuntime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("copies about 150 MB")
+	}
+	RequireTool(t, "ldd")
+	if _, err := hostPython(); err != nil {
+		SkipOrFail(t, "%v", err)
+	}
+	const minBytes = 150 << 20
+	dir := filepath.Join(t.TempDir(), "rt")
+	if _, err := BuildHostRuntime(dir, minBytes); err != nil {
+		t.Fatal(err)
+	}
+	argv, env := PythonArgv(dir, "-c", `import json, decimal, ssl; print("ok")`)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("run the runtime's python: %v\n%s", err, out)
+	}
+	var files, links int
+	var bytes int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.Type().IsRegular():
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			files++
+			bytes += fi.Size()
+		case d.Type()&fs.ModeSymlink != 0:
+			links++
+			if target, _ := os.Readlink(p); filepath.IsAbs(target) {
+				t.Errorf("absolute symlink %s -> %s", p, target)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files, %d symlinks, %d bytes", files, links, bytes)
+	if files < 5000 || bytes < minBytes {
+		t.Errorf("%d files of %d bytes, want at least 5,000 files and %d bytes", files, bytes, minBytes)
+	}
+}
