@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -147,6 +149,9 @@ func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
 			} else if daemonRunning(g.HomeDir()) {
 				return usagef("%s --concurrency/--disable-static-deltas: a running daemon owns the cache and uses its own settings; stop it (lazytree umount) or drop the flags", v.op)
 			}
+			if v.progress {
+				tightGC()
+			}
 			s, err := openSessionWith(cmd.Context(), g, opts)
 			if err != nil {
 				return err
@@ -174,6 +179,19 @@ func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
 		c.Flags().BoolVar(&noDeltas, "disable-static-deltas", false, "fetch loose objects only, as ostree pull --disable-static-deltas; only without a running daemon")
 	}
 	return c
+}
+
+// tightGC makes the collector run at 10% heap growth rather than 100%
+// (unless GOGC says otherwise): a pull's large buffers live long (two xz
+// dictionaries of 32 MiB while delta parts decode, Badger's memtable)
+// and would let twice as much garbage pile up before a collection. The
+// heap is mostly byte slices without pointers, so the extra collections
+// cost little: a 157 MB runtime's pull peaked at about 100 MB resident
+// instead of 200, in the same time.
+func tightGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(10)
+	}
 }
 
 // refVerbs are pull, pin and unpin, for the commands and for the

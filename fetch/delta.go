@@ -146,12 +146,40 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	if p != nil {
 		p.DeltaParts.Store(int64(len(todo)))
 	}
+	// Fallbacks (objects the delta leaves out, usually the largest
+	// files) come in loose beside the parts rather than after them. They
+	// are noted with what the delta adds: an unsigned superblock may list
+	// anything.
+	fb, fctx := errgroup.WithContext(ctx)
+	fb.SetLimit(deltaFallbacks)
+	for _, o := range sb.Fallbacks {
+		if o.Object.Type != ostree.ObjFile {
+			continue
+		}
+		if ok, _ := f.store.Has(index.TypeFile, o.Object.Checksum); ok {
+			continue
+		}
+		fb.Go(func() error {
+			if err := f.FetchContent(fctx, remote, o.Object.Checksum); err != nil {
+				return err
+			}
+			added.note(o.Object)
+			return nil
+		})
+	}
 	err = f.applyParts(ctx, rs, remote, name, dir, sb, todo, added, p)
+	// A failed fallback is no failure of the delta: the walk after it
+	// fetches what is missing.
+	fb.Wait()
 	if err != nil {
 		return false, err
 	}
 	return true, nil
 }
+
+// deltaFallbacks is how many of a delta's fallback objects are fetched
+// at once beside its parts.
+const deltaFallbacks = 2
 
 // cachedDeltaSource returns a commit that digests lists a delta from to
 // to and whose tree is cached (its root dirtree, at least): an older

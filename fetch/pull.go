@@ -103,6 +103,12 @@ func (f *Fetcher) walk(ctx context.Context, remote string, cm *ostree.Commit, p 
 		g.Go(func() error {
 			for c := range files {
 				if fetch {
+					// Most of a tree is cached when a delta brought it in:
+					// an index lookup says so without opening the file.
+					if ok, _ := f.store.Has(index.TypeFile, c); ok {
+						p.ObjectsDone.Add(1)
+						continue
+					}
 					if err := f.FetchContent(ctx, remote, c); err != nil {
 						return err
 					}
