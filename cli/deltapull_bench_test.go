@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -169,6 +170,45 @@ func BenchmarkDeltaPull(b *testing.B) {
 			}
 		})
 	}
+
+	// A mount with --prefetch delta, and a program start issued as the
+	// mount comes up: the start against the same start on an idle link
+	// (--prefetch none), the background delta against a plain pull.
+	b.Run("mount-delta-shaped", func(b *testing.B) {
+		setLink(b, true)
+		var idle, loaded, whole []float64
+		for i := 0; i < b.N; i++ {
+			lazyCold(b, srv, dir, fetch.PrefetchNone, nil, func(root string) {
+				start := time.Now()
+				if out := runFromTree(b, root, critImports); out != "ok" {
+					b.Fatalf("python printed %q", out)
+				}
+				idle = append(idle, time.Since(start).Seconds())
+			}, deltaRef)
+			lazyCold(b, srv, dir, fetch.PrefetchDelta, nil, func(root string) {
+				start := time.Now()
+				if out := runFromTree(b, root, critImports); out != "ok" {
+					b.Fatalf("python printed %q", out)
+				}
+				loaded = append(loaded, time.Since(start).Seconds())
+				job := waitDeltaJob(b, filepath.Join(dir, "mnt", ".lazytree", "status.json")) // lazyCold mounts dir/mnt
+				if job.DeltaParts == 0 || job.DeltaPartsDone != job.DeltaParts || job.Errors != 0 {
+					b.Errorf("the delta prefetch: %+v", job)
+				}
+				whole = append(whole, job.Seconds)
+			}, deltaRef)
+		}
+		mi, ml, mw := mean(idle), mean(loaded), mean(whole)
+		pull := rep.sides["full-shaped/lazytree"].secs
+		rep.mountDelta = &mountDeltaFigures{idle: mi, loaded: ml, whole: mw, pull: pull}
+		b.ReportMetric(mi, "start-idle-s")
+		b.ReportMetric(ml, "start-under-delta-s")
+		b.ReportMetric(ml/mi, "x-start")
+		b.ReportMetric(mw, "delta-prefetch-s")
+		if pull > 0 {
+			b.ReportMetric(mw/pull, "x-prefetch-vs-pull")
+		}
+	})
 
 	b.Run("loose-shaped", func(b *testing.B) {
 		setLink(b, true)
@@ -644,6 +684,7 @@ type deltaReport struct {
 	lazyUpdate, ostreeUpdate deltaUpdate
 	checkoutRequests         int
 	treeEqual                bool
+	mountDelta               *mountDeltaFigures
 }
 
 func (r *deltaReport) add(phase, side string, s deltaSide) {
@@ -709,6 +750,12 @@ func (r *deltaReport) String() string {
 		if link == "shaped" {
 			ratio("x-rss (lazytree pull / ostree pull)", 1, float64(l.rssKB)/float64(o.rssKB), ok1 && ok2)
 		}
+	}
+	if m := r.mountDelta; m != nil && m.idle > 0 && m.pull > 0 {
+		fmt.Fprintf(&t, "  mount --prefetch delta: program start %.2f s beside the delta, %.2f s on an idle link; delta job %.2f s, plain pull %.2f s\n",
+			m.loaded, m.idle, m.whole, m.pull)
+		ratio("x-start (start beside the delta / idle)", 2, m.loaded/m.idle, true)
+		ratio("x-prefetch (delta job / plain pull)", 1.3, m.whole/m.pull, true)
 	}
 	l8, ok1 := side("loose-shaped/lazytree c8")
 	ld, ok2 := side("loose-shaped/lazytree defaults (64 in flight)")
@@ -777,3 +824,43 @@ func boolMetric(v bool) float64 {
 }
 
 func firstN(s []string, n int) []string { return s[:min(n, len(s))] }
+
+// mountDeltaFigures are the mount-delta-shaped sub-benchmark's.
+type mountDeltaFigures struct {
+	idle, loaded float64 // program start on an idle link, and beside the delta
+	whole, pull  float64 // the background delta job, and a plain pull
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// waitDeltaJob waits (up to five minutes) for the daemon's only prefetch
+// job, read from its status.json, to end, and returns it.
+func waitDeltaJob(b *testing.B, status string) fetch.PrefetchStatus {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		var st struct {
+			Source fetch.Status `json:"source"`
+		}
+		data, err := os.ReadFile(status)
+		if err == nil {
+			err = json.Unmarshal(data, &st)
+		}
+		if err == nil && len(st.Source.Prefetches) == 1 && st.Source.Prefetches[0].State != "running" {
+			return st.Source.Prefetches[0]
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the delta prefetch did not end in five minutes (%v): %s", err, data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

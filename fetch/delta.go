@@ -233,6 +233,7 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 	// parts are past that point and not yet applied.
 	g.SetLimit(deltaDownloads + deltaWorkers())
 	src := deltaSource{f.store}
+	decoders := delta.NewDecoders(deltaWorkers())
 	for _, i := range todo {
 		hdr := sb.Parts[i]
 		what := fmt.Sprintf("delta %s part %d", name, i)
@@ -253,7 +254,7 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 			if p != nil {
 				live = &p.DeltaBytesDone
 			}
-			pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr, downloads, workers, live, pf)
+			pt, release, n, err := f.openPart(ctx, rs, fmt.Sprintf("%s/%d", dir, i), hdr, downloads, workers, live, pf, decoders)
 			if err != nil {
 				return fail(err)
 			}
@@ -288,7 +289,7 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 // workers for the decoding, which it returns held on success (the caller
 // gives it back after applying). release gives back the part's scratch
 // reservation: call it after the part is closed. n is the bytes fetched.
-func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader, downloads, workers *semaphore.Weighted, live *atomic.Int64, pf *partFlight) (pt *delta.Part, release func(), n int64, err error) {
+func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hdr delta.PartHeader, downloads, workers *semaphore.Weighted, live *atomic.Int64, pf *partFlight, decoders *delta.Decoders) (pt *delta.Part, release func(), n int64, err error) {
 	if hdr.Inline != nil {
 		pf.downloaded.Store(true)
 		downloads.Release(1)
@@ -352,7 +353,7 @@ func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hd
 		return fail(err)
 	}
 	for attempt := 0; ; attempt++ {
-		pt, err = delta.OpenPartStream(dctx, sp.reader(dctx), hdr, f.store.TmpDir())
+		pt, err = decoders.OpenPartStream(dctx, sp.reader(dctx), hdr, f.store.TmpDir())
 		if errors.Is(err, errSpoolRestarted) && attempt < 16 {
 			continue // a retried download: decode from its start
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/therootcompany/xz"
@@ -335,35 +334,39 @@ func validTarget(b []byte) bool {
 }
 
 // newXZReader decodes the one xz stream of r, with a dictionary of at
-// most maxXZDict. The decoder is a port of XZ Embedded
-// (github.com/therootcompany/xz, a kept fork of xi2/xz): on a 32 MB part
-// of ostree's it took 0.95 s and 34 MB of heap where
-// github.com/ulikunitz/xz took 1.43 s and 66 MB (xz -d: 0.72 s), and it
-// refuses a dictionary over its maximum before allocating it.
-//
-// Call done when finished with the reader: decoders are kept in a
-// sync.Pool and reset for the next stream, so that a dictionary (32 MiB
-// in ostree's parts) is allocated once per decoding goroutine rather than
-// once per part and does not pile up as garbage; the pool lets go of
-// them when nothing decodes.
-func newXZReader(r io.Reader) (xr *xz.Reader, done func(), err error) {
-	if v := xzPool.Get(); v != nil {
-		xr = v.(*xz.Reader)
-		err = xr.Reset(r)
-	} else {
+// most maxXZDict, with a decoder of d's when it has one free. The
+// decoder is a port of XZ Embedded (github.com/therootcompany/xz, a kept
+// fork of xi2/xz): on a 32 MB part of ostree's it took 0.95 s and 34 MB
+// of heap where github.com/ulikunitz/xz took 1.43 s and 66 MB (xz -d:
+// 0.72 s), and it refuses a dictionary over its maximum before
+// allocating it. In its default multistream mode it refuses garbage
+// after the stream; a second stream would pass the chunk total that the
+// caller checks. Call done when finished with the reader.
+func (d *Decoders) newXZReader(r io.Reader) (xr *xz.Reader, done func(), err error) {
+	if d != nil {
+		select {
+		case xr = <-d.free:
+			err = xr.Reset(r)
+		default:
+		}
+	}
+	if xr == nil {
 		xr, err = xz.NewReader(r, maxXZDict)
 	}
 	if err != nil {
 		return nil, func() {}, err
 	}
-	xr.Multistream(false)
 	return xr, func() {
-		xr.Reset(eofReader{}) // drops r
-		xzPool.Put(xr)
+		if d == nil {
+			return
+		}
+		xr.Reset(eofReader{}) // lets go of r
+		select {
+		case d.free <- xr:
+		default:
+		}
 	}, nil
 }
-
-var xzPool sync.Pool
 
 // eofReader is an empty input.
 type eofReader struct{}
@@ -378,7 +381,7 @@ func unxz(data []byte, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, done, err := newXZReader(bytes.NewReader(data))
+	r, done, err := (*Decoders)(nil).newXZReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazytree/lazytree/ostree"
+	"github.com/therootcompany/xz"
 )
 
 // OpenPartStream verifies and decodes one part file read from r (an HTTP
@@ -43,6 +44,22 @@ import (
 // Close); until then the unlinked file takes up to hdr.BodyLimit() bytes
 // of disk in tmpDir.
 func OpenPartStream(ctx context.Context, r io.Reader, hdr PartHeader, tmpDir string) (*Part, error) {
+	return (*Decoders)(nil).OpenPartStream(ctx, r, hdr, tmpDir)
+}
+
+// Decoders keeps up to a fixed number of xz decoders, each with its
+// dictionary (32 MiB in ostree's parts), for the parts of one delta: a
+// dictionary is allocated once per decoding goroutine rather than once
+// per part, so that the parts of a pull do not pile up dictionaries as
+// garbage. Drop it when the delta is done; a nil *Decoders keeps none.
+type Decoders struct{ free chan *xz.Reader }
+
+// NewDecoders returns a Decoders that keeps up to n decoders.
+func NewDecoders(n int) *Decoders { return &Decoders{free: make(chan *xz.Reader, n)} }
+
+// OpenPartStream is the package's OpenPartStream, decoding with one of
+// d's decoders.
+func (d *Decoders) OpenPartStream(ctx context.Context, r io.Reader, hdr PartHeader, tmpDir string) (*Part, error) {
 	what := "delta part " + hdr.Checksum.String()
 	if hdr.Version != 0 {
 		return nil, unsupported(what, "version %d", hdr.Version)
@@ -62,7 +79,7 @@ func OpenPartStream(ctx context.Context, r io.Reader, hdr PartHeader, tmpDir str
 		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
 	in := &hashReader{ctx: ctx, r: r, h: sha256.New(), left: hdr.Size}
-	n, err := spool(in, f, int64(hdr.BodyLimit()))
+	n, err := spool(in, f, int64(hdr.BodyLimit()), d)
 	if err != nil {
 		if in.err != nil {
 			return nil, fmt.Errorf("read %s: %w", what, in.err)
@@ -107,7 +124,7 @@ const spoolBuf = 64 << 10
 
 // spool decompresses the part file in into w, writing at most limit bytes,
 // and returns how many it wrote.
-func spool(in io.Reader, w io.Writer, limit int64) (int64, error) {
+func spool(in io.Reader, w io.Writer, limit int64, d *Decoders) (int64, error) {
 	var kind [1]byte
 	if _, err := io.ReadFull(in, kind[:]); err != nil {
 		return 0, fmt.Errorf("%w: %v", ostree.ErrCorrupt, err)
@@ -122,7 +139,7 @@ func spool(in io.Reader, w io.Writer, limit int64) (int64, error) {
 		}
 	case CompressionXZ:
 		g := newXZGuard(bufio.NewReaderSize(in, spoolBuf), limit)
-		xr, done, err := newXZReader(g)
+		xr, done, err := d.newXZReader(g)
 		if err != nil {
 			return 0, g.cause(fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err))
 		}

@@ -464,3 +464,46 @@ func TestOpenPartStreamLarge(t *testing.T) {
 	}
 	emptyDir(t, tmp)
 }
+
+// TestDecodersReuseDictionaries: parts opened through one Decoders reuse
+// its decoders: the second part allocates no new dictionary, where the
+// package's OpenPartStream allocates one per part.
+func TestDecodersReuseDictionaries(t *testing.T) {
+	repo := vectorRepo(t)
+	var hdr PartHeader
+	var data []byte
+	for _, v := range vectorDeltas(t) {
+		sb, err := ParseSuperblock(readSuperblock(t, repo, v.from, v.to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ph := range sb.Parts {
+			if d := partData(t, repo, sb, i); ph.Inline == nil && len(d) > 0 && d[0] == CompressionXZ {
+				hdr, data = ph, d
+			}
+		}
+	}
+	if data == nil {
+		t.Fatal("the vectors have no xz part")
+	}
+	open := func(d *Decoders) uint64 {
+		_, alloc := heapPeak(t, func() {
+			p, err := d.OpenPartStream(context.Background(), bytes.NewReader(data), hdr, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Close()
+		})
+		return alloc
+	}
+	d := NewDecoders(1)
+	first := open(d)
+	second := open(d)
+	fresh := open(nil)
+	if first < 1<<20 || fresh < 1<<20 {
+		t.Fatalf("a fresh decoder allocated %d and %d bytes: no dictionary?", first, fresh)
+	}
+	if second > first/4 {
+		t.Fatalf("the second part through one Decoders allocated %d bytes, the first %d: its dictionary was not reused", second, first)
+	}
+}
