@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"runtime"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,16 +80,14 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	if len(digests) == 0 {
 		return false, nil
 	}
+	// From the ref's previous commit (the caller's, verified for this
+	// remote) when the remote lists that delta and the old tree is
+	// wholly cached.
 	var from *ostree.Checksum
-	if prev != nil {
-		if ok, _ := f.store.Has(index.TypeCommit, *prev); ok {
-			if _, listed := digests[ostree.DeltaName(prev, to)]; listed {
-				from = prev
-			}
+	if prev != nil && *prev != to {
+		if _, listed := digests[ostree.DeltaName(prev, to)]; listed && f.treeComplete(ctx, *prev) {
+			from = prev
 		}
-	}
-	if from == nil {
-		from = f.cachedDeltaSource(digests, to)
 	}
 	if from == nil {
 		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree); ok && !stream {
@@ -150,27 +145,32 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	// files) come in loose beside the parts rather than after them. They
 	// are noted with what the delta adds: an unsigned superblock may list
 	// anything.
-	fb, fctx := errgroup.WithContext(ctx)
+	var fb errgroup.Group
 	fb.SetLimit(deltaFallbacks)
-	for _, o := range sb.Fallbacks {
-		if o.Object.Type != ostree.ObjFile {
-			continue
-		}
-		if ok, _ := f.store.Has(index.TypeFile, o.Object.Checksum); ok {
-			continue
-		}
-		fb.Go(func() error {
-			if err := f.FetchContent(fctx, remote, o.Object.Checksum); err != nil {
-				return err
+	fbDone := make(chan struct{})
+	go func() {
+		defer close(fbDone)
+		for _, o := range sb.Fallbacks {
+			if ctx.Err() != nil {
+				break
 			}
-			added.note(o.Object)
-			return nil
-		})
-	}
+			if o.Object.Type != ostree.ObjFile {
+				continue
+			}
+			if ok, _ := f.store.Has(index.TypeFile, o.Object.Checksum); ok {
+				continue
+			}
+			fb.Go(func() error {
+				if f.FetchContent(ctx, remote, o.Object.Checksum) == nil {
+					added.note(o.Object)
+				}
+				return nil // the walk after the delta fetches what failed
+			})
+		}
+		fb.Wait()
+	}()
 	err = f.applyParts(ctx, rs, remote, name, dir, sb, todo, added, p)
-	// A failed fallback is no failure of the delta: the walk after it
-	// fetches what is missing.
-	fb.Wait()
+	<-fbDone
 	if err != nil {
 		return false, err
 	}
@@ -181,34 +181,27 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 // at once beside its parts.
 const deltaFallbacks = 2
 
-// cachedDeltaSource returns a commit that digests lists a delta from to
-// to and whose tree is cached (its root dirtree, at least): an older
-// commit of the same ref, most likely. A delta from it carries only the
-// changes, and what it reads is checked (every object it builds is
-// hashed), so any cached commit will do.
-func (f *Fetcher) cachedDeltaSource(digests map[string]ostree.Checksum, to ostree.Checksum) *ostree.Checksum {
-	for _, name := range slices.Sorted(maps.Keys(digests)) {
-		fromHex, toHex, ok := strings.Cut(name, "-")
-		if !ok || toHex != to.String() {
-			continue
-		}
-		from, err := ostree.ParseChecksum(fromHex)
-		if err != nil || from == to {
-			continue
-		}
-		data, err := f.store.ReadMeta(context.Background(), index.TypeCommit, from)
-		if err != nil {
-			continue
-		}
-		cm, err := ostree.DecodeCommit(data)
-		if err != nil {
-			continue
-		}
-		if ok, _ := f.store.Has(index.TypeDirTree, cm.RootTree); ok {
-			return &from
-		}
+// treeComplete reports whether every object of commit c's tree is
+// cached: a delta from c reads its files, and one missing fails a part.
+func (f *Fetcher) treeComplete(ctx context.Context, c ostree.Checksum) bool {
+	data, err := f.store.ReadMeta(ctx, index.TypeCommit, c)
+	if err != nil {
+		return false
 	}
-	return nil
+	cm, err := ostree.DecodeCommit(data)
+	if err != nil {
+		return false
+	}
+	missing := errors.New("missing")
+	complete, err := f.Walk(ctx, cm.RootTree, cm.RootMeta, WalkOptions{CachedOnly: true, Unique: true}, func(ctx context.Context, d Dir) error {
+		for _, e := range d.DirTree.Files {
+			if ok, _ := f.store.Has(index.TypeFile, e.Checksum); !ok {
+				return missing
+			}
+		}
+		return nil
+	})
+	return err == nil && complete
 }
 
 // Delta parts in flight: downloads run deltaDownloads at a time, in part
@@ -232,7 +225,6 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 	// A part waits for a download slot in part order; at most this many
 	// parts are past that point and not yet applied.
 	g.SetLimit(deltaDownloads + deltaWorkers())
-	src := deltaSource{f.store}
 	decoders := delta.NewDecoders(deltaWorkers())
 	for _, i := range todo {
 		hdr := sb.Parts[i]
@@ -247,9 +239,9 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 		if err := downloads.Acquire(ctx, 1); err != nil {
 			break // g's context: a part failed
 		}
-		pf := f.startPartFlight(hdr)
+		pf := f.startPartFlight(remote, hdr)
 		g.Go(func() error {
-			defer f.endPartFlight(hdr, pf)
+			defer f.endPartFlight(remote, hdr, pf)
 			var live *atomic.Int64
 			if p != nil {
 				live = &p.DeltaBytesDone
@@ -261,7 +253,7 @@ func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name,
 			defer workers.Release(1)
 			defer release()
 			sink := &deltaSink{store: f.store, batch: f.store.NewBatch(remote), added: added}
-			err = pt.Apply(ctx, hdr.Objects, src, sink)
+			err = pt.Apply(ctx, hdr.Objects, deltaSource{f.store, sink.batch}, sink)
 			pt.Close()
 			// What was verified before a failure is kept: one flush.
 			if ferr := sink.batch.Flush(context.WithoutCancel(ctx)); err == nil {
@@ -393,12 +385,21 @@ func (pf *partFlight) soon() bool {
 	return pf.downloaded.Load() || pf.size-pf.got.Load() <= partWaitBytes
 }
 
-// startPartFlight registers the content objects of hdr as on their way.
-func (f *Fetcher) startPartFlight(hdr delta.PartHeader) *partFlight {
+// partKey names content in a part of one remote's delta: a reader waits
+// only for its own remote's parts (another remote could name any
+// checksum in a part it never sends).
+type partKey struct {
+	remote string
+	sum    ostree.Checksum
+}
+
+// startPartFlight registers the content objects of hdr, a part of
+// remote's, as on their way.
+func (f *Fetcher) startPartFlight(remote string, hdr delta.PartHeader) *partFlight {
 	pf := &partFlight{size: int64(min(hdr.Size, math.MaxInt64)), done: make(chan struct{})}
 	for _, o := range hdr.Objects {
 		if o.Type == ostree.ObjFile {
-			f.parts.LoadOrStore(o.Checksum, pf)
+			f.parts.LoadOrStore(partKey{remote, o.Checksum}, pf)
 		}
 	}
 	return pf
@@ -406,25 +407,33 @@ func (f *Fetcher) startPartFlight(hdr delta.PartHeader) *partFlight {
 
 // endPartFlight unregisters hdr's objects: the part's objects are stored
 // (or it failed).
-func (f *Fetcher) endPartFlight(hdr delta.PartHeader, pf *partFlight) {
+func (f *Fetcher) endPartFlight(remote string, hdr delta.PartHeader, pf *partFlight) {
 	for _, o := range hdr.Objects {
 		if o.Type == ostree.ObjFile {
-			f.parts.CompareAndDelete(o.Checksum, pf)
+			f.parts.CompareAndDelete(partKey{remote, o.Checksum}, pf)
 		}
 	}
 	close(pf.done)
 }
 
-// waitForPart waits, when content c is in a delta part that is nearly
-// here, until that part is applied, and reports whether c is cached
-// then. It waits at most for ctx.
-func (f *Fetcher) waitForPart(ctx context.Context, c ostree.Checksum) bool {
-	v, ok := f.parts.Load(c)
+// partWaitMax bounds a reader's wait for a part: past it, the reader
+// fetches the object itself.
+const partWaitMax = 10 * time.Second
+
+// waitForPart waits, when content c is in a part of remote's delta that
+// is nearly here, until that part is applied (at most partWaitMax, or
+// ctx), and reports whether c is cached then.
+func (f *Fetcher) waitForPart(ctx context.Context, remote string, c ostree.Checksum) bool {
+	v, ok := f.parts.Load(partKey{remote, c})
 	if !ok || !v.(*partFlight).soon() {
 		return false
 	}
+	t := time.NewTimer(partWaitMax)
+	defer t.Stop()
 	select {
 	case <-v.(*partFlight).done:
+	case <-t.C:
+		return false
 	case <-ctx.Done():
 		return false
 	}
@@ -482,10 +491,22 @@ func (f *Fetcher) havePart(hdr delta.PartHeader) bool {
 	return true
 }
 
-// deltaSource reads the from-commit's files out of the cache.
-type deltaSource struct{ store *objcache.Store }
+// deltaSource reads the from-commit's files out of the cache for one
+// part. Before each read it flushes the part's own batch: the part may
+// name as a source an object it produced itself (whose busy entry its
+// batch holds until the flush), and a part that holds no entries while
+// it waits for another part's object can never wait in a cycle.
+type deltaSource struct {
+	store *objcache.Store
+	batch *objcache.Batch
+}
 
 func (s deltaSource) OpenContent(ctx context.Context, c ostree.Checksum) (delta.Blob, error) {
+	if s.batch.Len() > 0 {
+		if err := s.batch.Flush(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return s.store.Open(ctx, c)
 }
 

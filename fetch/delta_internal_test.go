@@ -80,10 +80,10 @@ func TestOnDemandWaitsForNearPart(t *testing.T) {
 	raw := h.StreamHeader()
 	c := ostree.Checksum(sha256.Sum256(append(append([]byte{}, raw...), content...)))
 	near := delta.PartHeader{Size: 10 << 20, Objects: []delta.ObjRef{{Type: ostree.ObjFile, Checksum: c}}}
-	pf := f.startPartFlight(near)
+	pf := f.startPartFlight("r", near)
 	pf.got.Store(9 << 20) // 1 MiB to go
 	got := make(chan bool, 1)
-	go func() { got <- f.waitForPart(context.Background(), c) }()
+	go func() { got <- f.waitForPart(context.Background(), "r", c) }()
 	select {
 	case v := <-got:
 		t.Fatalf("returned %v before the part was applied", v)
@@ -92,10 +92,18 @@ func TestOnDemandWaitsForNearPart(t *testing.T) {
 	if err := store.PutContent(context.Background(), c, index.FileHeader{Mode: h.Mode, Size: h.Size, Raw: raw}, bytes.NewReader(content), "r"); err != nil {
 		t.Fatal(err)
 	}
-	f.endPartFlight(near, pf)
+	f.endPartFlight("r", near, pf)
 	if !<-got {
 		t.Fatal("the part stored the object, but the waiting reader was told to fetch it")
 	}
+	// Another remote's reader never waits for r's parts.
+	pf3 := f.startPartFlight("r", near)
+	pf3.downloaded.Store(true)
+	start0 := time.Now()
+	if f.waitForPart(context.Background(), "other", c) || time.Since(start0) > time.Second {
+		t.Fatal("a reader of another remote waited for r's part")
+	}
+	f.endPartFlight("r", near, pf3)
 	if f.stats.DeltaWaits.Load() != 1 {
 		t.Fatalf("DeltaWaits = %d, want 1", f.stats.DeltaWaits.Load())
 	}
@@ -103,10 +111,45 @@ func TestOnDemandWaitsForNearPart(t *testing.T) {
 	var c2 ostree.Checksum
 	c2[0] = 9
 	far := delta.PartHeader{Size: 100 << 20, Objects: []delta.ObjRef{{Type: ostree.ObjFile, Checksum: c2}}}
-	pf2 := f.startPartFlight(far)
-	defer f.endPartFlight(far, pf2)
+	pf2 := f.startPartFlight("r", far)
+	defer f.endPartFlight("r", far, pf2)
 	start := time.Now()
-	if f.waitForPart(context.Background(), c2) || time.Since(start) > time.Second {
+	if f.waitForPart(context.Background(), "r", c2) || time.Since(start) > time.Second {
 		t.Fatal("a reader waited for a part 100 MiB away")
 	}
+}
+
+// TestDeltaSourceReadsOwnPending: a part may name as its source an
+// object it produced itself, still pending in its batch: the read
+// flushes the batch instead of waiting for it forever (review of issue
+// 11).
+func TestDeltaSourceReadsOwnPending(t *testing.T) {
+	store, err := objcache.Open(context.Background(), t.TempDir(), objcache.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	content := []byte("produced, then read as a source")
+	h := &ostree.FileHeader{Mode: ostree.ModeReg | 0o644, Size: uint64(len(content))}
+	raw := h.StreamHeader()
+	c := ostree.Checksum(sha256.Sum256(append(append([]byte{}, raw...), content...)))
+	b := store.NewBatch("r")
+	tf, err := store.CreateTemp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf.Write(content)
+	if err := b.PutFile(context.Background(), c, index.FileHeader{Mode: h.Mode, Size: h.Size, Raw: raw}, tf); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	blob, err := deltaSource{store, b}.OpenContent(ctx, c)
+	if err != nil {
+		t.Fatalf("reading an object pending in the part's own batch: %v", err)
+	}
+	if blob.Size() != int64(len(content)) {
+		t.Fatalf("source of %d bytes, want %d", blob.Size(), len(content))
+	}
+	blob.(interface{ Close() error }).Close()
 }

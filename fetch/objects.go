@@ -155,7 +155,7 @@ func (f *Fetcher) FetchContent(ctx context.Context, remote string, c ostree.Chec
 }
 
 func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Checksum) error {
-	if f.waitForPart(ctx, c) {
+	if f.waitForPart(ctx, remote, c) {
 		return nil
 	}
 	name := ostree.ObjectName(c, ostree.ObjFile)

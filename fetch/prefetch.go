@@ -180,7 +180,14 @@ func (s *MountSource) prefetchDelta(ctx context.Context, job *prefetchJob, c ost
 	// a paused delta would hold the whole ref back for all of it (measured:
 	// start 1.1x its idle time either way; the delta job 1.5x a plain
 	// pull when paused).
-	used, err := s.f.pullDelta(WithPriority(ctx, Speculative), remote, nil, c, cm, &job.delta, true)
+	s.mu.Lock()
+	prev, hasPrev := s.prevCommit[c]
+	s.mu.Unlock()
+	var from *ostree.Checksum
+	if hasPrev {
+		from = &prev
+	}
+	used, err := s.f.pullDelta(WithPriority(ctx, Speculative), remote, from, c, cm, &job.delta, true)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		job.errs.Add(1)

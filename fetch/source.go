@@ -42,6 +42,9 @@ type MountSource struct {
 	mu         sync.Mutex
 	refs       map[string]map[string]ostree.Checksum // remote -> ref -> commit
 	prefetched map[ostree.Checksum]bool
+	// prevCommit maps a commit a refresh moved a ref to onto the ref's
+	// commit before, the source of a delta for it (mode delta).
+	prevCommit map[ostree.Checksum]ostree.Checksum
 	// commitRemote is the remote each commit used was verified for: where
 	// speculation for its files fetches from.
 	commitRemote map[ostree.Checksum]string
@@ -71,7 +74,7 @@ func NewSource(f *Fetcher, opts SourceOptions) *MountSource {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &MountSource{f: f, opts: opts, ctx: ctx, stop: stop,
 		refs:       map[string]map[string]ostree.Checksum{},
-		prefetched: map[ostree.Checksum]bool{}, commitRemote: map[ostree.Checksum]string{},
+		prefetched: map[ostree.Checksum]bool{}, commitRemote: map[ostree.Checksum]string{}, prevCommit: map[ostree.Checksum]ostree.Checksum{},
 		indexState: map[ostree.Checksum]string{}, indexTried: map[string]indexTry{}, profiles: map[ostree.Checksum]*profile{}, refErrors: map[string]string{},
 		bg: semaphore.NewWeighted(int64(opts.BackgroundWorkers))}
 	// Fetches started by background work count in s.wg (detached).
@@ -132,6 +135,7 @@ func (s *MountSource) Refresh(ctx context.Context) {
 			s.mu.Lock()
 			follow := s.prefetched[prev] && !s.prefetched[c] && s.ctx.Err() == nil
 			if follow {
+				s.prevCommit[c] = prev // a delta from it carries only the changes
 				s.wg.Add(1)
 			}
 			s.mu.Unlock()

@@ -47,11 +47,11 @@ func (s *spool) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
+	s.cond.Broadcast()
 	if s.n == 0 {
 		return nil
 	}
 	s.n = 0
-	s.cond.Broadcast()
 	return s.f.Truncate(0)
 }
 

@@ -339,9 +339,7 @@ func validTarget(b []byte) bool {
 // fork of xi2/xz): on a 32 MB part of ostree's it took 0.95 s and 34 MB
 // of heap where github.com/ulikunitz/xz took 1.43 s and 66 MB (xz -d:
 // 0.72 s), and it refuses a dictionary over its maximum before
-// allocating it. In its default multistream mode it refuses garbage
-// after the stream; a second stream would pass the chunk total that the
-// caller checks. Call done when finished with the reader.
+// allocating it. Call done when finished with the reader.
 func (d *Decoders) newXZReader(r io.Reader) (xr *xz.Reader, done func(), err error) {
 	if d != nil {
 		select {
@@ -356,6 +354,9 @@ func (d *Decoders) newXZReader(r io.Reader) (xr *xz.Reader, done func(), err err
 	if err != nil {
 		return nil, func() {}, err
 	}
+	// One stream: what follows it is not decoded (the part's digest
+	// covers every byte, and the caller checks the chunk total).
+	xr.Multistream(false)
 	return xr, func() {
 		if d == nil {
 			return
