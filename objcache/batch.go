@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -75,24 +73,9 @@ func (b *Batch) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader
 	if ok, err := s.present(id); err != nil || ok {
 		return fail(err)
 	}
-	fi, err := f.Stat()
+	size, err := s.checkTemp(ctx, id, hdr, f)
 	if err != nil {
-		return fail(fmt.Errorf("store %s: %w", id, err))
-	}
-	size := fi.Size()
-	if uint64(size) != hdr.Size {
-		return fail(&CorruptError{Object: id.String(), What: "size", Got: itoa(size), Want: strconv.FormatUint(hdr.Size, 10)})
-	}
-	h := sha256.New()
-	h.Write(hdr.Raw)
-	if n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size), size); err != nil || n != size {
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		return fail(fmt.Errorf("store %s: read: %w", id, err))
-	}
-	if got := index.Sum(h.Sum(nil)); got != sum {
-		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: sum.String()})
+		return fail(err)
 	}
 	if err := s.reserve(ctx, size); err != nil {
 		return fail(fmt.Errorf("store %s: %w", id, err))
@@ -113,7 +96,7 @@ func (b *Batch) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader
 		s.release(size)
 		return fail(fmt.Errorf("store %s: %w", id, err))
 	}
-	fi, err = f.Stat() // after the rename, which changes the ctime
+	fi, err := f.Stat() // after the rename, which changes the ctime
 	f.Close()
 	if err != nil {
 		fi = nil

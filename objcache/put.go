@@ -132,24 +132,9 @@ func (s *Store) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader
 	if ok, err := s.present(id); err != nil || ok {
 		return fail(err)
 	}
-	fi, err := f.Stat()
+	size, err := s.checkTemp(ctx, id, hdr, f)
 	if err != nil {
-		return fail(fmt.Errorf("store %s: %w", id, err))
-	}
-	size := fi.Size()
-	if uint64(size) != hdr.Size {
-		return fail(&CorruptError{Object: id.String(), What: "size", Got: itoa(size), Want: strconv.FormatUint(hdr.Size, 10)})
-	}
-	h := sha256.New()
-	h.Write(hdr.Raw)
-	if n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size), size); err != nil || n != size {
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		return fail(fmt.Errorf("store %s: read: %w", id, err))
-	}
-	if got := index.Sum(h.Sum(nil)); got != sum {
-		return fail(&CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: sum.String()})
+		return fail(err)
 	}
 	// The bytes are on disk already: reserving after the check keeps a
 	// bad file from evicting anything.
@@ -157,6 +142,31 @@ func (s *Store) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader
 		return fail(fmt.Errorf("store %s: %w", id, err))
 	}
 	return s.commit(ctx, id, f, size, &hdr, nil, origin)
+}
+
+// checkTemp hashes hdr.Raw || f, a content object's temp file, against
+// id and checks its size against hdr, and returns the size.
+func (s *Store) checkTemp(ctx context.Context, id index.ObjectID, hdr index.FileHeader, f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("store %s: %w", id, err)
+	}
+	size := fi.Size()
+	if uint64(size) != hdr.Size {
+		return 0, &CorruptError{Object: id.String(), What: "size", Got: itoa(size), Want: strconv.FormatUint(hdr.Size, 10)}
+	}
+	h := sha256.New()
+	h.Write(hdr.Raw)
+	if n, err := copyHashing(ctx, io.Discard, h, io.NewSectionReader(f, 0, size), size); err != nil || n != size {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, fmt.Errorf("store %s: read: %w", id, err)
+	}
+	if got := index.Sum(h.Sum(nil)); got != id.Sum {
+		return 0, &CorruptError{Object: id.String(), What: "checksum", Got: got.String(), Want: id.Sum.String()}
+	}
+	return size, nil
 }
 
 // PutMeta stores a metadata object (dirtree, dirmeta, commit, commitmeta,
