@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,7 +65,8 @@ const (
 //     (fetch.Checkout) needs a request, or when that checkout differs
 //     from `ostree checkout` of C2.
 //
-// Every side reports seconds, peak RSS, MB fetched (body bytes), requests,
+// Every side reports seconds, peak RSS (its own: children run under
+// internal/testutil/rsswrap), MB fetched (body bytes), requests,
 // and how many were delta superblocks, delta parts and loose objects; the
 // last sub-benchmark prints it all as a table, with issue 11's targets:
 // `go test -run '^$' -bench DeltaPull -benchtime 1x ./cli`.
@@ -75,6 +77,8 @@ func BenchmarkDeltaPull(b *testing.B) {
 	dir := b.TempDir()
 	p := newDeltaRepo(b, ostreeBin, dir)
 	bin := testutil.BuildLazytree(b)
+	rssWrap = testutil.BuildRSSWrap(b)
+	defer func() { rssWrap = "" }()
 	shaped := fetchtest.Options{Latency: critLatency, Bandwidth: critBandwidth, ErrorStatuses: []int{500}}
 	srv, err := fetchtest.New(p.dir, shaped)
 	if err != nil {
@@ -767,12 +771,24 @@ func (r *deltaReport) String() string {
 	return t.String()
 }
 
+// rssWrap is testutil.BuildRSSWrap's binary, once BenchmarkDeltaPull
+// built it: runChild then measures a child's own peak RSS.
+var rssWrap string
+
 // runChild runs argv with env added to the environment, and returns its
-// wall time and peak RSS in KiB (the child's rusage).
+// wall time and peak RSS in KiB: the child's own, through rssWrap (a
+// child this process started directly would report at least this
+// process's high-water mark), else its rusage.
 func runChild(b *testing.B, env []string, argv ...string) (time.Duration, int64) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), childTimeout)
 	defer cancel()
+	var rssOut string
+	if rssWrap != "" {
+		rssOut = filepath.Join(b.TempDir(), "rss")
+		env = append(append([]string{}, env...), "RSSWRAP_OUT="+rssOut)
+		argv = append([]string{rssWrap}, argv...)
+	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
@@ -782,6 +798,14 @@ func runChild(b *testing.B, env []string, argv ...string) (time.Duration, int64)
 	took := time.Since(start)
 	if err != nil {
 		b.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out.String())
+	}
+	if rssOut != "" {
+		data, err := os.ReadFile(rssOut)
+		kb, perr := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		if err != nil || perr != nil {
+			b.Fatalf("%s: no peak RSS from rsswrap: %v %v", strings.Join(argv, " "), err, perr)
+		}
+		return took, kb
 	}
 	return took, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
 }

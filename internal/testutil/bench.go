@@ -46,3 +46,16 @@ func OstreeCheckout(t testing.TB, url, ref, keyFile string, extra ...string) str
 	Run(t, "", nil, ostreeBin, "checkout", "--repo="+client, "o:"+ref, co)
 	return co
 }
+
+// BuildRSSWrap builds internal/testutil/rsswrap, which measures a
+// child's own peak RSS (see its doc), and returns its path.
+func BuildRSSWrap(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rsswrap")
+	cmd := exec.Command("go", "build", "-o", bin, "./internal/testutil/rsswrap")
+	cmd.Dir = ModuleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build rsswrap: %v\n%s", err, out)
+	}
+	return bin
+}
