@@ -249,6 +249,12 @@ func (s *MountSource) prefetchTree(ctx context.Context, job *prefetchJob, cm *os
 				if !first(e.Checksum, ostree.ObjFile) {
 					continue
 				}
+				// After a delta nearly all is cached: an index lookup
+				// says so without a queued fetch and a file open each.
+				if ok, _ := s.f.Store().Has(index.TypeFile, e.Checksum); ok {
+					job.files.Add(1)
+					continue
+				}
 				q.add(false, func(ctx context.Context) {
 					if s.held(ctx, job, func(ctx context.Context) error { return s.f.FetchContent(ctx, remote, e.Checksum) }) {
 						job.files.Add(1)
