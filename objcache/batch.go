@@ -53,32 +53,15 @@ func (b *Batch) Len() int { return len(b.items) }
 // PutFile it takes f over.
 func (b *Batch) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader, f *os.File) error {
 	s := b.s
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
+	fail := func(err error) error { return s.discardTemp(f, err) }
 	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
-	if filepath.Dir(f.Name()) != s.tmpDir {
-		f.Close()
-		return fmt.Errorf("store %s: %s is not a file from CreateTemp", id, f.Name())
-	}
-	if len(hdr.Raw) == 0 {
-		return fail(fmt.Errorf("store %s: empty content-stream header", id))
-	}
 	if err := s.begin(); err != nil {
 		return fail(err)
 	}
 	defer s.ops.Done()
-	if ok, err := s.present(id); err != nil || ok {
-		return fail(err)
-	}
-	size, err := s.checkTemp(ctx, id, hdr, f)
-	if err != nil {
-		return fail(err)
-	}
-	if err := s.reserve(ctx, size); err != nil {
-		return fail(fmt.Errorf("store %s: %w", id, err))
+	size, err := s.acceptTemp(ctx, id, hdr, f)
+	if err != nil || size < 0 {
+		return err
 	}
 	unlock, err := b.lock(ctx, id)
 	if err != nil {
@@ -313,27 +296,25 @@ func (s *Store) durableBatch(ctx context.Context, items []batchItem) error {
 		if it.final == "" {
 			continue
 		}
-		f, err := os.Open(it.final)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
+		if err := syncPath(it.final); err != nil {
 			return err
 		}
 		dirs[filepath.Dir(it.final)] = true
 	}
 	for d := range dirs {
-		f, err := os.Open(d)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
+		if err := syncPath(d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// syncPath fsyncs the file or directory at p.
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

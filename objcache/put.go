@@ -112,36 +112,54 @@ func (s *Store) CreateTemp() (*os.File, error) {
 // into place rather than copying it. PutFile takes f over: it is closed,
 // and removed unless it became the object.
 func (s *Store) PutFile(ctx context.Context, sum index.Sum, hdr index.FileHeader, f *os.File, origin string) error {
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
 	id := index.ObjectID{Sum: sum, Type: index.TypeFile}
-	if filepath.Dir(f.Name()) != s.tmpDir {
-		f.Close()
-		return fmt.Errorf("store %s: %s is not a file from CreateTemp", id, f.Name())
-	}
-	if len(hdr.Raw) == 0 {
-		return fail(fmt.Errorf("store %s: empty content-stream header", id))
-	}
 	if err := s.begin(); err != nil {
-		return fail(err)
+		return s.discardTemp(f, err)
 	}
 	defer s.ops.Done()
+	size, err := s.acceptTemp(ctx, id, hdr, f)
+	if err != nil || size < 0 {
+		return err
+	}
+	return s.commit(ctx, id, f, size, &hdr, nil, origin)
+}
+
+// discardTemp closes f and removes it if it is a file of tmp/, and
+// returns err.
+func (s *Store) discardTemp(f *os.File, err error) error {
+	f.Close()
+	if filepath.Dir(f.Name()) == s.tmpDir {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// acceptTemp is what PutFile and Batch.PutFile check of a content
+// object's temp file f, inside an operation (begin): that it is a file
+// from CreateTemp, that the object is not present, and its size and
+// hash (checkTemp); then it reserves the size, which it returns. The
+// bytes are on disk already: reserving after the check keeps a bad
+// file from evicting anything. On an error, or when the object is
+// present (size -1, nil error), f is discarded.
+func (s *Store) acceptTemp(ctx context.Context, id index.ObjectID, hdr index.FileHeader, f *os.File) (int64, error) {
+	if filepath.Dir(f.Name()) != s.tmpDir {
+		f.Close()
+		return 0, fmt.Errorf("store %s: %s is not a file from CreateTemp", id, f.Name())
+	}
+	if len(hdr.Raw) == 0 {
+		return 0, s.discardTemp(f, fmt.Errorf("store %s: empty content-stream header", id))
+	}
 	if ok, err := s.present(id); err != nil || ok {
-		return fail(err)
+		return -1, s.discardTemp(f, err)
 	}
 	size, err := s.checkTemp(ctx, id, hdr, f)
 	if err != nil {
-		return fail(err)
+		return 0, s.discardTemp(f, err)
 	}
-	// The bytes are on disk already: reserving after the check keeps a
-	// bad file from evicting anything.
 	if err := s.reserve(ctx, size); err != nil {
-		return fail(fmt.Errorf("store %s: %w", id, err))
+		return 0, s.discardTemp(f, fmt.Errorf("store %s: %w", id, err))
 	}
-	return s.commit(ctx, id, f, size, &hdr, nil, origin)
+	return size, nil
 }
 
 // checkTemp hashes hdr.Raw || f, a content object's temp file, against
@@ -324,12 +342,7 @@ func (s *Store) durable(ctx context.Context, f *os.File, dir string) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncPath(dir)
 }
 
 // syncer is a group commit for durability: one syncfs(2) covers every
