@@ -6,8 +6,12 @@ import (
 	"os"
 
 	"github.com/lazytree/lazytree/cli"
+	"github.com/lazytree/lazytree/sandbox"
 )
 
 func main() {
+	// In the process lazytree run re-executes as a sandbox's pid 1, this
+	// never returns.
+	sandbox.Init()
 	os.Exit(cli.Main(os.Args[1:]))
 }
