@@ -29,6 +29,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newCacheCmd,
 	newProfileCmd,
 	newInitCmd, newCommitCmd, newExportCmd,
+	newRunCmd, newInfoCmd,
 	newDemoCmd,
 }
 
@@ -129,6 +130,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		// run: the sandboxed command's own status, already explained by
+		// its own output.
+		return int(st)
 	}
 	fmt.Fprintf(stderr, "lazytree: %s\n", Escape(err.Error()))
 	var u usageError
