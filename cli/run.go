@@ -78,7 +78,7 @@ is started if none runs). Permissions come from the app's metadata ([Context]);
 	f.BoolVar(&o.Devel, "devel", false, "allow ptrace, perf and personality (debugging)")
 	f.StringVar(&o.Runtime, "runtime", "", "run a command in this runtime ref (REMOTE:REF or REF) instead of an app")
 	f.StringVar(&o.AppTree, "app-tree", "", "with --runtime: a ref bound at /app")
-	f.StringVar(&o.Mount, "mount", "", "the lazy mount to use")
+	f.StringVar(&o.Mount, "mount", "", "the lazy mount to use (root with no daemon running: one is started there)")
 	f.StringVar(&o.Prefetch, "prefetch", fetch.PrefetchNone, "prefetch mode of a daemon started by run")
 	return c
 }
@@ -252,13 +252,20 @@ func validAppID(id string) error {
 // findMount returns the lazy mount run uses, starting a daemon when root
 // and none runs.
 func findMount(ctx context.Context, g *globalOptions, o *runOptions, errw io.Writer) (string, error) {
+	home := g.HomeDir()
 	if o.Mount != "" {
-		if !isLazyMount(o.Mount) {
+		if isLazyMount(o.Mount) {
+			return o.Mount, nil
+		}
+		if os.Geteuid() != 0 || daemonRunning(home) {
 			return "", fmt.Errorf("--mount %s: not a lazytree mount", o.Mount)
+		}
+		// Root with no daemon: start one there.
+		if err := startDaemon(ctx, g, o.Mount, &mountOptions{Prefetch: o.Prefetch, Timeout: 30 * time.Second}, errw); err != nil {
+			return "", err
 		}
 		return o.Mount, nil
 	}
-	home := g.HomeDir()
 	if daemonRunning(home) {
 		var sb strings.Builder
 		if handled, err := callDaemon(ctx, home, "status", nil, &sb); handled && err == nil {

@@ -44,6 +44,8 @@ func Init() {
 // pid1 builds the sandbox, starts the command and reaps until it exits.
 func pid1(errPipe *os.File) (int, error) {
 	var w wire
+	// Asked before this thread drops its credentials.
+	root := os.Getuid() == 0
 	cfg := os.NewFile(3, "config pipe")
 	b, err := io.ReadAll(io.LimitReader(cfg, 16<<20))
 	cfg.Close()
@@ -69,7 +71,7 @@ func pid1(errPipe *os.File) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("seccomp: %v", err)
 	}
-	if err := dropPrivileges(&w); err != nil {
+	if err := dropPrivileges(&w, root); err != nil {
 		return 0, err
 	}
 	if err := setNoNewPrivs(); err != nil {
@@ -99,12 +101,6 @@ func pid1(errPipe *os.File) (int, error) {
 		return 0, fmt.Errorf("start %s: %v", w.Argv[0], err)
 	}
 	errPipe.Close()
-	if os.Getuid() == 0 {
-		// Root built the sandbox; pid 1 keeps nothing of it.
-		syscall.Setgroups(nil)
-		syscall.Setresgid(w.GID, w.GID, w.GID)
-		syscall.Setresuid(w.UID, w.UID, w.UID)
-	}
 	return reap(proc.Pid, sigs), nil
 }
 
@@ -171,8 +167,11 @@ func lookPath(name string, env []string) (string, error) {
 }
 
 // dropPrivileges gives this thread (and so the command) the sandbox's
-// uid and gid, an empty bounding set and no capabilities at all.
-func dropPrivileges(w *wire) error {
+// uid and gid, an empty bounding set and no capabilities at all. As root
+// the uid change is process-wide; in a user namespace pid 1's other
+// threads keep the namespace's capabilities, which reach nothing outside
+// it and which the command (no ptrace, other credentials) cannot use.
+func dropPrivileges(w *wire, root bool) error {
 	last := 40
 	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -184,16 +183,21 @@ func dropPrivileges(w *wire) error {
 			return fmt.Errorf("drop capability %d from the bounding set: %v", c, err)
 		}
 	}
-	if os.Getuid() == 0 {
-		// Per thread, on purpose (raw syscalls): see Init.
-		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
-			return fmt.Errorf("setgroups: %v", e)
+	if root {
+		// For every thread of pid 1 too (Go and glibc apply set*id to
+		// all threads): root's capabilities go with root's uid.
+		if err := syscall.Setgroups(nil); err != nil {
+			return fmt.Errorf("setgroups: %v", err)
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(w.GID), uintptr(w.GID), uintptr(w.GID)); e != 0 {
-			return fmt.Errorf("setresgid %d: %v", w.GID, e)
+		if err := syscall.Setresgid(w.GID, w.GID, w.GID); err != nil {
+			return fmt.Errorf("setresgid %d: %v", w.GID, err)
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(w.UID), uintptr(w.UID), uintptr(w.UID)); e != 0 {
-			return fmt.Errorf("setresuid %d: %v", w.UID, e)
+		if err := syscall.Setresuid(w.UID, w.UID, w.UID); err != nil {
+			return fmt.Errorf("setresuid %d: %v", w.UID, err)
+		}
+		// A change of credentials clears the parent death signal.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+			return fmt.Errorf("parent death signal: %v", err)
 		}
 	}
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {

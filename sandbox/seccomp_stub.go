@@ -5,7 +5,7 @@ package sandbox
 type FilterOptions struct{ Devel bool }
 
 func Filter(FilterOptions) ([]int, error) { return nil, nil }
-func loadFilter([]int) error            { return nil }
+func loadFilter([]int) error              { return nil }
 func setNoNewPrivs() error {
 	return unixPrctlNNP()
 }
