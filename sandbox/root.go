@@ -31,7 +31,8 @@ func buildRoot(w *wire) error {
 	}
 	r := func(p string) string { return filepath.Join(newRoot, p) }
 	mkdir := func(p string, mode os.FileMode) error {
-		if err := os.MkdirAll(r(p), mode); err != nil {
+		// Parents are traversable; only p gets mode.
+		if err := os.MkdirAll(r(p), 0o755); err != nil {
 			return err
 		}
 		return os.Chmod(r(p), mode)

@@ -342,3 +342,35 @@ func TestUnprivileged(t *testing.T) {
 	}
 	t.Logf("as %s: %d tests passed", name, bytes.Count(out, []byte("--- PASS")))
 }
+
+func TestRunReapsOrphans(t *testing.T) {
+	// A grandchild orphaned by its parent is re-parented to pid 1, which
+	// must reap it: no zombie stays in the namespace.
+	out := mustSh(t, Spec{}, `sh -c 'sleep 0.05 & exit 0'; sleep 0.5; z=0; for s in /proc/[0-9]*/stat; do read -r l < $s 2>/dev/null || continue; case "$l" in *") Z "*) z=$((z+1));; esac; done; echo zombies=$z`)
+	if !strings.Contains(out, "zombies=0") {
+		t.Errorf("orphans not reaped: %s", out)
+	}
+}
+
+func TestRunSockets(t *testing.T) {
+	requireSandbox(t)
+	xdg := t.TempDir()
+	os.Chmod(xdg, 0o755)
+	ln, err := net.Listen("unix", filepath.Join(xdg, "wayland-7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	os.Chmod(filepath.Join(xdg, "wayland-7"), 0o777)
+	t.Setenv("XDG_RUNTIME_DIR", xdg)
+	t.Setenv("WAYLAND_DISPLAY", "wayland-7")
+	script := `test -S $XDG_RUNTIME_DIR/$WAYLAND_DISPLAY && echo "socket $WAYLAND_DISPLAY"; echo done`
+	out := mustSh(t, Spec{Sockets: []string{"wayland"}}, script)
+	if !strings.Contains(out, "socket wayland-0") {
+		t.Errorf("sockets=wayland: the host's socket is not at $XDG_RUNTIME_DIR/wayland-0:\n%s", out)
+	}
+	out = mustSh(t, Spec{}, script)
+	if strings.Contains(out, "socket") {
+		t.Errorf("no sockets= but a wayland socket is there:\n%s", out)
+	}
+}
