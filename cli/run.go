@@ -451,24 +451,18 @@ func readBounded(p string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// refCommit is the commit the mount shows for r, from its status file
-// (the ref was looked up, so its commit is known); "" when not listed.
+// refCommit is the commit the mount shows for r, from its refs.json;
+// "" when not listed.
 func refCommit(mp string, r mountRef) string {
-	b, err := readBounded(filepath.Join(mp, ".lazytree", "status.json"), 64<<20)
+	b, err := readBounded(filepath.Join(mp, ".lazytree", "refs.json"), 64<<20)
 	if err != nil {
 		return ""
 	}
-	var st struct {
-		Source struct {
-			Refs map[string]struct {
-				Commit string `json:"commit"`
-			} `json:"refs"`
-		} `json:"source"`
-	}
-	if json.Unmarshal(b, &st) != nil {
+	var doc map[string]map[string]string
+	if json.Unmarshal(b, &doc) != nil {
 		return ""
 	}
-	c := st.Source.Refs[r.String()].Commit
+	c := doc[r.Remote][r.Ref]
 	if _, err := ostree.ParseChecksum(c); err != nil {
 		return ""
 	}

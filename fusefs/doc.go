@@ -14,6 +14,8 @@
 //	MOUNT/.commits/<checksum>/            any commit (lookup only; listing shows
 //	                                      the 64 most recently used)
 //	MOUNT/.lazytree/status.json           regenerated on every open
+//	MOUNT/.lazytree/refs.json             {remote: {ref: commit}}, likewise (what
+//	                                      lazytree run records in /.flatpak-info)
 //
 // A ref that is also a directory prefix of a longer ref ("a/b" and "a/b/c",
 // impossible in refs/heads but possible in a summary) shows as the ref;

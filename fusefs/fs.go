@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -151,6 +152,32 @@ func (f *fsys) status() Status {
 		FS:         st,
 		Source:     f.src.Status(),
 	}
+}
+
+// statusDoc is status.json.
+func (f *fsys) statusDoc() []byte { return marshalStatus(f.status()) }
+
+// refsDoc is refs.json: the commit of every ref the mount shows, by
+// remote, as the mount resolved it last (a ref that moves changes here
+// when its directory does). Remotes that cannot list their refs now are
+// left out.
+func (f *fsys) refsDoc() []byte {
+	ctx, cancel := f.request(context.Background())
+	defer cancel()
+	doc := map[string]map[string]string{}
+	for _, r := range f.src.Remotes() {
+		refs, err := f.src.Refs(ctx, r)
+		if err != nil {
+			continue
+		}
+		m := make(map[string]string, len(refs))
+		for ref, c := range refs {
+			m[ref] = c.String()
+		}
+		doc[r] = m
+	}
+	b, _ := json.MarshalIndent(doc, "", "  ")
+	return append(b, '\n')
 }
 
 // treeEntry sets the kernel cache timeouts for something inside a commit.

@@ -204,7 +204,7 @@ func TestLayout(t *testing.T) {
 		want []string
 	}{
 		{"", []string{".commits/", ".lazytree/", "flatpak/", "vectors/"}},
-		{".lazytree", []string{"status.json"}},
+		{".lazytree", []string{"refs.json", "status.json"}},
 		{"flatpak", []string{"app/", "runtime/"}},
 		{"vectors", []string{"exampleos/", "ostree-metadata/"}},
 		{"flatpak/app/org.example.Hello/x86_64", []string{"stable/"}},
@@ -213,6 +213,18 @@ func TestLayout(t *testing.T) {
 		if got := names(tc.dir); !slices.Equal(got, tc.want) {
 			t.Errorf("%s/ lists %q, want %q", tc.dir, got, tc.want)
 		}
+	}
+	// refs.json: every ref with the commit its directory shows.
+	b, err := os.ReadFile(filepath.Join(mnt, ".lazytree", "refs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs map[string]map[string]string
+	if err := json.Unmarshal(b, &refs); err != nil {
+		t.Fatalf("refs.json: %v\n%s", err, b)
+	}
+	if c := refs["flatpak"]["app/org.example.Hello/x86_64/stable"]; len(c) != 64 {
+		t.Errorf("refs.json has no commit for flatpak:app/org.example.Hello/x86_64/stable:\n%s", b)
 	}
 	r, _ := repo.Open(dirs["vectors"])
 	stable, _, _ := r.ResolveRef("exampleos/x86_64/stable")

@@ -18,6 +18,7 @@ const (
 	commitsDirName  = ".commits"
 	lazytreeDirName = ".lazytree"
 	statusFileName  = "status.json"
+	refsFileName    = "refs.json"
 )
 
 // rootNode is MOUNT/: the remotes, .commits and .lazytree.
@@ -33,9 +34,12 @@ func (r *rootNode) OnAdd(ctx context.Context) {
 	lt := r.NewPersistentInode(ctx, &lazytreeNode{f: r.f},
 		fs.StableAttr{Mode: syscall.S_IFDIR, Ino: specialIno(lazytreeDirName)})
 	r.AddChild(lazytreeDirName, lt, false)
-	status := lt.NewPersistentInode(ctx, &statusNode{f: r.f},
+	status := lt.NewPersistentInode(ctx, &statusNode{f: r.f, name: statusFileName, render: r.f.statusDoc},
 		fs.StableAttr{Mode: syscall.S_IFREG, Ino: specialIno(statusFileName)})
 	lt.AddChild(statusFileName, status, false)
+	refs := lt.NewPersistentInode(ctx, &statusNode{f: r.f, name: refsFileName, render: r.f.refsDoc},
+		fs.StableAttr{Mode: syscall.S_IFREG, Ino: specialIno(refsFileName)})
+	lt.AddChild(refsFileName, refs, false)
 }
 
 func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -323,19 +327,22 @@ func (n *lazytreeNode) Lookup(ctx context.Context, name string, out *fuse.EntryO
 	return ch, 0
 }
 
-// statusNode is MOUNT/.lazytree/status.json, generated afresh on every
-// open (and for every stat, to report a size that matches).
+// statusNode is a file in MOUNT/.lazytree (status.json, refs.json),
+// generated afresh on every open (and for every stat, to report a size
+// that matches).
 type statusNode struct {
 	fs.Inode
-	f *fsys
+	f      *fsys
+	name   string
+	render func() []byte
 }
 
 func (n *statusNode) attr() fuse.Attr {
 	return fuse.Attr{
-		Ino:   specialIno(statusFileName),
+		Ino:   specialIno(n.name),
 		Mode:  syscall.S_IFREG | 0o444,
 		Nlink: 1,
-		Size:  uint64(len(marshalStatus(n.f.status()))),
+		Size:  uint64(len(n.render())),
 	}
 }
 
@@ -343,7 +350,7 @@ func (n *statusNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.At
 	n.f.st.count(opGetattr)
 	if h, ok := fh.(*statusHandle); ok {
 		// fstat on an open status.json: the size of its snapshot.
-		out.Attr = fuse.Attr{Ino: specialIno(statusFileName), Mode: syscall.S_IFREG | 0o444, Nlink: 1, Size: uint64(len(h.data))}
+		out.Attr = fuse.Attr{Ino: specialIno(n.name), Mode: syscall.S_IFREG | 0o444, Nlink: 1, Size: uint64(len(h.data))}
 	} else {
 		out.Attr = n.attr()
 	}
@@ -356,7 +363,7 @@ func (n *statusNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uin
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, 0, syscall.EROFS
 	}
-	return &statusHandle{data: marshalStatus(n.f.status())}, fuse.FOPEN_DIRECT_IO, 0
+	return &statusHandle{data: n.render()}, fuse.FOPEN_DIRECT_IO, 0
 }
 
 // statusHandle holds the snapshot taken when status.json was opened.
