@@ -4,7 +4,8 @@
 // comparing directory trees, generating large trees for benchmarks, and
 // laying out a runtime from the host's real Python (BuildPythonRuntime),
 // optionally grown with more of the host's libraries, programs and data
-// (BuildHostRuntime).
+// (BuildHostRuntime), and building Flatpak's seccomp filter with libseccomp
+// as the reference for sandbox's (FlatpakSeccompBPF).
 //
 // It is imported only by _test.go files and benchmarks, never by production
 // code. Helpers that take a testing.TB fail or skip the test themselves;
