@@ -29,6 +29,9 @@ const asUserEnv = "LAZYTREE_SANDBOX_TEST_AS_USER"
 
 func TestMain(m *testing.M) {
 	Init()
+	if mode := os.Getenv(probeEnv); mode != "" {
+		os.Exit(probeMain(mode))
+	}
 	if cmd := os.Getenv(runnerEnv); cmd != "" {
 		home, _ := os.MkdirTemp("", "runner-home-")
 		code, err := Run(context.Background(), &Spec{Runtime: "/usr", Home: home, Command: []string{"sh", "-c", cmd}})

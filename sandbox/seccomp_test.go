@@ -36,12 +36,6 @@ const (
 )
 
 // TestMain turns the test binary into a probe child when probeEnv is set.
-func TestMain(m *testing.M) {
-	if mode := os.Getenv(probeEnv); mode != "" {
-		os.Exit(probeMain(mode))
-	}
-	os.Exit(m.Run())
-}
 
 // Actions, written out independently of seccomp.go.
 const (
