@@ -69,8 +69,8 @@ func retErrno(e unix.Errno) uint32 {
 }
 
 // A rule is what the filter does with one system call: the first of its
-// checks that holds decides; when none does (or there are none), then
-// Otherwise does.
+// checks that holds decides; when none does (or there are none),
+// otherwise is the action.
 type rule struct {
 	name      string
 	nr        uint32
