@@ -14,7 +14,8 @@ import (
 //
 //   - a system call of another architecture (x86's int 0x80 on x86_64,
 //     AArch32 on arm64) or an x32 one kills the process, where Flatpak's
-//     libseccomp filter kills the thread;
+//     libseccomp filter kills the thread; number -1 (no call) passes, as
+//     in libseccomp's;
 //   - namespaces, mounts, keyrings, NUMA memory policy, quotas, accounting,
 //     the kernel log, uselib and modify_ldt fail with EPERM, and so does
 //     clone with CLONE_NEWUSER;
@@ -22,8 +23,10 @@ import (
 //     falls back to clone, whose flags the filter can see;
 //   - ioctl TIOCSTI and TIOCLINUX fail with EPERM whatever the upper 32
 //     bits of the request (CVE-2019-10063: the kernel ignores them);
-//   - socket families other than unix, inet, inet6 and netlink fail with
-//     EAFNOSUPPORT;
+//   - socket families other than AF_UNSPEC, unix, inet, inet6 and netlink
+//     fail with EAFNOSUPPORT, judged by the low 32 bits, the int the
+//     kernel reads (Flatpak's also refuses an allowed family with upper
+//     bits set, which the kernel would ignore);
 //   - without Devel, ptrace, perf_event_open and any personality but
 //     PER_LINUX fail with EPERM (as in Flatpak, that includes the query
 //     0xffffffff).
@@ -69,8 +72,8 @@ func retErrno(e unix.Errno) uint32 {
 }
 
 // A rule is what the filter does with one system call: the first of its
-// checks that holds decides; when none does (or there are none), then
-// Otherwise does.
+// checks that holds decides; when none does (or there are none),
+// otherwise is the action.
 type rule struct {
 	name      string
 	nr        uint32

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,10 +34,7 @@ func archProbes() []probe {
 	return []probe{
 		{"uselib", func() string { return sys(unix.SYS_USELIB, str(absent)) }},
 		// Reads 0 bytes of the LDT.
-		{"modify_ldt(read 0)", func() string {
-			var b [8]byte
-			return sys(unix.SYS_MODIFY_LDT, 0, uintptr(unsafe.Pointer(&b)), 0)
-		}},
+		{"modify_ldt(read 0)", func() string { return sys(unix.SYS_MODIFY_LDT, 0, ptr(new([8]byte)), 0) }},
 	}
 }
 
