@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/ostree"
@@ -290,12 +291,20 @@ func findMount(ctx context.Context, g *globalOptions, o *runOptions, errw io.Wri
 	return mp, nil
 }
 
-// isLazyMount reports whether mp is a lazytree mount (its status file is
-// there).
+// isLazyMount reports whether mp is a lazytree mount: a FUSE file system
+// with a .lazytree directory (not its status.json, which is rendered for
+// every stat).
 func isLazyMount(mp string) bool {
-	st, err := os.Stat(filepath.Join(mp, ".lazytree", "status.json"))
-	return err == nil && st.Mode().IsRegular()
+	var fs unix.Statfs_t
+	if unix.Statfs(mp, &fs) != nil || fs.Type != fuseSuperMagic {
+		return false
+	}
+	st, err := os.Lstat(filepath.Join(mp, ".lazytree"))
+	return err == nil && st.IsDir()
 }
+
+// fuseSuperMagic is statfs's f_type of a FUSE mount.
+const fuseSuperMagic = 0x65735546
 
 // mountRemotes lists the remotes on the mount.
 func mountRemotes(mp string) ([]string, error) {
