@@ -57,6 +57,8 @@ func debPackage(tool string) string {
 		return "attr"
 	case "xz":
 		return "xz-utils"
+	case "bwrap":
+		return "bubblewrap"
 	}
 	return tool
 }
