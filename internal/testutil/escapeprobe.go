@@ -179,3 +179,77 @@ func EscapeProbeDiff(a, b map[string]string, ignore ...string) []string {
 	}
 	return out
 }
+
+// FlatpakEscapeProbeSeccomp is what Flatpak's seccomp filter answers to
+// each of the escape probe's syscall probes ("seccomp:..." and
+// "userns:..."), as flatpak 1.14.10 (Debian 12) gave them on Linux 6.18
+// x86_64, run by an unprivileged user; TestFlatpakRunEscapeProbe checks
+// that it still does wherever flatpak runs. A sandbox whose filter is at
+// least as strict as Flatpak's gives these answers, or kills the caller.
+// The i386 probes are left out: their answer depends on the kernel (where
+// int $0x80 faults for 64-bit processes, as here, they give
+// "fault:SIGSEGV" with any filter or none). For an unprivileged sandbox
+// without a filter, every answer differs from these except those of the
+// probes in EscapeProbeUndiscriminating.
+var FlatpakEscapeProbeSeccomp = map[string]string{
+	"seccomp:add_key":            "denied:EPERM",
+	"seccomp:chroot":             "denied:EPERM",
+	"seccomp:clone3":             "denied:ENOSYS",
+	"seccomp:fsconfig":           "denied:ENOSYS",
+	"seccomp:fsmount":            "denied:ENOSYS",
+	"seccomp:fsopen":             "denied:ENOSYS",
+	"seccomp:fspick":             "denied:ENOSYS",
+	"seccomp:get_mempolicy":      "denied:EPERM",
+	"seccomp:ioctl-tioclinux":    "denied:EPERM",
+	"seccomp:ioctl-tiocsti":      "denied:EPERM",
+	"seccomp:ioctl-tiocsti-high": "denied:EPERM",
+	"seccomp:keyctl":             "denied:EPERM",
+	"seccomp:mbind":              "denied:EPERM",
+	"seccomp:migrate_pages":      "denied:EPERM",
+	"seccomp:modify_ldt":         "denied:EPERM",
+	"seccomp:mount":              "denied:EPERM",
+	"seccomp:mount_setattr":      "denied:ENOSYS",
+	"seccomp:move_mount":         "denied:ENOSYS",
+	"seccomp:move_pages":         "denied:EPERM",
+	"seccomp:open_tree":          "denied:ENOSYS",
+	"seccomp:perf_event_open":    "denied:EPERM",
+	"seccomp:personality":        "denied:EPERM",
+	"seccomp:pivot_root":         "denied:EPERM",
+	"seccomp:ptrace":             "denied:EPERM",
+	"seccomp:quotactl":           "denied:EPERM",
+	"seccomp:request_key":        "denied:EPERM",
+	"seccomp:set_mempolicy":      "denied:EPERM",
+	"seccomp:setns":              "denied:EPERM",
+	"seccomp:socket-alg":         "denied:EAFNOSUPPORT",
+	"seccomp:socket-inet":        "ok",
+	"seccomp:socket-inet6":       "ok",
+	"seccomp:socket-netlink":     "ok",
+	"seccomp:socket-packet":      "denied:EAFNOSUPPORT",
+	"seccomp:socket-unix":        "ok",
+	"seccomp:socket-vsock":       "denied:EAFNOSUPPORT",
+	"seccomp:syslog":             "denied:EPERM",
+	"seccomp:umount2":            "denied:EPERM",
+	"seccomp:unshare-0":          "denied:EPERM",
+	"seccomp:uselib":             "denied:EPERM",
+	"seccomp:x32-unshare":        "killed:thread",
+	"userns:clone":               "denied:EPERM",
+	"userns:unshare":             "denied:EPERM",
+}
+
+// EscapeProbeUndiscriminating are the syscall probes whose answer under
+// FlatpakEscapeProbeSeccomp is also the unfiltered kernel's for an
+// unprivileged caller, or may be: the socket families Flatpak allows,
+// pivot_root (the kernel checks CAP_SYS_ADMIN before anything else),
+// syslog when kernel.dmesg_restrict is 1, and the families a kernel may
+// lack (AF_ALG without CONFIG_CRYPTO_USER_API, as here; AF_VSOCK outside
+// a VM), which fail with EAFNOSUPPORT either way.
+var EscapeProbeUndiscriminating = []string{
+	"seccomp:pivot_root",
+	"seccomp:socket-alg",
+	"seccomp:socket-vsock",
+	"seccomp:socket-inet",
+	"seccomp:socket-inet6",
+	"seccomp:socket-netlink",
+	"seccomp:socket-unix",
+	"seccomp:syslog",
+}

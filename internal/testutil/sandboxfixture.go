@@ -369,10 +369,11 @@ func RequireBwrap(t testing.TB) string {
 // CloexecInheritedFDs sets close-on-exec on every open file descriptor of
 // this process above 2. Go opens its own fds with O_CLOEXEC, but fds that
 // the test binary inherited without it (from a shell, a CI runner or an
-// IDE) go on to every child os/exec starts; bwrap passes them into its
-// sandbox as it finds them (Flatpak closes them before it starts bwrap),
-// and the escape probe would report them as leaked. Call it before
-// starting a reference sandbox.
+// IDE) go on to every child os/exec starts; bwrap and flatpak run pass
+// them into the sandbox as they find them (flatpak 1.14 execs bwrap with
+// them), and the escape probe would report them as leaked. Call it before
+// starting a reference sandbox; a sandbox under test may be given such an
+// fd on purpose (exec.Cmd.ExtraFiles) to check that it closes it.
 func CloexecInheritedFDs() error {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

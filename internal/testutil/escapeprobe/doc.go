@@ -13,9 +13,10 @@
 // it needs nothing of the runtime it is started in. It never tries to do
 // harm: every syscall it makes is chosen so that it fails, or succeeds
 // without effect, whether or not a filter is installed; only the errno
-// tells the two apart (see syscalls.go). Syscalls that a strict filter may
-// answer by killing the caller (the i386 and x32 ABIs) run in a child
-// process; a death is reported as "killed:SIGNAME" and the remaining
+// tells the two apart (see syscalls.go). The syscall probes run in a
+// child process, because a strict filter may answer by killing the caller
+// (Flatpak's kills the calling thread for the x32 ABI): a death is
+// reported as "killed:SIGNAME" or "killed:thread" and the remaining
 // probes go on in a new child.
 //
 // Modes:
@@ -43,6 +44,6 @@
 // (interfaces, connections) and syscalls.go (the seccomp probes and nested
 // user namespaces).
 //
-// It starts no goroutines of its own; the child processes it starts are
-// waited for before it prints.
+// It starts one goroutine per syscall child, to read the child's output,
+// which ends with the child; every child is waited for before it prints.
 package main

@@ -233,3 +233,17 @@ func TestProbeTableNames(t *testing.T) {
 		}
 	}
 }
+
+func TestStatState(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"42 (escapeprobe) Z 1 42 42 0 -1", "Z"},
+		{"7 (a (b) c) S 1", "S"},
+		{"7 (x)", ""},
+		{"garbage", ""},
+	}
+	for _, tt := range tests {
+		if got := statState(tt.in); got != tt.want {
+			t.Errorf("statState(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +33,16 @@ var probes = archProbes()
 // syscalls -from I), which prints "I RESULT" after each. When the child
 // dies, the probe after the last one it printed is the one that killed
 // it: it is reported as "killed:SIGNAME" (a filter that answers with
-// SECCOMP_RET_KILL, or with SIGSYS) or "crashed:exitN", and a new child
-// goes on with the next probe. Running them away from the main process
-// also keeps the side effects a probe could have (none are meant) out of
-// the other checks.
+// SECCOMP_RET_KILL_PROCESS, or with SIGSYS) or "crashed:exitN", and a new
+// child goes on with the next probe. A probe that prints nothing for
+// probeTimeout is "killed:thread" when the child's main thread, which
+// runs the probes, is gone while the process lives on (a filter's
+// SECCOMP_RET_KILL_THREAD, libseccomp's SCMP_ACT_KILL, which Flatpak's
+// filter uses for the ABIs it does not cover: the Go runtime cannot go on
+// without that thread, so the child hangs), else "hung"; the child is
+// killed and the next one goes on. Running them away from the main
+// process also keeps the side effects a probe could have (none are
+// meant) out of the other checks.
 func runSyscallProbes(res results) {
 	exe := selfExe()
 	next := 0
@@ -67,6 +75,10 @@ func runSyscallProbes(res results) {
 	}
 }
 
+// probeTimeout is how long one probe may take; every probe returns in
+// milliseconds unless its thread was killed.
+const probeTimeout = 3 * time.Second
+
 // selfExe is the path to start this program again from inside the
 // sandbox.
 func selfExe() string {
@@ -78,7 +90,9 @@ func selfExe() string {
 
 // runProbeChild runs probes from index from in a child and returns what
 // it printed (index -> result) and "" for a clean exit, else how the
-// child ended ("killed:SIGSYS", "crashed:exit2", "start:ERRNO").
+// child ended ("killed:SIGSYS", "killed:thread", "hung", "crashed:exit2",
+// "start:ERRNO"). A goroutine reads the child's output; it ends when the
+// child is gone and the pipe closes, before this returns.
 func runProbeChild(exe string, from int) (map[int]string, string) {
 	cmd := exec.Command(exe, "-child", "syscalls", "-from", strconv.Itoa(from))
 	cmd.Stderr = os.Stderr
@@ -89,17 +103,47 @@ func runProbeChild(exe string, from int) (map[int]string, string) {
 	if err := cmd.Start(); err != nil {
 		return nil, "start:" + errnoName(err)
 	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
 	got := map[int]string{}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		is, r, ok := strings.Cut(sc.Text(), " ")
-		i, err := strconv.Atoi(is)
-		if ok && err == nil && i >= from && i < len(probes) {
-			got[i] = r
+	timer := time.NewTimer(probeTimeout)
+	defer timer.Stop()
+	stuck := ""
+read:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break read
+			}
+			is, r, ok := strings.Cut(l, " ")
+			i, err := strconv.Atoi(is)
+			if ok && err == nil && i >= from && i < len(probes) {
+				got[i] = r
+			}
+			timer.Reset(probeTimeout)
+		case <-timer.C:
+			stuck = "hung"
+			if procState(cmd.Process.Pid) == "Z" {
+				stuck = "killed:thread"
+			}
+			cmd.Process.Kill()
+			for range lines {
+			}
+			break read
 		}
 	}
 	err = cmd.Wait()
-	if err == nil {
+	switch {
+	case stuck != "":
+		return got, stuck
+	case err == nil:
 		return got, ""
 	}
 	var ee *exec.ExitError
@@ -112,6 +156,30 @@ func runProbeChild(exe string, from int) (map[int]string, string) {
 	return got, "wait:" + errnoName(err)
 }
 
+// procState returns the state letter of process pid's main thread
+// ("R", "S", "Z", ...), or "" when it cannot be read.
+func procState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	return statState(string(b))
+}
+
+// statState extracts the state field of a /proc/PID/stat line, "PID (COMM)
+// STATE ...", where COMM may itself hold spaces and parentheses.
+func statState(s string) string {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
 // runChild is the -child mode: "syscalls" runs probes from index from,
 // printing "I RESULT" after each (one write each, so a line is out before
 // the next probe can kill the process); "noop" exits at once (the
@@ -121,6 +189,10 @@ func runChild(mode string, from int) int {
 	case "noop":
 		return 0
 	case "syscalls":
+		// The probes run on the main thread (see runSyscallProbes), so
+		// that a filter that kills the calling thread leaves a zombie
+		// main thread that the parent can recognise.
+		runtime.LockOSThread()
 		for i := from; i < len(probes); i++ {
 			fmt.Fprintf(os.Stdout, "%d %s\n", i, probes[i].run())
 		}
