@@ -29,7 +29,8 @@ var escapeProbe struct {
 // (internal/testutil/escapeprobe), a static program (CGO_ENABLED=0) that
 // runs in any runtime and prints what a sandbox lets it see and do as one
 // JSON object (see its doc; DecodeEscapeProbe reads it). It is built at
-// most once per test binary, into the user's cache directory under a
+// most once per test binary, into the user's cache directory
+// (~/.cache/lazytree-test, or one in the temporary directory) under a
 // name derived from its sources, the module's dependencies and the Go
 // version, so that test binaries of several packages and later runs
 // share one build. The file is mode 0755, so a sandbox's unprivileged
@@ -53,7 +54,8 @@ func buildEscapeProbe(root string) (string, error) {
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("build escape probe: %w", err)
+		// No HOME: a directory of this user's in the temporary directory.
+		cache = filepath.Join(os.TempDir(), fmt.Sprintf("lazytree-test-cache-%d", os.Getuid()))
 	}
 	dir := filepath.Join(cache, "lazytree-test", "escapeprobe-"+key)
 	bin := filepath.Join(dir, "escapeprobe")
