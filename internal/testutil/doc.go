@@ -4,8 +4,14 @@
 // comparing directory trees, generating large trees for benchmarks, and
 // laying out a runtime from the host's real Python (BuildPythonRuntime),
 // optionally grown with more of the host's libraries, programs and data
-// (BuildHostRuntime), and building Flatpak's seccomp filter with libseccomp
-// as the reference for sandbox's (FlatpakSeccompBPF).
+// (BuildHostRuntime), Flatpak's seccomp filter built with libseccomp as
+// the reference for sandbox's (FlatpakSeccompBPF), and the material of the
+// sandbox's escape suite: a Flatpak runtime and app made of the host's real
+// programs (BuildSandboxRuntime, BuildSandboxApp), bwrap's arguments for
+// the reference sandbox of them (BwrapFlatpakArgs), the escape probe that
+// runs inside (BuildEscapeProbe, DecodeEscapeProbe, EscapeProbeDiff), and
+// the same app and runtime published by the real flatpak
+// (FlatpakBuildExport).
 //
 // It is imported only by _test.go files and benchmarks, never by production
 // code. Helpers that take a testing.TB fail or skip the test themselves;
