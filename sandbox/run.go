@@ -526,7 +526,7 @@ func (p *prepared) run(ctx context.Context) (int, error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = os.Stderr
 	}
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS)
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWCGROUP)
 	if !contains(p.spec.Share, "ipc") {
 		flags |= unix.CLONE_NEWIPC
 	}

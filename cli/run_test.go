@@ -1,0 +1,498 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lazytree/lazytree/fetch/fetchtest"
+	"github.com/lazytree/lazytree/internal/testutil"
+)
+
+// The app of the run tests, published by lazytree on branch stable and by
+// flatpak build-export on testutil.FlatpakAppBranch.
+const (
+	runTestApp    = "org.lazytree.Probe"
+	runTestBranch = "stable"
+	// runUnusedBytes is a runtime file that no start reads
+	// (incompressible): what lazy fetching saves, at least.
+	runUnusedBytes = 16 << 20
+)
+
+// runFixture is an app carrying the escape probe and a runtime made of
+// host programs, published by lazytree (remote "lt") and by the real
+// flatpak (remote "fp"), served on 127.0.0.1, and a daemon of this
+// process mounting both; lazytree run itself runs as a child (the built
+// binary), as a user would start it.
+type runFixture struct {
+	base, lt, mp, home string
+	bwrap              string
+	pubBytes           int64 // archive objects published by lazytree
+	ltSrv, fpSrv       *fetchtest.Server
+	secret             string // a host file no sandbox may see
+}
+
+func newRunFixture(t *testing.T) *runFixture {
+	t.Helper()
+	requireFuse(t)
+	f := &runFixture{bwrap: testutil.RequireBwrap(t)}
+	testutil.RequireTool(t, "flatpak")
+	base, err := os.MkdirTemp("", "lazytree-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755) // the unprivileged user's run reads the binary here
+	f.base = base
+	f.lt = filepath.Join(base, "lazytree")
+	data, err := os.ReadFile(testutil.BuildLazytree(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.lt, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	probe := testutil.BuildEscapeProbe(t)
+	rt, app := filepath.Join(base, "runtime"), filepath.Join(base, "app")
+	if err := testutil.BuildSandboxRuntime(rt, testutil.SandboxRuntimeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	unused := make([]byte, runUnusedBytes)
+	rand.Read(unused)
+	os.MkdirAll(filepath.Join(rt, "files", "share", "unused"), 0o755)
+	if err := os.WriteFile(filepath.Join(rt, "files", "share", "unused", "data.bin"), unused, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.BuildSandboxApp(app, testutil.SandboxApp{ID: runTestApp, Probe: probe,
+		Files: map[string]string{"bin/--help": "#!/bin/sh\necho \"dashed program ran $*\"\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Apps that fail to start: metadata that does not parse, a runtime
+	// no remote has, a hostile permission string.
+	bad := map[string]string{
+		"org.lazytree.Broken":   "[Application\nruntime=" + testutil.SandboxRuntimeRef + "\n",
+		"org.lazytree.Orphan":   "[Application]\nname=org.lazytree.Orphan\nruntime=org.nowhere.Platform/x86_64/9\ncommand=hello\n",
+		"org.lazytree.Escaping": "[Application]\nname=org.lazytree.Escaping\nruntime=" + testutil.SandboxRuntimeRef + "\ncommand=hello\n\n[Context]\nfilesystems=/srv/\x1b[8mhidden\x1b[0m;\n",
+	}
+	pub := filepath.Join(base, "pub")
+	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
+	lt(t, "init", "--repo", pub)
+	lt(t, "commit", "--repo", pub, "-b", "runtime/"+testutil.SandboxRuntimeRef, "--gpg-sign", secret, rt)
+	lt(t, "commit", "--repo", pub, "-b", "app/"+runTestApp+"/"+testutil.FlatpakArch()+"/"+runTestBranch, "--gpg-sign", secret, app)
+	for id, meta := range bad {
+		d := filepath.Join(base, "bad", id)
+		os.MkdirAll(filepath.Join(d, "files", "bin"), 0o755)
+		os.WriteFile(filepath.Join(d, "metadata"), []byte(meta), 0o644)
+		lt(t, "commit", "--repo", pub, "-b", "app/"+id+"/"+testutil.FlatpakArch()+"/"+runTestBranch, "--gpg-sign", secret, d)
+	}
+	lt(t, "export", "--repo", pub, "--gpg-sign", secret)
+	f.pubBytes, _ = dirSize(filepath.Join(pub, "objects"))
+	fp := filepath.Join(base, "fp")
+	gpgHome, fpr := testutil.GPGHome(t)
+	testutil.FlatpakBuildExport(t, fp, app, rt, gpgHome, fpr)
+
+	for _, s := range []struct {
+		dir string
+		srv **fetchtest.Server
+	}{{pub, &f.ltSrv}, {fp, &f.fpSrv}} {
+		srv, err := fetchtest.New(s.dir, fetchtest.Options{Latency: 2 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		*s.srv = srv
+	}
+	f.home = filepath.Join(base, "state")
+	key := testutil.VectorPath(t, testutil.GPGPublicKeyFile)
+	lt(t, "--home", f.home, "remote", "add", "lt", f.ltSrv.URL(), "--gpg-import", key)
+	lt(t, "--home", f.home, "remote", "add", "fp", f.fpSrv.URL(), "--gpg-import", key)
+	f.mp = filepath.Join(base, "mnt")
+	m := &mounted{home: f.home, mp: f.mp}
+	m.runDaemon(t, mountOptions{})
+	f.secret = filepath.Join(base, "host-secret")
+	os.WriteFile(f.secret, []byte("host secret\n"), 0o644)
+	return f
+}
+
+// runAs is one identity lazytree run starts as: root (cred nil) or a
+// created user.
+type runAs struct {
+	name string
+	cred *syscall.Credential
+	home string
+}
+
+// newUser creates an unprivileged user for the test, with a home in the
+// fixture's directory, removed when the test ends.
+func (f *runFixture) newUser(t *testing.T) runAs {
+	t.Helper()
+	useradd := testutil.RequireTool(t, "useradd")
+	name := fmt.Sprintf("ltrun%d", os.Getpid()%100000)
+	home := filepath.Join(f.base, "home-"+name)
+	testutil.Run(t, "", nil, useradd, "-M", "-d", home, "-s", "/bin/sh", name)
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	os.Mkdir(home, 0o755)
+	os.Chown(home, uid, gid)
+	return runAs{name: name, cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, home: home}
+}
+
+// root is lazytree run as root, with a home of its own.
+func (f *runFixture) root(t *testing.T) runAs {
+	home := filepath.Join(f.base, "home-root")
+	os.MkdirAll(home, 0o755)
+	return runAs{name: "root", home: home}
+}
+
+// run starts `lazytree run --mount MP args...` as who, with env added, and
+// returns its output and exit code.
+func (f *runFixture) run(t *testing.T, who runAs, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.lt, append([]string{"run", "--mount", f.mp}, args...)...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + who.home, "LAZYTREE_HOME=" + filepath.Join(who.home, ".lazytree")}, env...)
+	cmd.Dir = who.home
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: who.cred}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errb.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("lazytree run %v: %v", args, err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+func (f *runFixture) mustRun(t *testing.T, who runAs, env []string, args ...string) string {
+	t.Helper()
+	out, errb, code := f.run(t, who, env, args...)
+	if code != 0 {
+		t.Fatalf("lazytree run %v as %s: exit %d\n%s%s", args, who.name, code, out, errb)
+	}
+	return out
+}
+
+// TestRunApp starts the app from both remotes (published by lazytree and
+// by flatpak), as root and as a created user, checks that it was read
+// lazily, runs the escape suite in lazytree's sandbox and in bwrap with
+// Flatpak's options and seccomp filter, and checks run's errors.
+func TestRunApp(t *testing.T) {
+	f := newRunFixture(t)
+	root := f.root(t)
+	usr := f.newUser(t)
+	arch := testutil.FlatpakArch()
+
+	t.Run("hello", func(t *testing.T) {
+		for _, who := range []runAs{root, usr} {
+			for _, remote := range []string{"lt", "fp"} {
+				out := f.mustRun(t, who, nil, "--remote", remote, runTestApp, "a", "b c")
+				want := testutil.SandboxHelloLine(runTestApp) + "\narg: a\narg: b c\n"
+				if out != want {
+					t.Errorf("%s, remote %s: got %q, want %q", who.name, remote, out, want)
+				}
+			}
+		}
+		// The runtime's data file is never read: the start must not
+		// have fetched it (a whole pull would).
+		if st := f.ltSrv.Stats(); st.Bytes <= 0 || st.Bytes >= f.pubBytes-runUnusedBytes/2 {
+			t.Errorf("starting the app fetched %d bytes of the %d published, %d of them a file nothing reads: not lazily", st.Bytes, f.pubBytes, runUnusedBytes)
+		}
+		// The same app in two remotes (two branches): say which.
+		_, errb, code := f.run(t, root, nil, runTestApp)
+		if code == 0 || !strings.Contains(errb, "2 matches") {
+			t.Errorf("an app in two remotes: exit %d, %q; want a refusal naming both", code, errb)
+		}
+		if out := f.mustRun(t, root, nil, "--branch", testutil.FlatpakAppBranch, runTestApp); !strings.HasPrefix(out, testutil.SandboxHelloLine(runTestApp)) {
+			t.Errorf("--branch %s: %q", testutil.FlatpakAppBranch, out)
+		}
+	})
+
+	t.Run("flatpak-info", func(t *testing.T) {
+		out := f.mustRun(t, root, nil, "--remote", "lt", "--command", "escapeprobe", runTestApp, "-readfile", "/.flatpak-info")
+		for _, want := range []string{"[Application]\nname=" + runTestApp + "\nruntime=runtime/" + testutil.SandboxRuntimeRef + "\n",
+			"[Instance]\n", "branch=" + runTestBranch + "\n", "arch=" + arch + "\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("/.flatpak-info lacks %q:\n%s", want, out)
+			}
+		}
+		for _, key := range []string{"app-commit", "runtime-commit"} {
+			if !regexp.MustCompile("(?m)^" + key + "=[0-9a-f]{64}$").MatchString(out) {
+				t.Errorf("/.flatpak-info has no %s:\n%s", key, out)
+			}
+		}
+		etc := f.mustRun(t, root, nil, "--remote", "lt", "--command", "sh", runTestApp, "-c", "cat /etc/lazytree-test.conf /etc/passwd")
+		if !strings.Contains(etc, testutil.SandboxRuntimeEtc["lazytree-test.conf"]) || strings.Contains(etc, testutil.SandboxRuntimePasswdMarker) {
+			t.Errorf("/etc: want the runtime's files and a generated passwd:\n%s", etc)
+		}
+	})
+
+	t.Run("escape-suite", func(t *testing.T) {
+		for _, who := range []runAs{root, usr} {
+			t.Run(who.name, func(t *testing.T) { f.escapeSuite(t, who) })
+		}
+	})
+
+	t.Run("network", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		for _, share := range []bool{false, true} {
+			args := []string{"--remote", "lt", "--command", "escapeprobe", runTestApp, "-connect", ln.Addr().String()}
+			if share {
+				args = append([]string{"--share", "network"}, args...)
+			}
+			res := testutil.DecodeEscapeProbe(t, []byte(f.mustRun(t, usr, nil, args...)))
+			if got, connected := res["net:connect"], res["net:connect"] == "connected"; connected != share {
+				t.Errorf("--share network %v: net:connect %s", share, got)
+			}
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"org.lazytree.Missing"}, "is not in any configured remote"},
+			{[]string{"org.lazytree.Orphan"}, "no configured remote has it"},
+			{[]string{"org.lazytree.Broken"}, "metadata does not parse"},
+			{[]string{"--remote", "lt", "--command", "no-such-program", runTestApp}, `command "no-such-program" not found`},
+			{[]string{"--remote", "lt", "--share", "everything", runTestApp}, "want network or ipc"},
+			{[]string{"not an id"}, "app id"},
+		} {
+			_, errb, code := f.run(t, root, nil, c.args...)
+			if code == 0 || !strings.Contains(errb, c.want) {
+				t.Errorf("run %q: exit %d, stderr %q; want a failure saying %q", c.args, code, errb, c.want)
+			}
+		}
+		// A command that looks like an option is a program name.
+		out := f.mustRun(t, root, nil, "--remote", "lt", "--command", "--help", runTestApp, "x")
+		if out != "dashed program ran x\n" {
+			t.Errorf("--command --help: got %q, want the app's bin/--help to run", out)
+		}
+	})
+
+	t.Run("info", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if code := Run(context.Background(), []string{"info", "--mount", f.mp, "--remote", "lt", "org.lazytree.Escaping"}, &out, &errb); code != 0 {
+			t.Fatalf("info: exit %d: %s", code, errb.String())
+		}
+		if bytes.ContainsRune(out.Bytes(), 0x1b) || !strings.Contains(out.String(), `\x1b[8mhidden`) {
+			t.Errorf("info shows a remote's escape codes raw:\n%q", out.String())
+		}
+		out.Reset()
+		if code := Run(context.Background(), []string{"info", "--mount", f.mp, "--remote", "lt", runTestApp}, &out, &errb); code != 0 {
+			t.Fatalf("info: exit %d: %s", code, errb.String())
+		}
+		for _, want := range []string{"lt:app/" + runTestApp, "runtime:", "lt:runtime/" + testutil.SandboxRuntimeRef, "FOO=bar"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("info lacks %q:\n%s", want, out.String())
+			}
+		}
+	})
+
+	t.Run("runtime-only", func(t *testing.T) {
+		out := f.mustRun(t, usr, nil, "--runtime", "lt:runtime/"+testutil.SandboxRuntimeRef, "--", "sh", "-c", "echo in-runtime; ls /app | wc -l")
+		if out != "in-runtime\n0\n" {
+			t.Errorf("run --runtime: %q", out)
+		}
+	})
+
+	t.Run("killed", func(t *testing.T) {
+		token := fmt.Sprintf("%d.%d", 700+os.Getpid()%200, time.Now().UnixNano()%1e6)
+		cmd := exec.Command(f.lt, "run", "--mount", f.mp, "--remote", "lt", "--command", "sh", runTestApp, "-c", "sleep "+token+" & sleep "+token+"; wait")
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + usr.home}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: usr.cred}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		if n := waitProcs(token, 2, 30*time.Second); n < 2 {
+			t.Fatalf("the sandboxed sleeps did not start (%d found)", n)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		if n := waitProcs(token, 0, 5*time.Second); n != 0 {
+			t.Fatalf("%d processes left behind after lazytree run was killed", n)
+		}
+	})
+}
+
+// waitProcs waits until exactly want processes run `sleep token` (or the
+// timeout) and returns how many there are; any left at the end of a test
+// are killed by pid.
+func waitProcs(token string, want int, timeout time.Duration) int {
+	find := func() []int {
+		var pids []int
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); bytes.Equal(b, []byte("sleep\x00"+token+"\x00")) {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	deadline := time.Now().Add(timeout)
+	pids := find()
+	for len(pids) != want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		pids = find()
+	}
+	if want == 0 {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+	return len(pids)
+}
+
+// escapeSuite runs the escape probe in lazytree's sandbox and in bwrap
+// (Flatpak's options, the same trees from the mount, Flatpak's seccomp
+// filter built by libseccomp) as who, requires the same results but where
+// lazytree is stricter, and checks lazytree's against what must hold.
+func (f *runFixture) escapeSuite(t *testing.T, who runAs) {
+	hostFlags, err := testutil.EscapeProbeHostFlags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inHome := filepath.Join(who.home, "outside-the-app-data")
+	os.WriteFile(inHome, []byte("private\n"), 0o644)
+	data := filepath.Join(who.home, ".var", "app", runTestApp, "data")
+	flags := append([]string{"-hidden", "/root", "-hidden", "/etc/shadow", "-hidden", f.secret, "-hidden", inHome, "-hidden", "/var/lib",
+		"-env-expect", "FOO=bar", "-env-absent", "LD_PRELOAD", "-env-absent", "LD_AUDIT", "-env-absent", "LAZYTREE_HOME"}, hostFlags...)
+
+	// Ours, with a host fd left open and LD_PRELOAD set for the caller.
+	leak, err := os.Open(f.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leak.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.lt, append([]string{"run", "--mount", f.mp, "--remote", "lt", "--command", "escapeprobe", runTestApp, "-data", data}, flags...)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + who.home, "LD_PRELOAD=/nonexistent/preload.so", "LAZYTREE_HOME=" + filepath.Join(who.home, ".lazytree")}
+	cmd.Dir = who.home
+	cmd.ExtraFiles = []*os.File{leak}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: who.cred}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("lazytree run escapeprobe: %v\n%s", err, errb.String())
+	}
+	ours := testutil.DecodeEscapeProbe(t, out.Bytes())
+
+	// The reference: bwrap as Flatpak starts it, on the same trees.
+	if err := testutil.CloexecInheritedFDs(); err != nil {
+		t.Fatal(err)
+	}
+	rtFiles := filepath.Join(f.mp, "lt", "runtime", testutil.SandboxRuntimeRef, "files")
+	appFiles := filepath.Join(f.mp, "lt", "app", runTestApp, testutil.FlatpakArch(), runTestBranch, "files")
+	bargs, err := testutil.BwrapFlatpakArgs(rtFiles, appFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bargs = append(bargs, "--bind", data, data, "--setenv", "FOO", "bar", "--setenv", "HOME", who.home, "--seccomp", "3")
+	seccomp := testutil.FlatpakSeccompBPF(t, false)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.Write(seccomp); w.Close() }()
+	defer r.Close()
+	bw := exec.CommandContext(ctx, f.bwrap, append(append(bargs, "--", "/app/bin/escapeprobe", "-data", data), flags...)...)
+	bw.Env = []string{"PATH=/app/bin:/usr/bin"}
+	bw.ExtraFiles = []*os.File{r}
+	// As root, bwrap runs as the uid lazytree gives the command (Flatpak
+	// as root would keep root: no reference for a sandbox that drops it).
+	bwCred := who.cred
+	if bwCred == nil {
+		bwCred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	}
+	bw.SysProcAttr = &syscall.SysProcAttr{Credential: bwCred}
+	out.Reset()
+	errb.Reset()
+	bw.Stdout, bw.Stderr = &out, &errb
+	if err := bw.Run(); err != nil {
+		t.Fatalf("bwrap escapeprobe: %v\n%s", err, errb.String())
+	}
+	ref := testutil.DecodeEscapeProbe(t, out.Bytes())
+
+	// Where lazytree is stricter than bwrap, by design: an empty bounding
+	// set, a read-only root, /etc and /proc/sys; and a filter that kills
+	// the process, not the thread, on an x32 call.
+	stricter := map[string]string{
+		"status:CapBnd": "CapBnd:0000000000000000", "write:/": "readonly", "mount:/": "ro,nosuid,nodev",
+		"mount:/proc/sys": "ro,nosuid,nodev,noexec",
+	}
+	ignore := []string{"mount:/etc", "mount:/dev", "seccomp:x32-unshare"}
+	if who.cred == nil {
+		// As root lazytree makes no user namespace: the command runs as
+		// a real unprivileged uid (bwrap maps its uid onto root's).
+		stricter["ns:user"] = "host"
+	}
+	for k, want := range stricter {
+		if ours[k] != want {
+			t.Errorf("%s: ours %q, want %q", k, ours[k], want)
+		}
+		ignore = append(ignore, k)
+	}
+	if !strings.HasPrefix(ours["seccomp:x32-unshare"], "killed:") {
+		t.Errorf("x32 syscall: %q, want killed", ours["seccomp:x32-unshare"])
+	}
+	for _, d := range testutil.EscapeProbeDiff(ours, ref, ignore...) {
+		t.Errorf("lazytree vs bwrap: %s", d)
+	}
+	// What must hold, whatever bwrap says.
+	must := map[string]string{
+		"hidden:/root": "absent", "hidden:/etc/shadow": "absent", "hidden:" + f.secret: "absent", "hidden:" + inHome: "absent",
+		"write:/usr": "readonly", "write:/app": "readonly", "pid1": "sandbox", "pid": "pidns",
+		"status:NoNewPrivs": "NoNewPrivs:1", "status:CapEff": "CapEff:0000000000000000", "status:Seccomp": "Seccomp:2",
+		"uid": "uid:nonroot", "fds": "none", "env:LD_PRELOAD": "LD_PRELOAD:absent", "env:FOO": "ok",
+		"net:interfaces": "loopback-only", "data:" + data: "writable",
+		"userns:unshare": "denied:EPERM", "userns:clone": "denied:EPERM",
+	}
+	for k, v := range testutil.FlatpakEscapeProbeSeccomp {
+		must[k] = v
+	}
+	delete(must, "seccomp:x32-unshare") // killed, checked above
+	for k, want := range must {
+		if ours[k] != want {
+			t.Errorf("%s: %q, want %q", k, ours[k], want)
+		}
+	}
+	t.Logf("%d checks, %d equal to bwrap's", len(ours), len(ours)-len(testutil.EscapeProbeDiff(ours, ref)))
+}
