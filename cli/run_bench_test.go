@@ -19,27 +19,45 @@ import (
 	"github.com/lazytree/lazytree/internal/testutil"
 )
 
-// The app of BenchmarkRun: a Python script on a runtime of real host
-// programs.
+// The apps of BenchmarkRun, on a runtime of real host programs: a shell
+// script, and a Python script importing a few standard modules (whose
+// start reads far more of the runtime).
 const (
-	benchAppID      = "org.lazytree.BenchApp"
-	benchAppRef     = "app/" + benchAppID + "/x86_64/stable"
 	benchRuntime    = "org.lazytree.BenchPlatform/x86_64/1"
 	benchRuntimeRef = "runtime/" + benchRuntime
-	benchAppScript  = "#!/usr/bin/python3\nimport json, os, re, email.message, decimal\nprint(\"ok\")\n"
 )
+
+type benchApp struct {
+	name, id, ref string
+	interp        string // the runtime's interpreter, under files/
+	script        string
+}
+
+var benchApps = []benchApp{
+	{name: "shell", id: "org.lazytree.BenchShell", interp: "bin/sh", script: "#!/bin/sh\necho ok\n"},
+	{name: "python", id: "org.lazytree.BenchPython", interp: "bin/python3",
+		script: "#!/usr/bin/python3\nimport json, os, re, email.message, decimal\nprint(\"ok\")\n"},
+}
+
+func init() {
+	for i := range benchApps {
+		benchApps[i].ref = "app/" + benchApps[i].id + "/x86_64/" + testutil.FlatpakAppBranch
+	}
+}
 
 // BenchmarkRun judges issue 12's figures: `lazytree run` of an app whose
 // runtime is not cached, against (a) the same program started from a
-// plain lazy mount (no sandbox) and (b) what a Flatpak user does without
-// lazytree here, `ostree pull` (bare-user, static deltas) of the app and
-// its runtime + `ostree checkout` + `bwrap` with Flatpak's options; then,
+// plain lazy mount (no sandbox), (b) `ostree pull` (bare-user, static
+// deltas) of the app and its runtime + `ostree checkout` + `bwrap` with
+// Flatpak's options, and (c) what a Flatpak user does, `flatpak install`
+// + `flatpak run` (a private --user installation, as uid 65534); then,
 // warm, `lazytree run` of a trivial command against `bwrap` with the same
 // binds on the same mount (and, labelled, with Flatpak's seccomp filter
 // built by libseccomp). The runtime is testutil.BuildHostRuntime's (Python
 // and real host programs, LAZYTREE_BENCH_RUNTIME_MB, default 150 MB),
-// committed with the real ostree (from-scratch static deltas, summary),
-// exported again with `lazytree export --tree-index` for the lazy side,
+// published with the real flatpak (build-export, build-update-repo
+// --generate-static-deltas), exported again with `lazytree export
+// --tree-index` for the lazy side,
 // served at 25 ms per request and 100 Mbit/s:
 // `go test -run '^$' -bench 'Run$' -benchtime 1x ./cli`.
 func BenchmarkRun(b *testing.B) {
@@ -51,19 +69,32 @@ func BenchmarkRun(b *testing.B) {
 	os.Chmod(dir, 0o755)
 	lt := testutil.BuildLazytree(b)
 
-	rt, app := filepath.Join(dir, "runtime"), filepath.Join(dir, "app")
+	rt := filepath.Join(dir, "runtime")
 	if _, err := testutil.BuildHostRuntime(rt, int64(testutil.EnvInt("LAZYTREE_BENCH_RUNTIME_MB", 150))<<20); err != nil {
 		b.Fatal(err)
 	}
-	writeBenchApp(b, rt, app)
+	writeBenchApps(b, dir, rt)
 	nfiles, nbytes := treeSize(b, rt)
+	// Published by the real flatpak (build-export, then static deltas
+	// from scratch and the summary by build-update-repo), as a Flatpak
+	// remote would be.
 	pub := filepath.Join(dir, "pub")
-	testutil.Run(b, "", nil, ostreeBin, "init", "--repo="+pub, "--mode=archive")
-	for ref, tree := range map[string]string{benchRuntimeRef: rt, benchAppRef: app} {
-		testutil.Run(b, "", nil, ostreeBin, "commit", "--repo="+pub, "-b", ref, "--tree=dir="+tree)
+	for i, a := range benchApps {
+		rtDir := ""
+		if i == 0 {
+			rtDir = rt
+		}
+		appRef, rtRef := testutil.FlatpakBuildExport(b, pub, filepath.Join(dir, "app-"+a.name), rtDir, "", "")
+		if appRef != a.ref || (rtDir != "" && rtRef != benchRuntimeRef) {
+			b.Fatalf("flatpak exported %s and %s, want %s and %s", appRef, rtRef, a.ref, benchRuntimeRef)
+		}
+	}
+	// From-scratch static deltas for every ref (what a Flatpak user's
+	// first install pulls), then the summary.
+	for _, ref := range []string{benchRuntimeRef, benchApps[0].ref, benchApps[1].ref} {
 		testutil.Run(b, "", nil, ostreeBin, "static-delta", "generate", "--repo="+pub, "--empty", "--to="+ref)
 	}
-	testutil.Run(b, "", nil, ostreeBin, "summary", "-u", "--repo="+pub)
+	testutil.Run(b, "", nil, testutil.RequireTool(b, "flatpak"), "build-update-repo", pub)
 	pubIdx := filepath.Join(dir, "pub-index")
 	testutil.Run(b, "", nil, "cp", "-a", pub, pubIdx)
 	c := newExportCmd(&globalOptions{Home: filepath.Join(dir, "export-home")})
@@ -113,48 +144,57 @@ func BenchmarkRun(b *testing.B) {
 		})
 	}
 
-	// (a) The same program from a plain lazy mount: the runtime's
-	// interpreter through its loader, on the app's script.
+	// Per app: (a) the same program from a plain lazy mount, through the
+	// runtime's loader; lazytree run with an empty cache (run adds the
+	// sandbox); ostree pull + checkout + bwrap; flatpak install + run.
 	mp := filepath.Join(dir, "mnt")
-	measure("lazy-mount", "", false, func(b *testing.B) critRun {
-		return lazyCold(b, idxSrv, dir, fetch.PrefetchNone, nil, func(root string) {
-			if out := runFromTree(b, root, benchAppScriptBody()); out != "ok" {
-				b.Fatalf("lazy mount start printed %q, want ok", out)
+	for _, a := range benchApps {
+		measure(a.name+"/lazy-mount", "", false, func(b *testing.B) critRun {
+			return lazyCold(b, idxSrv, dir, fetch.PrefetchNone, nil, func(root string) {
+				if out := runInTree(b, root, a.interp, filepath.Join(mp, "b", a.ref, "files", "bin", "hello")); out != "ok" {
+					b.Fatalf("lazy mount start printed %q, want ok", out)
+				}
+			}, benchRuntimeRef).run
+		})
+		measure(a.name+"/run-cold", a.name+"/lazy-mount", false, func(b *testing.B) critRun {
+			return lazyCold(b, idxSrv, dir, fetch.PrefetchNone, nil, func(string) {
+				if out := ltRun(b, lt, mp, a.id); out != "ok" {
+					b.Fatalf("lazytree run printed %q, want ok", out)
+				}
+			}, a.ref).run
+		})
+		measure(a.name+"/ostree-bwrap", a.name+"/run-cold", false, func(b *testing.B) critRun {
+			client, co := filepath.Join(dir, "client"), filepath.Join(dir, "co")
+			os.RemoveAll(client)
+			os.RemoveAll(co)
+			if err := os.MkdirAll(co, 0o755); err != nil {
+				b.Fatal(err)
 			}
-		}, benchRuntimeRef).run
-	})
-	// lazytree run of the app, cold: the daemon starts with an empty
-	// cache; run adds the sandbox.
-	measure("run-cold", "lazy-mount", false, func(b *testing.B) critRun {
-		return lazyCold(b, idxSrv, dir, fetch.PrefetchNone, nil, func(string) {
-			if out := ltRun(b, lt, mp, benchAppID); out != "ok" {
-				b.Fatalf("lazytree run printed %q, want ok", out)
+			srv.Reset()
+			start := time.Now()
+			testutil.Run(b, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare-user")
+			testutil.Run(b, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--no-gpg-verify", "b", srv.URL())
+			testutil.Run(b, "", nil, ostreeBin, "pull", "--repo="+client, "b", a.ref, benchRuntimeRef)
+			for name, ref := range map[string]string{"app": a.ref, "runtime": benchRuntimeRef} {
+				testutil.Run(b, "", nil, ostreeBin, "checkout", "--repo="+client, "-U", "b:"+ref, filepath.Join(co, name))
 			}
-		}, benchAppRef).run
-	})
-	// What a Flatpak user does here without lazytree: pull both refs
-	// completely, check them out, start the app in bwrap.
-	measure("ostree-bwrap", "run-cold", false, func(b *testing.B) critRun {
-		client, co := filepath.Join(dir, "client"), filepath.Join(dir, "co")
-		os.RemoveAll(client)
-		os.RemoveAll(co)
-		if err := os.MkdirAll(co, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		srv.Reset()
-		start := time.Now()
-		testutil.Run(b, "", nil, ostreeBin, "init", "--repo="+client, "--mode=bare-user")
-		testutil.Run(b, "", nil, ostreeBin, "remote", "add", "--repo="+client, "--no-gpg-verify", "b", srv.URL())
-		testutil.Run(b, "", nil, ostreeBin, "pull", "--repo="+client, "b", benchAppRef, benchRuntimeRef)
-		for name, ref := range map[string]string{"app": benchAppRef, "runtime": benchRuntimeRef} {
-			testutil.Run(b, "", nil, ostreeBin, "checkout", "--repo="+client, "-U", "b:"+ref, filepath.Join(co, name))
-		}
-		out := runBwrap(b, bwrap, filepath.Join(co, "runtime", "files"), filepath.Join(co, "app", "files"), nil, "/app/bin/hello")
-		if out != "ok" {
-			b.Fatalf("bwrap printed %q, want ok", out)
-		}
-		return newCritRun(time.Since(start).Seconds(), srv.Log(), srv.Stats().Bytes)
-	})
+			if out := runBwrap(b, bwrap, filepath.Join(co, "runtime", "files"), filepath.Join(co, "app", "files"), nil, "/app/bin/hello"); out != "ok" {
+				b.Fatalf("bwrap printed %q, want ok", out)
+			}
+			return newCritRun(time.Since(start).Seconds(), srv.Log(), srv.Stats().Bytes)
+		})
+		measure(a.name+"/flatpak", a.name+"/run-cold", false, func(b *testing.B) critRun {
+			u := testutil.NewFlatpakUser(b)
+			srv.Reset()
+			start := time.Now()
+			u.Flatpak(b, "remote-add", "--no-gpg-verify", "b", srv.URL())
+			u.Install(b, "b", a.ref)
+			if out := strings.TrimSpace(u.Flatpak(b, "run", a.id)); out != "ok" {
+				b.Fatalf("flatpak run printed %q, want ok", out)
+			}
+			return newCritRun(time.Since(start).Seconds(), srv.Log(), srv.Stats().Bytes)
+		})
+	}
 
 	// Warm: the daemon keeps the cache the cold run filled; start to exit
 	// of a trivial command, alternating the two sides.
@@ -174,13 +214,14 @@ func BenchmarkRun(b *testing.B) {
 			b.Fatalf("daemon: %v", err)
 		}
 		defer func() { cancel(); <-done }()
-		rtFiles, appFiles := filepath.Join(mp, "b", benchRuntimeRef, "files"), filepath.Join(mp, "b", benchAppRef, "files")
+		app := benchApps[0]
+		rtFiles, appFiles := filepath.Join(mp, "b", benchRuntimeRef, "files"), filepath.Join(mp, "b", app.ref, "files")
 		seccomp := flatpakSeccompOrNil(b)
 		sides := []struct {
 			name string
 			run  func()
 		}{
-			{"lazytree-run", func() { ltRun(b, lt, mp, "--command", "true", benchAppID) }},
+			{"lazytree-run", func() { ltRun(b, lt, mp, "--command", "true", app.id) }},
 			{"bwrap", func() { runBwrap(b, bwrap, rtFiles, appFiles, nil, "/app/bin/true") }},
 		}
 		if seccomp != nil {
@@ -222,17 +263,10 @@ func BenchmarkRun(b *testing.B) {
 	})
 }
 
-// benchAppScriptBody is the app's script without its #! line, for
-// python -c.
-func benchAppScriptBody() string {
-	_, body, _ := strings.Cut(benchAppScript, "\n")
-	return body
-}
-
-// writeBenchApp writes the runtime's metadata and the app: metadata,
-// bin/hello (the Python script) and bin/true (the host's, for the warm
-// trivial start).
-func writeBenchApp(b *testing.B, rt, app string) {
+// writeBenchApps writes the runtime's metadata and each app (in
+// dir/app-NAME): metadata, bin/hello (its script) and bin/true (the
+// host's, for the warm trivial start).
+func writeBenchApps(b *testing.B, dir, rt string) {
 	b.Helper()
 	must := func(err error) {
 		if err != nil {
@@ -240,14 +274,37 @@ func writeBenchApp(b *testing.B, rt, app string) {
 		}
 	}
 	must(os.WriteFile(filepath.Join(rt, "metadata"), []byte("[Runtime]\nname=org.lazytree.BenchPlatform\nruntime="+benchRuntime+"\n"), 0o644))
-	must(os.MkdirAll(filepath.Join(app, "files", "bin"), 0o755))
-	must(os.WriteFile(filepath.Join(app, "metadata"), []byte("[Application]\nname="+benchAppID+"\nruntime="+benchRuntime+"\ncommand=hello\n"), 0o644))
-	must(os.WriteFile(filepath.Join(app, "files", "bin", "hello"), []byte(benchAppScript), 0o755))
 	tru, err := exec.LookPath("true")
 	must(err)
-	data, err := os.ReadFile(tru)
+	trueBin, err := os.ReadFile(tru)
 	must(err)
-	must(os.WriteFile(filepath.Join(app, "files", "bin", "true"), data, 0o755))
+	for _, a := range benchApps {
+		app := filepath.Join(dir, "app-"+a.name)
+		must(os.MkdirAll(filepath.Join(app, "files", "bin"), 0o755))
+		must(os.WriteFile(filepath.Join(app, "metadata"), []byte("[Application]\nname="+a.id+"\nruntime="+benchRuntime+"\ncommand=hello\n"), 0o644))
+		must(os.WriteFile(filepath.Join(app, "files", "bin", "hello"), []byte(a.script), 0o755))
+		must(os.WriteFile(filepath.Join(app, "files", "bin", "true"), trueBin, 0o755))
+	}
+}
+
+// runInTree runs the runtime's interpreter (at root/files/interp) on
+// script through the runtime's own loader and libraries, in a child (a
+// program on the mount must not be exec'd by the process serving it),
+// and returns its trimmed stdout: a plain lazy start, no sandbox.
+func runInTree(b *testing.B, root, interp, script string) string {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	argv := []string{filepath.Join(root, testutil.PythonLoader), "--library-path", testutil.PythonLibraryPath(root),
+		filepath.Join(root, "files", interp), script}
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
+	cmd.Env = []string{"PYTHONHOME=" + filepath.Join(root, testutil.PythonHome), "PYTHONDONTWRITEBYTECODE=1", "PATH=/nonexistent", "LC_ALL=C"}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s from %s: %v\n%s", interp, root, err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String())
 }
 
 // ltRun runs `lazytree run --mount mp ARGS...` and returns its trimmed

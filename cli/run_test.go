@@ -321,6 +321,38 @@ func TestRunApp(t *testing.T) {
 		}
 	})
 
+	t.Run("devel", func(t *testing.T) {
+		res := testutil.DecodeEscapeProbe(t, []byte(f.mustRun(t, usr, nil, "--devel", "--remote", "lt", "--command", "escapeprobe", runTestApp)))
+		for _, k := range []string{"seccomp:ptrace", "seccomp:perf_event_open", "seccomp:personality"} {
+			if res[k] == testutil.FlatpakEscapeProbeSeccomp[k] {
+				t.Errorf("--devel: %s still %s", k, res[k])
+			}
+		}
+		if res["seccomp:mount"] != "denied:EPERM" || res["userns:unshare"] != "denied:EPERM" {
+			t.Errorf("--devel relaxed more than ptrace, perf and personality: mount %s, unshare %s", res["seccomp:mount"], res["userns:unshare"])
+		}
+	})
+
+	t.Run("data-symlink", func(t *testing.T) {
+		// The app (or anyone with the user's rights) swaps its data
+		// directory for a link to a host directory: run refuses to bind
+		// it (CVE-2024-42472).
+		data := filepath.Join(usr.home, ".var", "app", runTestApp, "data")
+		os.RemoveAll(data)
+		if err := os.Symlink("/etc", data); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			os.Remove(data)
+			os.Mkdir(data, 0o700)
+			os.Chown(data, int(usr.cred.Uid), int(usr.cred.Gid))
+		}()
+		out, errb, code := f.run(t, usr, nil, "--remote", "lt", "--command", "sh", runTestApp, "-c", "ls $XDG_DATA_HOME")
+		if code == 0 || !strings.Contains(errb, "symlink") {
+			t.Errorf("data directory swapped for a symlink to /etc: exit %d, stdout %q, stderr %q; want a refusal", code, out, errb)
+		}
+	})
+
 	t.Run("runtime-only", func(t *testing.T) {
 		out := f.mustRun(t, usr, nil, "--runtime", "lt:runtime/"+testutil.SandboxRuntimeRef, "--", "sh", "-c", "echo in-runtime; ls /app | wc -l")
 		if out != "in-runtime\n0\n" {
