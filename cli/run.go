@@ -424,6 +424,9 @@ func findApp(mp, appID string, o *runOptions) (mountRef, *appMeta, error) {
 	app.Commit = refCommit(mp, app)
 	if o.Commit != "" {
 		app.Dir, app.Commit = filepath.Join(mp, ".commits", o.Commit), o.Commit
+		if st, err := os.Stat(filepath.Join(app.Dir, "files")); err != nil || !st.IsDir() {
+			return mountRef{}, nil, fmt.Errorf("--commit %s: no configured remote has a verified commit by that checksum with a files/ tree", o.Commit)
+		}
 	}
 	data, err := readBounded(filepath.Join(app.Dir, "metadata"), ostree.MaxKeyFileSize)
 	if err != nil {

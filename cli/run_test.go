@@ -353,6 +353,22 @@ func TestRunApp(t *testing.T) {
 		}
 	})
 
+	t.Run("commit", func(t *testing.T) {
+		ref := mountRef{Remote: "lt", Ref: "app/" + runTestApp + "/" + arch + "/" + runTestBranch}
+		c := refCommit(f.mp, ref)
+		if len(c) != 64 {
+			t.Fatalf("refs.json has no commit for %s", ref)
+		}
+		out := f.mustRun(t, root, nil, "--remote", "lt", "--commit", c, "--command", "escapeprobe", runTestApp, "-readfile", "/.flatpak-info")
+		if !strings.Contains(out, "app-commit="+c+"\n") || !strings.Contains(out, "app-path="+filepath.Join(f.mp, ".commits", c, "files")+"\n") {
+			t.Errorf("--commit %s: /.flatpak-info:\n%s", c, out)
+		}
+		_, errb, code := f.run(t, root, nil, "--remote", "lt", "--commit", strings.Repeat("0", 64), runTestApp)
+		if code == 0 || !strings.Contains(errb, "no configured remote has a verified commit") {
+			t.Errorf("--commit of a commit no remote has: exit %d, %q", code, errb)
+		}
+	})
+
 	t.Run("runtime-only", func(t *testing.T) {
 		out := f.mustRun(t, usr, nil, "--runtime", "lt:runtime/"+testutil.SandboxRuntimeRef, "--", "sh", "-c", "echo in-runtime; ls /app | wc -l")
 		if out != "in-runtime\n0\n" {
