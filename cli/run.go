@@ -446,11 +446,16 @@ func branchSuffix(b string) string {
 	return ", branch " + Escape(b)
 }
 
-// readBounded reads a file of at most max bytes.
+// readBounded reads a regular file of at most max bytes, never through
+// a symlink (a remote's tree could make metadata a link to a host file).
 func readBounded(p string, max int64) ([]byte, error) {
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", p)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, max+1))

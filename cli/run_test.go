@@ -85,6 +85,8 @@ func newRunFixture(t *testing.T) *runFixture {
 		"org.lazytree.Broken":   "[Application\nruntime=" + testutil.SandboxRuntimeRef + "\n",
 		"org.lazytree.Orphan":   "[Application]\nname=org.lazytree.Orphan\nruntime=org.nowhere.Platform/x86_64/9\ncommand=hello\n",
 		"org.lazytree.Escaping": "[Application]\nname=org.lazytree.Escaping\nruntime=" + testutil.SandboxRuntimeRef + "\ncommand=hello\n\n[Context]\nfilesystems=/srv/\x1b[8mhidden\x1b[0m;\n",
+		// files/ is a symlink to a host directory.
+		"org.lazytree.Linked": "[Application]\nname=org.lazytree.Linked\nruntime=" + testutil.SandboxRuntimeRef + "\ncommand=sh\n",
 	}
 	pub := filepath.Join(base, "pub")
 	secret := testutil.VectorPath(t, testutil.GPGSecretKeyFile)
@@ -93,7 +95,12 @@ func newRunFixture(t *testing.T) *runFixture {
 	lt(t, "commit", "--repo", pub, "-b", "app/"+runTestApp+"/"+testutil.FlatpakArch()+"/"+runTestBranch, "--gpg-sign", secret, app)
 	for id, meta := range bad {
 		d := filepath.Join(base, "bad", id)
-		os.MkdirAll(filepath.Join(d, "files", "bin"), 0o755)
+		if id == "org.lazytree.Linked" {
+			os.MkdirAll(d, 0o755)
+			os.Symlink("/etc", filepath.Join(d, "files"))
+		} else {
+			os.MkdirAll(filepath.Join(d, "files", "bin"), 0o755)
+		}
 		os.WriteFile(filepath.Join(d, "metadata"), []byte(meta), 0o644)
 		lt(t, "commit", "--repo", pub, "-b", "app/"+id+"/"+testutil.FlatpakArch()+"/"+runTestBranch, "--gpg-sign", secret, d)
 	}
@@ -286,6 +293,7 @@ func TestRunApp(t *testing.T) {
 			{[]string{"org.lazytree.Missing"}, "is not in any configured remote"},
 			{[]string{"org.lazytree.Orphan"}, "no configured remote has it"},
 			{[]string{"org.lazytree.Broken"}, "metadata does not parse"},
+			{[]string{"org.lazytree.Linked"}, "symlink is never followed"},
 			{[]string{"--remote", "lt", "--command", "no-such-program", runTestApp}, `command "no-such-program" not found`},
 			{[]string{"--remote", "lt", "--share", "everything", runTestApp}, "want network or ipc"},
 			{[]string{"not an id"}, "app id"},

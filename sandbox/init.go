@@ -27,6 +27,10 @@ func Init() {
 	// command inherits its credentials and seccomp filter. It is never
 	// unlocked, so no other goroutine ever runs with them.
 	runtime.LockOSThread()
+	// No process of the sandbox may look into pid 1 (/proc/1/fd, mem,
+	// exe: it holds host files and, in a user namespace, capabilities on
+	// its other threads). The command's exec makes it dumpable again.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	errPipe := os.NewFile(4, "error pipe")
 	code, err := pid1(errPipe)
 	if err != nil {

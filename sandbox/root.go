@@ -144,6 +144,11 @@ func buildRoot(w *wire) error {
 		}
 	}
 
+	// Nothing of the host stays open in pid 1: an fd into the old root
+	// would outlive the pivot (a user namespace keeps locked mounts
+	// attached).
+	closeHostFDs(w)
+
 	// Generated files, in a stable order.
 	names := make([]string, 0, len(w.Files))
 	for p := range w.Files {
@@ -285,6 +290,20 @@ func reopenAll(w *wire) error {
 		*p = nfd
 	}
 	return nil
+}
+
+// closeHostFDs closes every fd of w that refers to a host file.
+func closeHostFDs(w *wire) {
+	for _, fd := range []*int{&w.RuntimeFD, &w.AppFD, &w.DataFD} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	for i := range w.Binds {
+		unix.Close(w.Binds[i].FD)
+		w.Binds[i].FD = -1
+	}
 }
 
 // bindFD binds the directory or file fd refers to at dest.

@@ -419,13 +419,24 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// openDir opens a host directory for a bind (an O_PATH fd).
+// openDir opens a host directory for a bind (an O_PATH fd). Its last
+// component must not be a symlink: a tree from a remote that makes
+// files/ a link (to /home, say) must not turn into a bind of the host's
+// directory.
 func openDir(p string) (*os.File, error) {
-	f, err := os.OpenFile(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			return nil, errors.New("not a directory (a symlink is never followed)")
+		}
 		return nil, err
 	}
-	return f, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		unix.Close(fd)
+		return nil, errors.New("not a directory (a symlink is never followed)")
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // openDataDir opens (creating what is missing) home/.var/app/ID and its

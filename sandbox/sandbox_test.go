@@ -99,6 +99,12 @@ func TestRunIdentityAndPrivileges(t *testing.T) {
 	if !strings.Contains(out, initArg0) {
 		t.Errorf("pid 1 is not the sandbox's init:\n%s", out)
 	}
+	// pid 1 holds nothing the command may reach: not its fds (host
+	// directories before the pivot), not its memory.
+	probe := mustSh(t, Spec{}, `ls /proc/1/fd/ >/dev/null 2>&1 && echo fd-listed; cat /proc/1/maps >/dev/null 2>&1 && echo maps-read; (exec 9<>/proc/1/mem) 2>/dev/null && echo mem-opened; readlink /proc/1/exe >/dev/null 2>&1 && echo exe-read; echo done`)
+	if probe != "done\n" {
+		t.Errorf("pid 1 is open to the command:\n%s", probe)
+	}
 	if !strings.Contains(out, "ppid=1\n") {
 		t.Errorf("the command is not a child of pid 1 of a new pid namespace:\n%s", out)
 	}
@@ -375,5 +381,22 @@ func TestRunSockets(t *testing.T) {
 	out = mustSh(t, Spec{}, script)
 	if strings.Contains(out, "socket") {
 		t.Errorf("no sockets= but a wayland socket is there:\n%s", out)
+	}
+}
+
+func TestRunTreeSymlinkRefused(t *testing.T) {
+	// A runtime or app directory that is a symlink (a remote's tree can
+	// make files/ one) is never followed to a host directory.
+	requireSandbox(t)
+	link := filepath.Join(t.TempDir(), "files")
+	if err := os.Symlink("/etc", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []Spec{{Runtime: link}, {App: link}} {
+		code, out, _, err := sh(t, spec, "ls /usr /app")
+		var se *SetupError
+		if !errors.As(err, &se) || !strings.Contains(se.Msg, "symlink") {
+			t.Errorf("%+v: code %d, err %v, output %q; want a refusal", spec, code, err, out)
+		}
 	}
 }

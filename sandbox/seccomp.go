@@ -157,6 +157,13 @@ func rules(opts FilterOptions) []rule {
 		deny("fsmount", unix.SYS_FSMOUNT, enosys),
 		deny("fspick", unix.SYS_FSPICK, enosys),
 		deny("mount_setattr", unix.SYS_MOUNT_SETATTR, enosys),
+		// Stricter than Flatpak 1.14: io_uring's own operations (e.g.
+		// IORING_OP_SOCKET) pass no system call through this filter,
+		// so the socket-family rule would not see them. ENOSYS: programs
+		// fall back to plain system calls.
+		deny("io_uring_setup", unix.SYS_IO_URING_SETUP, enosys),
+		deny("io_uring_enter", unix.SYS_IO_URING_ENTER, enosys),
+		deny("io_uring_register", unix.SYS_IO_URING_REGISTER, enosys),
 		socketRule(),
 	}
 	rs = append(rs, archRules...)
