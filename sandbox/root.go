@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -123,24 +124,52 @@ func buildRoot(w *wire) error {
 	if err := os.Chown(r(w.Home), w.UID, w.GID); err != nil {
 		return err
 	}
-	if w.DataFD >= 0 {
-		d := w.Home
-		for _, name := range []string{".var", "app", w.AppID} {
-			d = filepath.Join(d, name)
-			if err := mkdir(d, 0o700); err != nil {
-				return err
-			}
-			if err := os.Chown(r(d), w.UID, w.GID); err != nil {
-				return err
-			}
-		}
-		if err := bindFD(w.DataFD, r(d), false, true); err != nil {
-			return fmt.Errorf("app data at %s: %v", d, err)
-		}
-	}
+	// Host binds. prepare refused targets inside another bind or a
+	// directory the sandbox builds, so making them crosses only this
+	// tmpfs.
 	for _, b := range w.Binds {
 		if err := bindFD(b.FD, r(b.Dest), b.ReadOnly, b.Dir); err != nil {
 			return fmt.Errorf("bind %s: %v", b.Dest, err)
+		}
+	}
+	// Masks (lazytree's own state; the other apps' data when a bind
+	// shows the home directory), then the app's data on top. Paths under
+	// a bind are resolved without following symlinks: the app may have
+	// planted some there.
+	masks := w.Mask
+	appsDir := filepath.Join(w.Home, ".var", "app")
+	if w.DataFD >= 0 {
+		for _, b := range w.Binds {
+			if within(appsDir, b.Dest) {
+				masks = append(masks, appsDir)
+				break
+			}
+		}
+	}
+	for _, m := range masks {
+		fd, err := walkNoFollow(r(""), m, false, w.UID, w.GID)
+		if err == unix.ENOENT {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s: %v", m, err)
+		}
+		err = unix.Mount("tmpfs", fdPath(fd), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=1m")
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("hide %s: %v", m, err)
+		}
+	}
+	if w.DataFD >= 0 {
+		d := filepath.Join(appsDir, w.AppID)
+		fd, err := walkNoFollow(r(""), d, true, w.UID, w.GID)
+		if err != nil {
+			return fmt.Errorf("app data at %s: %v", d, err)
+		}
+		err = unix.Mount(fdPath(w.DataFD), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("app data at %s: %v", d, err)
 		}
 	}
 
@@ -290,6 +319,48 @@ func reopenAll(w *wire) error {
 		*p = nfd
 	}
 	return nil
+}
+
+// walkNoFollow opens root/p (p absolute inside the sandbox) one component
+// at a time without following a symlink, creating missing directories
+// (0700, owned by uid:gid) when create is set, and returns an O_PATH fd
+// of it. Missing without create: ENOENT.
+func walkNoFollow(root, p string, create bool, uid, gid int) (int, error) {
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, name := range strings.Split(strings.Trim(p, "/"), "/") {
+		if name == "" || name == "." || name == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("bad path %q", p)
+		}
+		nfd, err := unix.Openat(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOENT && create {
+			// mkdirat needs a real directory fd.
+			dfd, derr := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if derr == nil {
+				if derr = unix.Mkdirat(dfd, name, 0o700); derr == nil {
+					unix.Fchownat(dfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+				}
+				unix.Close(dfd)
+			}
+			if derr != nil && derr != unix.EEXIST {
+				unix.Close(fd)
+				return -1, derr
+			}
+			nfd, err = unix.Openat(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+		unix.Close(fd)
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			return -1, fmt.Errorf("%s: a symlink or not a directory on the way", p)
+		}
+		if err != nil {
+			return -1, err
+		}
+		fd = nfd
+	}
+	return fd, nil
 }
 
 // closeHostFDs closes every fd of w that refers to a host file.

@@ -69,6 +69,8 @@ type wire struct {
 	EtcLinks []string
 	// UsrLinks are the top-level links to /usr (bin, lib, lib64, sbin, ...).
 	UsrLinks []string
+	// Mask are paths hidden under an empty tmpfs where a bind shows them.
+	Mask []string
 }
 
 type wireBind struct {
@@ -195,6 +197,11 @@ func prepare(spec *Spec) (*prepared, error) {
 	if spec.FlatpakInfo != nil {
 		w.Files["/.flatpak-info"] = string(spec.FlatpakInfo)
 	}
+	for _, m := range spec.Mask {
+		if filepath.IsAbs(m) {
+			w.Mask = append(w.Mask, filepath.Clean(m))
+		}
+	}
 	ok = true
 	return p, nil
 }
@@ -285,14 +292,43 @@ func (p *prepared) bind(b Bind) error {
 	if reserved(dest) {
 		return &SetupError{fmt.Sprintf("filesystem %s: the sandbox owns that path", dest)}
 	}
-	if b.Create {
-		if err := os.MkdirAll(dest, 0o755); err != nil {
-			return &SetupError{fmt.Sprintf("filesystem %s: %v", dest, err)}
+	// A bind inside another host directory would be made by walking
+	// that directory, whose contents the app may control.
+	if p.w.AppID != "" && within(dest, filepath.Join(p.w.Home, ".var", "app")) {
+		return &SetupError{fmt.Sprintf("filesystem %s: inside the apps' data directories", dest)}
+	}
+	for _, o := range p.w.Binds {
+		if within(dest, o.Dest) || within(o.Dest, dest) {
+			return &SetupError{fmt.Sprintf("filesystem %s: nested with %s (bind the outer one only)", dest, o.Dest)}
 		}
 	}
-	f, err := os.OpenFile(dest, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &SetupError{fmt.Sprintf("filesystem %s: %v", dest, err)}
+	if b.Create {
+		if !within(dest, p.w.Home) || dest == p.w.Home {
+			return &SetupError{fmt.Sprintf("filesystem %s:create: only directories under the home directory are created", dest)}
+		}
+		rel, _ := filepath.Rel(p.w.Home, dest)
+		d, err := mkdirNoFollow(p.w.Home, strings.Split(rel, "/"), p.w.UID, p.w.GID)
+		if err != nil {
+			return &SetupError{fmt.Sprintf("filesystem %s: %v", dest, err)}
+		}
+		unix.Close(d)
+	}
+	var f *os.File
+	if b.NoSymlinks || b.Create {
+		fd, err := unix.Openat2(unix.AT_FDCWD, dest, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+		if err != nil {
+			if err == unix.ELOOP {
+				return &SetupError{fmt.Sprintf("filesystem %s: the path has a symlink, which is never followed for it", dest)}
+			}
+			return &SetupError{fmt.Sprintf("filesystem %s: %v", dest, err)}
+		}
+		f = os.NewFile(uintptr(fd), dest)
+	} else {
+		var err error
+		if f, err = os.OpenFile(dest, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+			return &SetupError{fmt.Sprintf("filesystem %s: %v", dest, err)}
+		}
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -301,6 +337,48 @@ func (p *prepared) bind(b Bind) error {
 	}
 	p.w.Binds = append(p.w.Binds, wireBind{FD: p.addFD(f), Dest: dest, ReadOnly: b.ReadOnly, Dir: fi.IsDir()})
 	return nil
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// mkdirNoFollow opens (creating what is missing, mode 0700, owned by
+// uid:gid when this process is root) base/names..., one component at a
+// time and never through a symlink. It returns the last directory's fd.
+func mkdirNoFollow(base string, names []string, uid, gid int) (int, error) {
+	fd, err := unix.Open(base, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", base, err)
+	}
+	path := base
+	for _, name := range names {
+		if name == "" || name == "." || name == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("%s: bad path component %q", path, name)
+		}
+		path = filepath.Join(path, name)
+		err := unix.Mkdirat(fd, name, 0o700)
+		created := err == nil
+		if err != nil && err != unix.EEXIST {
+			unix.Close(fd)
+			return -1, fmt.Errorf("create %s: %w", path, err)
+		}
+		nfd, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			if err == unix.ELOOP || err == unix.ENOTDIR {
+				return -1, fmt.Errorf("%s is a symlink or not a directory: refusing to use it", path)
+			}
+			return -1, fmt.Errorf("open %s: %w", path, err)
+		}
+		if created && os.Getuid() == 0 {
+			unix.Fchown(nfd, uid, gid)
+		}
+		fd = nfd
+	}
+	return fd, nil
 }
 
 // sockets binds the display and sound sockets the app asked for, where
@@ -445,47 +523,18 @@ func openDir(p string) (*os.File, error) {
 // turn into a bind of a host directory). Directories it creates belong to
 // uid:gid.
 func openDataDir(home, appID string, uid, gid int) (*os.File, error) {
-	fd, err := unix.Open(home, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := mkdirNoFollow(home, []string{".var", "app", appID}, uid, gid)
 	if err != nil {
-		return nil, fmt.Errorf("home %s: %w", home, err)
+		return nil, fmt.Errorf("app data: %w", err)
 	}
-	path := home
-	step := func(dir int, name string) (int, error) {
-		path = filepath.Join(path, name)
-		err := unix.Mkdirat(dir, name, 0o700)
-		created := err == nil
-		if err != nil && err != unix.EEXIST {
-			return -1, fmt.Errorf("create %s: %w", path, err)
-		}
-		nfd, err := unix.Openat(dir, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if err == unix.ELOOP || err == unix.ENOTDIR {
-				return -1, fmt.Errorf("%s is a symlink or not a directory: refusing to use it as the app's data", path)
-			}
-			return -1, fmt.Errorf("open %s: %w", path, err)
-		}
-		if created && os.Getuid() == 0 {
-			unix.Fchown(nfd, uid, gid)
-		}
-		return nfd, nil
-	}
-	for _, name := range []string{".var", "app", appID} {
-		nfd, err := step(fd, name)
-		unix.Close(fd)
-		if err != nil {
-			return nil, err
-		}
-		fd = nfd
-	}
+	path := filepath.Join(home, ".var", "app", appID)
 	for _, sub := range []string{"data", "config", "cache"} {
-		p := path
-		nfd, err := step(fd, sub)
-		path = p
+		d, err := mkdirNoFollow(path, []string{sub}, uid, gid)
 		if err != nil {
 			unix.Close(fd)
-			return nil, err
+			return nil, fmt.Errorf("app data: %w", err)
 		}
-		unix.Close(nfd)
+		unix.Close(d)
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }

@@ -400,3 +400,54 @@ func TestRunTreeSymlinkRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestRunHomeBindHidesOtherApps(t *testing.T) {
+	requireSandbox(t)
+	home := t.TempDir()
+	os.Chmod(home, 0o755)
+	for _, d := range []string{".var/app/org.example.Other/data", ".local/share/lazytree"} {
+		os.MkdirAll(filepath.Join(home, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(home, ".var/app/org.example.Other/data/secret"), []byte("other app\n"), 0o644)
+	os.WriteFile(filepath.Join(home, ".local/share/lazytree/config"), []byte("state\n"), 0o644)
+	os.WriteFile(filepath.Join(home, "doc.txt"), []byte("user file\n"), 0o644)
+	if os.Getuid() == 0 {
+		filepath.Walk(home, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, 65534, 65534) })
+	}
+	spec := Spec{Home: home, AppID: "org.example.Home", Filesystems: []Bind{{Path: home}},
+		Mask: []string{filepath.Join(home, ".local/share/lazytree")}}
+	out := mustSh(t, spec, `cat ~/doc.txt; ls ~/.var/app; ls -A ~/.local/share/lazytree | wc -l; echo x > $XDG_DATA_HOME/f && echo data-ok`)
+	if out != "user file\norg.example.Home\n0\ndata-ok\n" {
+		t.Errorf("home bound: got %q; want the user's files, only this app's data, lazytree's state hidden", out)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".var/app/org.example.Home/data/f")); err != nil {
+		t.Errorf("the app's data did not land on the host: %v", err)
+	}
+}
+
+func TestRunBindRules(t *testing.T) {
+	requireSandbox(t)
+	home := t.TempDir()
+	os.Chmod(home, 0o755)
+	outside := t.TempDir()
+	os.Symlink("/etc", filepath.Join(home, "link"))
+	for name, c := range map[string]struct {
+		binds []Bind
+		want  string
+	}{
+		"create outside home": {[]Bind{{Path: filepath.Join(outside, "new"), Create: true}}, "only directories under the home"},
+		"create through link": {[]Bind{{Path: filepath.Join(home, "link", "x"), Create: true}}, "symlink"},
+		"nested":              {[]Bind{{Path: home}, {Path: filepath.Join(home, "link")}}, "nested"},
+		"no symlinks":         {[]Bind{{Path: filepath.Join(home, "link"), NoSymlinks: true}}, "symlink"},
+		"reserved":            {[]Bind{{Path: "/usr/lib"}}, "owns that path"},
+		"in app data":         {[]Bind{{Path: filepath.Join(home, ".var/app/x")}}, "data directories"},
+	} {
+		_, _, _, err := sh(t, Spec{Home: home, AppID: "org.example.Rules", Filesystems: c.binds}, "true")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", name, err, c.want)
+		}
+	}
+	if _, err := os.Lstat("/etc/x"); err == nil {
+		t.Errorf("a bind created /etc/x through a symlink")
+	}
+}

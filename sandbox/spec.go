@@ -54,6 +54,9 @@ type Spec struct {
 	UserName string
 	// FlatpakInfo is the content of the read-only /.flatpak-info.
 	FlatpakInfo []byte
+	// Mask are host paths hidden under an empty read-only tmpfs wherever
+	// a bind would show them (lazytree's own state and mount).
+	Mask []string
 
 	// Stdin, Stdout and Stderr default to the process's own.
 	Stdin          io.Reader
@@ -65,6 +68,11 @@ type Bind struct {
 	Path     string
 	ReadOnly bool
 	// Create makes the directory on the host when it is missing
-	// (filesystems=PATH:create).
+	// (filesystems=PATH:create); only under Home, one component at a
+	// time without following symlinks, owned by the command's user.
 	Create bool
+	// NoSymlinks refuses a path with a symlink anywhere in it (for paths
+	// a remote's metadata asks for: the app may have planted links in
+	// the directories it can write).
+	NoSymlinks bool
 }
