@@ -154,6 +154,11 @@ func resolveFilesystem(entry, home string) (b sandbox.Bind, ok bool, why string)
 	default:
 		return b, false, "unknown mode :" + mode
 	}
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return b, false, "a path with .."
+		}
+	}
 	head, rest, _ := strings.Cut(p, "/")
 	switch {
 	case p == "home" || p == "~":
@@ -167,11 +172,6 @@ func resolveFilesystem(entry, home string) (b sandbox.Bind, ok bool, why string)
 		return b, false, "the host's whole file system is never shared"
 	default:
 		return b, false, "not a path lazytree understands"
-	}
-	for _, c := range strings.Split(p, "/") {
-		if c == ".." {
-			return b, false, "a path with .."
-		}
 	}
 	b.Path = filepath.Clean(p)
 	if !b.Create {

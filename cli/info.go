@@ -54,7 +54,7 @@ func runInfo(ctx context.Context, g *globalOptions, o *runOptions, appID string,
 		}
 		return writeJSON(w, doc)
 	}
-	line := func(k, v string) { fmt.Fprintf(w, "%-16s %s\n", k+":", Escape(v)) }
+	line := func(k, v string) { fmt.Fprintf(w, "%-16s %s\n", k+":", EscapeLine(v)) }
 	line("ref", app.String())
 	line("commit", app.Commit)
 	line("name", meta.Name)
@@ -70,16 +70,16 @@ func runInfo(ctx context.Context, g *globalOptions, o *runOptions, appID string,
 		if len(v) == 0 {
 			v = []string{"(none)"}
 		}
-		fmt.Fprintf(w, "  %-12s %s\n", k, Escape(strings.Join(v, ", ")))
+		fmt.Fprintf(w, "  %-12s %s\n", k, EscapeLine(strings.Join(v, ", ")))
 	}
 	perm("shared", meta.Context.Shared)
 	perm("sockets", meta.Context.Sockets)
 	perm("devices", meta.Context.Devices)
-	perm("filesystems", meta.Context.Filesystems)
+	perm("filesystems", meta.Context.Filesystems) // granted only with run --grant
 	perm("features", meta.Context.Features)
 	perm("environment", meta.Env)
 	for _, why := range meta.Ignored {
-		fmt.Fprintf(w, "  not granted: %s\n", Escape(why))
+		fmt.Fprintf(w, "  not granted: %s\n", EscapeLine(why))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"unicode"
 
 	"github.com/spf13/cobra"
 )
@@ -146,15 +147,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // Escape makes a string safe to print on a terminal: control characters
-// (which a hostile remote could use to rewrite the screen) become \xNN.
-func Escape(s string) string {
+// (which a hostile remote could use to rewrite the screen) become \xNN,
+// and Unicode format characters (bidirectional overrides, zero-width
+// marks) and line separators \uNNNN.
+func Escape(s string) string { return escape(s, true) }
+
+// EscapeLine is Escape for a value that must stay on one line: newlines
+// and tabs are escaped too, so a remote's string cannot forge lines of
+// output (a permission list, say).
+func EscapeLine(s string) string { return escape(s, false) }
+
+func escape(s string, keepLines bool) string {
 	out := make([]byte, 0, len(s))
 	for _, r := range s {
 		switch {
-		case r == '\n' || r == '\t':
+		case keepLines && (r == '\n' || r == '\t'):
 			out = append(out, string(r)...)
 		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
 			out = append(out, fmt.Sprintf("\\x%02x", r)...)
+		case r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r):
+			out = append(out, fmt.Sprintf("\\u%04x", r)...)
 		default:
 			out = append(out, string(r)...)
 		}

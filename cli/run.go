@@ -29,7 +29,10 @@ type runOptions struct {
 	Share, Unshare               []string
 	Filesystems, Env             []string
 	Devel                        bool
-	Runtime, AppTree             string
+	// Grant grants the metadata's filesystems= and devices= (never
+	// without it: a remote must not open the user's files by itself).
+	Grant            bool
+	Runtime, AppTree string
 	// Mount is the lazy mount to run from (default: the running daemon's,
 	// else root's /run/lazytree, else a daemon started now).
 	Mount    string
@@ -45,13 +48,15 @@ func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)
 func newRunCmd(g *globalOptions) *cobra.Command {
 	o := &runOptions{}
 	c := &cobra.Command{
-		Use:   "run [--remote NAME] APP_ID [--branch B] [--command CMD] [-- ARGS...] | run --runtime REF [--app-tree REF] -- CMD [ARGS...]",
+		Use:   "run [flags] APP_ID [ARGS...] | run [flags] --runtime REF [--app-tree REF] -- CMD [ARGS...]",
 		Short: "Start a Flatpak app (or a command in a runtime) from the lazy mount, in a sandbox",
 		Long: `run finds app/APP_ID/ARCH/BRANCH in the configured remotes, reads its metadata,
 finds its runtime, and starts the app's command in a namespace sandbox with the
 runtime at /usr and the app at /app, both read lazily from the mount (a daemon
-is started if none runs). Permissions come from the app's metadata ([Context]);
---share, --unshare, --filesystem and --env change them for this run.`,
+is started if none runs). Permissions come from the app's metadata ([Context]):
+shared= and sockets= are granted, filesystems= and devices= only with --grant.
+--share, --unshare, --filesystem and --env change them for this run. Flags go
+before APP_ID: everything after it is the app's.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			code, err := runRun(cmd.Context(), g, o, args, dash, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -77,6 +82,7 @@ is started if none runs). Permissions come from the app's metadata ([Context]);
 	f.StringArrayVar(&o.Filesystems, "filesystem", nil, "bind a host path: /p, ~/p, home or xdg-*, with :ro, :rw or :create")
 	f.StringArrayVar(&o.Env, "env", nil, "set K=V in the sandbox")
 	f.BoolVar(&o.Devel, "devel", false, "allow ptrace, perf and personality (debugging)")
+	f.BoolVar(&o.Grant, "grant", false, "grant the file system and device access the app's metadata asks for (see lazytree info)")
 	f.StringVar(&o.Runtime, "runtime", "", "run a command in this runtime ref (REMOTE:REF or REF) instead of an app")
 	f.StringVar(&o.AppTree, "app-tree", "", "with --runtime: a ref bound at /app")
 	f.StringVar(&o.Mount, "mount", "", "the lazy mount to use (root with no daemon running: one is started there)")
@@ -178,7 +184,7 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 			return 0, err
 		}
 		for _, why := range meta.Ignored {
-			fmt.Fprintf(errw, "lazytree run: metadata of %s: %s: not granted\n", Escape(app.String()), Escape(why))
+			fmt.Fprintf(errw, "lazytree run: metadata of %s: %s: not granted\n", EscapeLine(app.String()), EscapeLine(why))
 		}
 		rt, err := findRef(mp, "runtime/"+meta.Runtime, app.Remote)
 		if err != nil {
@@ -194,15 +200,36 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 		spec.AppID, spec.App, spec.Runtime = appID, filepath.Join(app.Dir, "files"), filepath.Join(rt.Dir, "files")
 		spec.Command = append([]string{command}, cmdArgs...)
 		spec.Env = append(spec.Env, meta.Env...)
-		spec.Sockets, spec.Devices = meta.Context.Sockets, meta.Context.Devices
-		spec.Share = meta.Context.Shared
+		spec.Sockets, spec.Share = meta.Context.Sockets, meta.Context.Shared
+		var withheld, granted []string
+		for _, d := range meta.Context.Devices {
+			if o.Grant {
+				spec.Devices = append(spec.Devices, d)
+				granted = append(granted, "devices="+d)
+			} else {
+				withheld = append(withheld, "devices="+d)
+			}
+		}
 		for _, fsEntry := range meta.Context.Filesystems {
-			b, ok, why := resolveFilesystem(fsEntry, home)
-			if !ok {
-				fmt.Fprintf(errw, "lazytree run: filesystems=%s: %s: not granted\n", Escape(fsEntry), why)
+			if !o.Grant {
+				withheld = append(withheld, "filesystems="+fsEntry)
 				continue
 			}
+			b, ok, why := resolveFilesystem(fsEntry, home)
+			if !ok {
+				fmt.Fprintf(errw, "lazytree run: filesystems=%s: %s: not granted\n", EscapeLine(fsEntry), EscapeLine(why))
+				continue
+			}
+			// The app may have planted symlinks where it could write.
+			b.NoSymlinks = true
 			spec.Filesystems = append(spec.Filesystems, b)
+			granted = append(granted, "filesystems="+fsEntry)
+		}
+		if len(withheld) > 0 {
+			fmt.Fprintf(errw, "lazytree run: %s asks for %s: not granted without --grant\n", appID, EscapeLine(strings.Join(withheld, " ")))
+		}
+		if len(granted) > 0 {
+			fmt.Fprintf(errw, "lazytree run: granted to %s: %s\n", appID, EscapeLine(strings.Join(granted, " ")))
 		}
 		info.app, info.runtime, info.meta, info.runtimeRef = app, rt, meta, "runtime/"+meta.Runtime
 	}
@@ -220,6 +247,9 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 		spec.Filesystems = append(spec.Filesystems, b)
 	}
 	spec.Env = append(spec.Env, o.Env...)
+	// lazytree's own state (keys, config, the control socket) and the
+	// mount are never shown to an app, whatever it binds.
+	spec.Mask = []string{g.HomeDir(), mp}
 	info.share = spec.Share
 	spec.FlatpakInfo = info.render(appID, o.Arch, spec)
 	spec.Stdout, spec.Stderr = out, errw
@@ -333,6 +363,9 @@ func findRef(mp, spec, prefer string) (mountRef, error) {
 	}
 	var remotes []string
 	if remote != "" {
+		if err := ostree.ValidateRemoteName(remote); err != nil {
+			return mountRef{}, usagef("remote %q: %v", remote, err)
+		}
 		remotes = []string{remote}
 	} else {
 		all, err := mountRemotes(mp)
@@ -380,6 +413,9 @@ func joinRefs(rs []mountRef) string {
 func findApp(mp, appID string, o *runOptions) (mountRef, *appMeta, error) {
 	var remotes []string
 	if o.Remote != "" {
+		if err := ostree.ValidateRemoteName(o.Remote); err != nil {
+			return mountRef{}, nil, usagef("--remote %q: %v", o.Remote, err)
+		}
 		remotes = []string{o.Remote}
 	} else {
 		all, err := mountRemotes(mp)

@@ -85,6 +85,8 @@ func newRunFixture(t *testing.T) *runFixture {
 		"org.lazytree.Broken":   "[Application\nruntime=" + testutil.SandboxRuntimeRef + "\n",
 		"org.lazytree.Orphan":   "[Application]\nname=org.lazytree.Orphan\nruntime=org.nowhere.Platform/x86_64/9\ncommand=hello\n",
 		"org.lazytree.Escaping": "[Application]\nname=org.lazytree.Escaping\nruntime=" + testutil.SandboxRuntimeRef + "\ncommand=hello\n\n[Context]\nfilesystems=/srv/\x1b[8mhidden\x1b[0m;\n",
+		// Asks for the user's home and every device.
+		"org.lazytree.Greedy": "[Application]\nname=org.lazytree.Greedy\nruntime=" + testutil.SandboxRuntimeRef + "\ncommand=sh\n\n[Context]\nfilesystems=home;\ndevices=all;\n",
 		// files/ is a symlink to a host directory.
 		"org.lazytree.Linked": "[Application]\nname=org.lazytree.Linked\nruntime=" + testutil.SandboxRuntimeRef + "\ncommand=sh\n",
 	}
@@ -358,6 +360,21 @@ func TestRunApp(t *testing.T) {
 		out, errb, code := f.run(t, usr, nil, "--remote", "lt", "--command", "sh", runTestApp, "-c", "ls $XDG_DATA_HOME")
 		if code == 0 || !strings.Contains(errb, "symlink") {
 			t.Errorf("data directory swapped for a symlink to /etc: exit %d, stdout %q, stderr %q; want a refusal", code, out, errb)
+		}
+	})
+
+	t.Run("grant", func(t *testing.T) {
+		os.WriteFile(filepath.Join(usr.home, "mine.txt"), []byte("the user's file\n"), 0o644)
+		probe := "cat ~/mine.txt 2>/dev/null || echo no-home; test -e /dev/sda -o -e /dev/vda -o -e /dev/kmsg && echo host-dev || echo no-dev; ls -A ~/.lazytree 2>/dev/null | wc -l"
+		out, errb, code := f.run(t, usr, nil, "org.lazytree.Greedy", "-c", probe)
+		if code != 0 || out != "no-home\nno-dev\n0\n" || !strings.Contains(errb, "not granted without --grant") {
+			t.Errorf("metadata asking for home and all devices, no --grant: exit %d, %q, %q; want neither, and a notice", code, out, errb)
+		}
+		os.MkdirAll(filepath.Join(usr.home, ".lazytree"), 0o755)
+		os.WriteFile(filepath.Join(usr.home, ".lazytree", "config"), []byte("state\n"), 0o644)
+		out, errb, code = f.run(t, usr, nil, "--grant", "org.lazytree.Greedy", "-c", probe)
+		if code != 0 || out != "the user's file\nhost-dev\n0\n" || !strings.Contains(errb, "granted to org.lazytree.Greedy: devices=all filesystems=home") {
+			t.Errorf("--grant: exit %d, %q, %q; want the home (but not lazytree's state in it) and the devices", code, out, errb)
 		}
 	})
 
