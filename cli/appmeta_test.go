@@ -100,3 +100,23 @@ func TestValidAppID(t *testing.T) {
 		}
 	}
 }
+
+func TestEscapeLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":                "plain",
+		"a\nforged: line":      `a\x0aforged: line`,
+		"tab\there":            `tab\x09here`,
+		"\x1b[8mhidden\x1b[0m": `\x1b[8mhidden\x1b[0m`,
+		"evil\u202egnp.exe":    `evil\u202egnp.exe`,
+		"zero\u200bwidth":      `zero\u200bwidth`,
+		"line\u2028sep":        `line\u2028sep`,
+		"ünïcödé ok":           "ünïcödé ok",
+	} {
+		if got := EscapeLine(in); got != want {
+			t.Errorf("EscapeLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Escape("two\nlines"); got != "two\nlines" {
+		t.Errorf("Escape keeps newlines: got %q", got)
+	}
+}

@@ -169,6 +169,15 @@ func (s *MountSource) Refs(ctx context.Context, remote string) (map[string]ostre
 	return s.loadRefs(ctx, remote)
 }
 
+// CachedRefs returns the refs of a remote the mount has loaded, without
+// asking the network (false when it has not loaded them).
+func (s *MountSource) CachedRefs(remote string) (map[string]ostree.Checksum, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.refs[remote]
+	return m, ok
+}
+
 func (s *MountSource) loadRefs(ctx context.Context, remote string) (map[string]ostree.Checksum, error) {
 	refs, err := s.f.Refs(ctx, remote)
 	if err != nil {

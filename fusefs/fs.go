@@ -157,17 +157,32 @@ func (f *fsys) status() Status {
 // statusDoc is status.json.
 func (f *fsys) statusDoc() []byte { return marshalStatus(f.status()) }
 
+// CachedRefser is what a Source may also offer: the refs it has loaded,
+// without a request (refs.json never waits for the network then).
+type CachedRefser interface {
+	CachedRefs(remote string) (map[string]ostree.Checksum, bool)
+}
+
 // refsDoc is refs.json: the commit of every ref the mount shows, by
 // remote, as the mount resolved it last (a ref that moves changes here
-// when its directory does). Remotes that cannot list their refs now are
-// left out.
+// when its directory does). With a CachedRefser only the remotes whose
+// refs are loaded are listed (any looked-up ref is), so rendering it
+// never asks the network; otherwise remotes that cannot list their refs
+// now are left out.
 func (f *fsys) refsDoc() []byte {
 	ctx, cancel := f.request(context.Background())
 	defer cancel()
 	doc := map[string]map[string]string{}
+	cached, _ := f.src.(CachedRefser)
 	for _, r := range f.src.Remotes() {
-		refs, err := f.src.Refs(ctx, r)
-		if err != nil {
+		var refs map[string]ostree.Checksum
+		var err error
+		if cached != nil {
+			var ok bool
+			if refs, ok = cached.CachedRefs(r); !ok {
+				continue
+			}
+		} else if refs, err = f.src.Refs(ctx, r); err != nil {
 			continue
 		}
 		m := make(map[string]string, len(refs))
