@@ -274,6 +274,15 @@ func writeBenchApps(b *testing.B, dir, rt string) {
 		}
 	}
 	must(os.WriteFile(filepath.Join(rt, "metadata"), []byte("[Runtime]\nname=org.lazytree.BenchPlatform\nruntime="+benchRuntime+"\n"), 0o644))
+	// The shell app's interpreter: the host's /bin/sh (dash), unless the
+	// runtime already has one; its libraries (libc) are there.
+	if _, err := os.Lstat(filepath.Join(rt, "files", "bin", "sh")); err != nil {
+		sh, err := filepath.EvalSymlinks("/bin/sh")
+		must(err)
+		data, err := os.ReadFile(sh)
+		must(err)
+		must(os.WriteFile(filepath.Join(rt, "files", "bin", "sh"), data, 0o755))
+	}
 	tru, err := exec.LookPath("true")
 	must(err)
 	trueBin, err := os.ReadFile(tru)
