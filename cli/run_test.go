@@ -5,13 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -144,23 +141,11 @@ type runAs struct {
 }
 
 // newUser creates an unprivileged user for the test, with a home in the
-// fixture's directory, removed when the test ends.
+// fixture's directory.
 func (f *runFixture) newUser(t *testing.T) runAs {
 	t.Helper()
-	useradd := testutil.RequireTool(t, "useradd")
-	name := fmt.Sprintf("ltrun%d", os.Getpid()%100000)
-	home := filepath.Join(f.base, "home-"+name)
-	testutil.Run(t, "", nil, useradd, "-M", "-d", home, "-s", "/bin/sh", name)
-	t.Cleanup(func() { exec.Command("userdel", name).Run() })
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	os.Mkdir(home, 0o755)
-	os.Chown(home, uid, gid)
-	return runAs{name: name, cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, home: home}
+	u := testutil.CreateUser(t, filepath.Join(f.base, "home-user"))
+	return runAs{name: u.Name, cred: u.Cred, home: u.Home}
 }
 
 // root is lazytree run as root, with a home of its own.
@@ -261,22 +246,9 @@ func TestRunApp(t *testing.T) {
 	})
 
 	t.Run("network", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		addr := testutil.TCPSink(t)
 		for _, share := range []bool{false, true} {
-			args := []string{"--remote", "lt", "--command", "escapeprobe", runTestApp, "-connect", ln.Addr().String()}
+			args := []string{"--remote", "lt", "--command", "escapeprobe", runTestApp, "-connect", addr}
 			if share {
 				args = append([]string{"--share", "network"}, args...)
 			}
@@ -410,47 +382,19 @@ func TestRunApp(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cmd.Process.Kill()
-		if n := waitProcs(token, 2, 30*time.Second); n < 2 {
+		sleep := []string{"sleep", token}
+		if n := len(testutil.WaitProcs(sleep, 2, 30*time.Second)); n < 2 {
 			t.Fatalf("the sandboxed sleeps did not start (%d found)", n)
 		}
 		cmd.Process.Kill()
 		cmd.Wait()
-		if n := waitProcs(token, 0, 5*time.Second); n != 0 {
-			t.Fatalf("%d processes left behind after lazytree run was killed", n)
+		if left := testutil.WaitProcs(sleep, 0, 5*time.Second); len(left) != 0 {
+			for _, p := range left {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			t.Fatalf("processes %v left behind after lazytree run was killed", left)
 		}
 	})
-}
-
-// waitProcs waits until exactly want processes run `sleep token` (or the
-// timeout) and returns how many there are; any left at the end of a test
-// are killed by pid.
-func waitProcs(token string, want int, timeout time.Duration) int {
-	find := func() []int {
-		var pids []int
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			if b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); bytes.Equal(b, []byte("sleep\x00"+token+"\x00")) {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	}
-	deadline := time.Now().Add(timeout)
-	pids := find()
-	for len(pids) != want && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		pids = find()
-	}
-	if want == 0 {
-		for _, p := range pids {
-			syscall.Kill(p, syscall.SIGKILL)
-		}
-	}
-	return len(pids)
 }
 
 // escapeSuite runs the escape probe in lazytree's sandbox and in bwrap

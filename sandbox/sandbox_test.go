@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -230,22 +229,9 @@ func TestRunNetwork(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/bash"); err != nil {
 		t.Skip("no bash for /dev/tcp")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	probe := fmt.Sprintf(`bash -c 'echo > /dev/tcp/127.0.0.1/%d' 2>/dev/null && echo connected || echo unreachable; grep -c : /proc/net/dev`, port)
+	addr := strings.Split(testutil.TCPSink(t), ":")
+	port := addr[len(addr)-1]
+	probe := fmt.Sprintf(`bash -c 'echo > /dev/tcp/127.0.0.1/%s' 2>/dev/null && echo connected || echo unreachable; grep -c : /proc/net/dev`, port)
 	out := mustSh(t, Spec{}, probe)
 	if !strings.HasPrefix(out, "unreachable\n") {
 		t.Errorf("without --share network the host's loopback is reachable:\n%s", out)
@@ -267,35 +253,13 @@ func TestRunKilledLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	find := func() []int {
-		var pids []int
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-			if bytes.Contains(b, []byte("sleep\x00"+token)) {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(find()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := len(find()); n < 2 {
+	sleep := []string{"sleep", token}
+	if n := len(testutil.WaitProcs(sleep, 2, 20*time.Second)); n < 2 {
 		t.Fatalf("the sandboxed sleeps did not start (%d found)", n)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	deadline = time.Now().Add(5 * time.Second)
-	for len(find()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if left := find(); len(left) > 0 {
+	if left := testutil.WaitProcs(sleep, 0, 5*time.Second); len(left) > 0 {
 		for _, pid := range left {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -311,25 +275,14 @@ func TestUnprivileged(t *testing.T) {
 	}
 	testutil.RequireRoot(t)
 	requireSandbox(t)
-	useradd := testutil.RequireTool(t, "useradd")
-	name := fmt.Sprintf("ltsbx%d", os.Getpid()%100000)
 	dir, err := os.MkdirTemp("", "sandbox-user-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
-	home := filepath.Join(dir, "home")
-	testutil.Run(t, "", nil, useradd, "-M", "-d", home, "-s", "/bin/sh", name)
-	defer exec.Command("userdel", name).Run()
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	os.Mkdir(home, 0o755)
-	os.Chown(home, uid, gid)
+	u := testutil.CreateUser(t, filepath.Join(dir, "home"))
+	uid, gid, name, home := u.UID, u.GID, u.Name, u.Home
 	bin := filepath.Join(dir, "sandbox.test")
 	data, err := os.ReadFile(os.Args[0])
 	if err != nil {
