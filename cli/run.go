@@ -249,13 +249,22 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 	spec.Env = append(spec.Env, o.Env...)
 	// lazytree's own state (keys, config, the control socket) and the
 	// mount are never shown to an app, whatever it binds.
-	spec.Mask = []string{g.HomeDir(), mp}
+	state, err := filepath.Abs(g.HomeDir())
+	if err != nil {
+		return 0, err
+	}
+	amp, err := filepath.Abs(mp)
+	if err != nil {
+		return 0, err
+	}
+	spec.Mask = []string{state, amp}
 	info.share = spec.Share
 	spec.FlatpakInfo = info.render(appID, o.Arch, spec)
 	spec.Stdout, spec.Stderr = out, errw
 	code, err := sandbox.Run(ctx, spec)
 	if err != nil {
-		return 0, err
+		// Its message can hold paths a remote chose: one line.
+		return 0, errors.New(EscapeLine(err.Error()))
 	}
 	return code, nil
 }
@@ -471,6 +480,11 @@ func findApp(mp, appID string, o *runOptions) (mountRef, *appMeta, error) {
 	meta, err := parseAppMeta(data, true)
 	if err != nil {
 		return mountRef{}, nil, fmt.Errorf("%s: %w", Escape(app.String()), err)
+	}
+	if meta.Name != "" && meta.Name != appID {
+		// A commit (--commit) or ref of another app: its metadata must
+		// not run with this app's data.
+		return mountRef{}, nil, fmt.Errorf("%s: its metadata names app %s, not %s", Escape(app.String()), EscapeLine(meta.Name), appID)
 	}
 	return app, meta, nil
 }

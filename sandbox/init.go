@@ -59,6 +59,7 @@ func pid1(errPipe *os.File) (int, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return 0, fmt.Errorf("read config: %v", err)
 	}
+	closeInherited(&w)
 	if err := buildRoot(&w); err != nil {
 		return 0, err
 	}
@@ -77,6 +78,10 @@ func pid1(errPipe *os.File) (int, error) {
 	}
 	if err := dropPrivileges(&w, root); err != nil {
 		return 0, err
+	}
+	// setresuid reset the dumpable flag to fs.suid_dumpable.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return 0, fmt.Errorf("dumpable: %v", err)
 	}
 	if err := setNoNewPrivs(); err != nil {
 		return 0, fmt.Errorf("no_new_privs: %v", err)
@@ -106,6 +111,29 @@ func pid1(errPipe *os.File) (int, error) {
 	}
 	errPipe.Close()
 	return reap(proc.Pid, sigs), nil
+}
+
+// closeInherited closes the fds pid 1 inherited without close-on-exec
+// that are not its own (fds lazytree's caller left open, which would
+// reach the host), keeping 0-2, the error pipe and the config's.
+func closeInherited(w *wire) {
+	keep := map[int]bool{0: true, 1: true, 2: true, 4: true, w.RuntimeFD: true, w.AppFD: true, w.DataFD: true}
+	for _, b := range w.Binds {
+		keep[b.FD] = true
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || keep[fd] {
+			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 // reap forwards signals to the command and waits for every process of

@@ -147,6 +147,31 @@ func buildRoot(w *wire) error {
 		}
 	}
 	for _, m := range masks {
+		// A directory between a bind and the mask could be renamed by
+		// the app, taking the mask along: make each a mount point of its
+		// own (which cannot be renamed).
+		for _, b := range w.Binds {
+			if !b.Dir || !within(m, b.Dest) || m == b.Dest {
+				continue
+			}
+			rel, _ := filepath.Rel(b.Dest, m)
+			parts := strings.Split(rel, "/")
+			for i := 1; i < len(parts); i++ {
+				mid := filepath.Join(b.Dest, filepath.Join(parts[:i]...))
+				fd, err := walkNoFollow(r(""), mid, false, w.UID, w.GID)
+				if err == unix.ENOENT {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("hide %s: %v", m, err)
+				}
+				err = unix.Mount(fdPath(fd), fdPath(fd), "", unix.MS_BIND, "")
+				unix.Close(fd)
+				if err != nil {
+					return fmt.Errorf("hide %s: pin %s: %v", m, mid, err)
+				}
+			}
+		}
 		fd, err := walkNoFollow(r(""), m, false, w.UID, w.GID)
 		if err == unix.ENOENT {
 			continue

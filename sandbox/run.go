@@ -157,7 +157,12 @@ func prepare(spec *Spec) (*prepared, error) {
 			w.UsrLinks = append(w.UsrLinks, l)
 		}
 	}
-	if ents, err := os.ReadDir(filepath.Join(spec.Runtime, "etc")); err == nil {
+	// The runtime's etc, never through a link (that would list a host
+	// directory's names in /etc).
+	if efd, err := unix.Openat(int(rt.Fd()), "etc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		ef := os.NewFile(uintptr(efd), "etc")
+		ents, _ := ef.ReadDir(-1)
+		ef.Close()
 		for _, e := range ents {
 			if !generated[e.Name()] {
 				w.EtcLinks = append(w.EtcLinks, e.Name())
@@ -198,9 +203,10 @@ func prepare(spec *Spec) (*prepared, error) {
 		w.Files["/.flatpak-info"] = string(spec.FlatpakInfo)
 	}
 	for _, m := range spec.Mask {
-		if filepath.IsAbs(m) {
-			w.Mask = append(w.Mask, filepath.Clean(m))
+		if !filepath.IsAbs(m) {
+			return nil, &SetupError{fmt.Sprintf("mask %q: not an absolute path", m)}
 		}
+		w.Mask = append(w.Mask, filepath.Clean(m))
 	}
 	ok = true
 	return p, nil
@@ -388,8 +394,20 @@ func (p *prepared) sockets() {
 	run := fmt.Sprintf("/run/user/%d", w.UID)
 	xdg := os.Getenv("XDG_RUNTIME_DIR")
 	add := func(host, dest, env string) {
+		// A socket bind never lands inside another bind (whose content
+		// the app may control), and only a socket is bound: not a file
+		// a planted link points to.
+		for _, o := range p.w.Binds {
+			if within(dest, o.Dest) || within(o.Dest, dest) {
+				return
+			}
+		}
 		f, err := os.OpenFile(host, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
+			return
+		}
+		if st, err := f.Stat(); err != nil || st.Mode()&os.ModeSocket == 0 {
+			f.Close()
 			return
 		}
 		p.w.Binds = append(p.w.Binds, wireBind{FD: p.addFD(f), Dest: dest})

@@ -376,6 +376,12 @@ func TestRunHomeBindHidesOtherApps(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, ".var/app/org.example.Home/data/f")); err != nil {
 		t.Errorf("the app's data did not land on the host: %v", err)
 	}
+	// Renaming a directory above a mask would carry the mask away for
+	// the next run: the directories between the bind and it are pinned.
+	out = mustSh(t, spec, `mv ~/.local ~/.l2 2>/dev/null && echo moved-local; mv ~/.var ~/.v2 2>/dev/null && echo moved-var; echo done`)
+	if out != "done\n" {
+		t.Errorf("a directory above a mask could be renamed:\n%s", out)
+	}
 }
 
 func TestRunBindRules(t *testing.T) {

@@ -54,7 +54,7 @@ type Spec struct {
 	UserName string
 	// FlatpakInfo is the content of the read-only /.flatpak-info.
 	FlatpakInfo []byte
-	// Mask are host paths hidden under an empty read-only tmpfs wherever
+	// Mask are host paths (absolute) hidden under an empty tmpfs wherever
 	// a bind would show them (lazytree's own state and mount).
 	Mask []string
 
