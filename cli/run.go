@@ -335,7 +335,11 @@ func findMount(ctx context.Context, g *globalOptions, o *runOptions, errw io.Wri
 // every stat).
 func isLazyMount(mp string) bool {
 	var fs unix.Statfs_t
-	if unix.Statfs(mp, &fs) != nil || fs.Type != fuseSuperMagic {
+	err := unix.Statfs(mp, &fs)
+	for err == unix.EINTR { // a FUSE request interrupted by a Go preemption signal
+		err = unix.Statfs(mp, &fs)
+	}
+	if err != nil || fs.Type != fuseSuperMagic {
 		return false
 	}
 	st, err := os.Lstat(filepath.Join(mp, ".lazytree"))

@@ -21,13 +21,13 @@ func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
 // buildRoot makes the sandbox's file system and pivots into it.
 func buildRoot(w *wire) error {
 	// Nothing done here reaches the host; host unmounts still reach us.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+	if err := mountE("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("make / a slave: %v", err)
 	}
 	if err := reopenAll(w); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", newRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=64m"); err != nil {
+	if err := mountE("tmpfs", newRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=64m"); err != nil {
 		return fmt.Errorf("root tmpfs: %v", err)
 	}
 	r := func(p string) string { return filepath.Join(newRoot, p) }
@@ -71,7 +71,7 @@ func buildRoot(w *wire) error {
 	if err := mkdir("/proc", 0o555); err != nil {
 		return err
 	}
-	if err := unix.Mount("proc", r("/proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	if err := mountE("proc", r("/proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %v", err)
 	}
 	for _, p := range []string{"sys", "sysrq-trigger", "irq", "bus"} {
@@ -79,7 +79,7 @@ func buildRoot(w *wire) error {
 		if _, err := os.Lstat(t); err != nil {
 			continue
 		}
-		if err := unix.Mount(t, t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if err := mountE(t, t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("protect /proc/%s: %v", p, err)
 		}
 		if err := remountRO(t); err != nil {
@@ -98,7 +98,7 @@ func buildRoot(w *wire) error {
 		if err := mkdir(d, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount("tmpfs", r(d), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, mode); err != nil {
+		if err := mountE("tmpfs", r(d), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, mode); err != nil {
 			return fmt.Errorf("mount %s: %v", d, err)
 		}
 	}
@@ -165,7 +165,7 @@ func buildRoot(w *wire) error {
 				if err != nil {
 					return fmt.Errorf("hide %s: %v", m, err)
 				}
-				err = unix.Mount(fdPath(fd), fdPath(fd), "", unix.MS_BIND, "")
+				err = mountE(fdPath(fd), fdPath(fd), "", unix.MS_BIND, "")
 				unix.Close(fd)
 				if err != nil {
 					return fmt.Errorf("hide %s: pin %s: %v", m, mid, err)
@@ -179,7 +179,7 @@ func buildRoot(w *wire) error {
 		if err != nil {
 			return fmt.Errorf("hide %s: %v", m, err)
 		}
-		err = unix.Mount("tmpfs", fdPath(fd), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=1m")
+		err = mountE("tmpfs", fdPath(fd), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=1m")
 		unix.Close(fd)
 		if err != nil {
 			return fmt.Errorf("hide %s: %v", m, err)
@@ -191,7 +191,7 @@ func buildRoot(w *wire) error {
 		if err != nil {
 			return fmt.Errorf("app data at %s: %v", d, err)
 		}
-		err = unix.Mount(fdPath(w.DataFD), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
+		err = mountE(fdPath(w.DataFD), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
 		unix.Close(fd)
 		if err != nil {
 			return fmt.Errorf("app data at %s: %v", d, err)
@@ -246,7 +246,7 @@ func buildDev(w *wire, r func(string) string) error {
 	if err := os.MkdirAll(r("/dev"), 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", r("/dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755"); err != nil {
+	if err := mountE("tmpfs", r("/dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755"); err != nil {
 		return fmt.Errorf("mount /dev: %v", err)
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
@@ -264,7 +264,7 @@ func buildDev(w *wire, r func(string) string) error {
 	if err := os.Mkdir(r("/dev/pts"), 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("devpts", r("/dev/pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620"); err != nil {
+	if err := mountE("devpts", r("/dev/pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620"); err != nil {
 		return fmt.Errorf("mount /dev/pts: %v", err)
 	}
 	if err := os.Symlink("pts/ptmx", r("/dev/ptmx")); err != nil {
@@ -277,7 +277,7 @@ func buildDev(w *wire, r func(string) string) error {
 		if err := bindPath("/dev/shm", r("/dev/shm"), false, true); err != nil {
 			return fmt.Errorf("/dev/shm: %v", err)
 		}
-	} else if err := unix.Mount("tmpfs", r("/dev/shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+	} else if err := mountE("tmpfs", r("/dev/shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
 		return fmt.Errorf("mount /dev/shm: %v", err)
 	}
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
@@ -299,7 +299,7 @@ func reopen(fd int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	nfd, err := unix.Openat2(unix.AT_FDCWD, src, &unix.OpenHow{
+	nfd, err := openat2E(unix.AT_FDCWD, src, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
@@ -307,11 +307,11 @@ func reopen(fd int) (int, error) {
 		return -1, fmt.Errorf("open %s again: %v", src, err)
 	}
 	var a, b unix.Stat_t
-	if err := unix.Fstat(fd, &a); err != nil {
+	if err := fstatE(fd, &a); err != nil {
 		unix.Close(nfd)
 		return -1, err
 	}
-	if err := unix.Fstat(nfd, &b); err != nil {
+	if err := fstatE(nfd, &b); err != nil {
 		unix.Close(nfd)
 		return -1, err
 	}
@@ -351,7 +351,7 @@ func reopenAll(w *wire) error {
 // (0700, owned by uid:gid) when create is set, and returns an O_PATH fd
 // of it. Missing without create: ENOENT.
 func walkNoFollow(root, p string, create bool, uid, gid int) (int, error) {
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := openE(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -360,12 +360,12 @@ func walkNoFollow(root, p string, create bool, uid, gid int) (int, error) {
 			unix.Close(fd)
 			return -1, fmt.Errorf("bad path %q", p)
 		}
-		nfd, err := unix.Openat(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		nfd, err := openatE(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.ENOENT && create {
 			// mkdirat needs a real directory fd.
-			dfd, derr := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			dfd, derr := openatE(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			if derr == nil {
-				if derr = unix.Mkdirat(dfd, name, 0o700); derr == nil {
+				if derr = mkdiratE(dfd, name, 0o700); derr == nil {
 					unix.Fchownat(dfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 				}
 				unix.Close(dfd)
@@ -374,7 +374,7 @@ func walkNoFollow(root, p string, create bool, uid, gid int) (int, error) {
 				unix.Close(fd)
 				return -1, derr
 			}
-			nfd, err = unix.Openat(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			nfd, err = openatE(fd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		}
 		unix.Close(fd)
 		if err == unix.ENOTDIR || err == unix.ELOOP {
@@ -424,7 +424,7 @@ func bindPath(src, dest string, ro, dir bool) error {
 		}
 		f.Close()
 	}
-	if err := unix.Mount(src, dest, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := mountE(src, dest, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err
 	}
 	if ro {
@@ -449,5 +449,5 @@ func remountRO(p string) error {
 			flags |= uintptr(f.ms)
 		}
 	}
-	return unix.Mount("", p, "", flags, "")
+	return mountE("", p, "", flags, "")
 }

@@ -153,13 +153,13 @@ func prepare(spec *Spec) (*prepared, error) {
 	w.RuntimeFD = p.addFD(rt)
 	for _, l := range []string{"bin", "lib", "lib32", "lib64", "libx32", "sbin"} {
 		var st unix.Stat_t
-		if unix.Fstatat(int(rt.Fd()), l, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if fstatatE(int(rt.Fd()), l, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 			w.UsrLinks = append(w.UsrLinks, l)
 		}
 	}
 	// The runtime's etc, never through a link (that would list a host
 	// directory's names in /etc).
-	if efd, err := unix.Openat(int(rt.Fd()), "etc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+	if efd, err := openatE(int(rt.Fd()), "etc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
 		ef := os.NewFile(uintptr(efd), "etc")
 		ents, _ := ef.ReadDir(-1)
 		ef.Close()
@@ -321,7 +321,7 @@ func (p *prepared) bind(b Bind) error {
 	}
 	var f *os.File
 	if b.NoSymlinks || b.Create {
-		fd, err := unix.Openat2(unix.AT_FDCWD, dest, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		fd, err := openat2E(unix.AT_FDCWD, dest, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
 			Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
 		if err != nil {
 			if err == unix.ELOOP {
@@ -354,7 +354,7 @@ func within(p, dir string) bool {
 // uid:gid when this process is root) base/names..., one component at a
 // time and never through a symlink. It returns the last directory's fd.
 func mkdirNoFollow(base string, names []string, uid, gid int) (int, error) {
-	fd, err := unix.Open(base, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openE(base, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open %s: %w", base, err)
 	}
@@ -365,13 +365,13 @@ func mkdirNoFollow(base string, names []string, uid, gid int) (int, error) {
 			return -1, fmt.Errorf("%s: bad path component %q", path, name)
 		}
 		path = filepath.Join(path, name)
-		err := unix.Mkdirat(fd, name, 0o700)
+		err := mkdiratE(fd, name, 0o700)
 		created := err == nil
 		if err != nil && err != unix.EEXIST {
 			unix.Close(fd)
 			return -1, fmt.Errorf("create %s: %w", path, err)
 		}
-		nfd, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		nfd, err := openatE(fd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		unix.Close(fd)
 		if err != nil {
 			if err == unix.ELOOP || err == unix.ENOTDIR {
@@ -520,7 +520,7 @@ func contains(list []string, s string) bool {
 // files/ a link (to /home, say) must not turn into a bind of the host's
 // directory.
 func openDir(p string) (*os.File, error) {
-	fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openE(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if err == unix.ENOTDIR || err == unix.ELOOP {
 			return nil, errors.New("not a directory (a symlink is never followed)")
@@ -528,7 +528,7 @@ func openDir(p string) (*os.File, error) {
 		return nil, err
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if err := fstatE(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		unix.Close(fd)
 		return nil, errors.New("not a directory (a symlink is never followed)")
 	}
