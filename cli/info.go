@@ -44,6 +44,7 @@ func runInfo(ctx context.Context, g *globalOptions, o *runOptions, appID string,
 		return err
 	}
 	rt, rtErr := findRef(mp, "runtime/"+meta.Runtime, app.Remote)
+	fillCommits(mp, &app, &rt)
 	if g.JSON {
 		doc := map[string]any{"remote": app.Remote, "ref": app.Ref, "commit": app.Commit, "metadata": meta}
 		if rtErr == nil {

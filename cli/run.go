@@ -246,6 +246,7 @@ func runRun(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 		}
 		spec.Filesystems = append(spec.Filesystems, b)
 	}
+	fillCommits(mp, &info.app, &info.runtime)
 	spec.Env = append(spec.Env, o.Env...)
 	// lazytree's own state (keys, config, the control socket) and the
 	// mount are never shown to an app, whatever it binds.
@@ -410,7 +411,6 @@ func findRef(mp, spec, prefer string) (mountRef, error) {
 	case len(found) > 1 && found[0].Remote != prefer:
 		return mountRef{}, fmt.Errorf("%s is in %d remotes (%s): choose one with REMOTE:REF", Escape(spec), len(found), joinRefs(found))
 	}
-	found[0].Commit = refCommit(mp, found[0])
 	return found[0], nil
 }
 
@@ -470,7 +470,6 @@ func findApp(mp, appID string, o *runOptions) (mountRef, *appMeta, error) {
 		return mountRef{}, nil, fmt.Errorf("app %s: %d matches (%s): choose with --remote or --branch", appID, len(found), joinRefs(found))
 	}
 	app := found[0]
-	app.Commit = refCommit(mp, app)
 	if o.Commit != "" {
 		app.Dir, app.Commit = filepath.Join(mp, ".commits", o.Commit), o.Commit
 		if st, err := os.Stat(filepath.Join(app.Dir, "files")); err != nil || !st.IsDir() {
@@ -522,22 +521,27 @@ func readBounded(p string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// refCommit is the commit the mount shows for r, from its refs.json;
-// "" when not listed.
-func refCommit(mp string, r mountRef) string {
+// fillCommits sets the Commit of each ref that has none to the commit
+// the mount shows for it, from one read of its refs.json ("" when not
+// listed).
+func fillCommits(mp string, refs ...*mountRef) {
 	b, err := readBounded(filepath.Join(mp, ".lazytree", "refs.json"), 64<<20)
 	if err != nil {
-		return ""
+		return
 	}
 	var doc map[string]map[string]string
 	if json.Unmarshal(b, &doc) != nil {
-		return ""
+		return
 	}
-	c := doc[r.Remote][r.Ref]
-	if _, err := ostree.ParseChecksum(c); err != nil {
-		return ""
+	for _, r := range refs {
+		if r.Commit != "" {
+			continue
+		}
+		c := doc[r.Remote][r.Ref]
+		if _, err := ostree.ParseChecksum(c); err == nil {
+			r.Commit = c
+		}
 	}
-	return c
 }
 
 // flatpakInfo is what /.flatpak-info says about a run.

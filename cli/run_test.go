@@ -352,7 +352,8 @@ func TestRunApp(t *testing.T) {
 
 	t.Run("commit", func(t *testing.T) {
 		ref := mountRef{Remote: "lt", Ref: "app/" + runTestApp + "/" + arch + "/" + runTestBranch}
-		c := refCommit(f.mp, ref)
+		fillCommits(f.mp, &ref)
+		c := ref.Commit
 		if len(c) != 64 {
 			t.Fatalf("refs.json has no commit for %s", ref)
 		}

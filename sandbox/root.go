@@ -346,10 +346,12 @@ func reopenAll(w *wire) error {
 	return nil
 }
 
-// walkNoFollow opens root/p (p absolute inside the sandbox) one component
-// at a time without following a symlink, creating missing directories
-// (0700, owned by uid:gid) when create is set, and returns an O_PATH fd
-// of it. Missing without create: ENOENT.
+// walkNoFollow opens root/p (p relative to root, or absolute inside it)
+// one component at a time without following a symlink, creating missing
+// directories (0700, owned by uid:gid) when create is set, and returns an
+// O_PATH fd of it. Missing without create: ENOENT. It serves both the
+// host side (data directories, :create under home) and pid 1 (targets
+// under binds).
 func walkNoFollow(root, p string, create bool, uid, gid int) (int, error) {
 	fd, err := openE(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,7 +142,7 @@ func prepare(spec *Spec) (*prepared, error) {
 	w.AppID = spec.AppID
 	w.Argv = spec.Command
 	w.Devel = spec.Devel
-	w.NewNet = !contains(spec.Share, "network")
+	w.NewNet = !slices.Contains(spec.Share, "network")
 	if err := p.identity(); err != nil {
 		return nil, err
 	}
@@ -313,7 +314,7 @@ func (p *prepared) bind(b Bind) error {
 			return &SetupError{fmt.Sprintf("filesystem %s:create: only directories under the home directory are created", dest)}
 		}
 		rel, _ := filepath.Rel(p.w.Home, dest)
-		d, err := mkdirNoFollow(p.w.Home, strings.Split(rel, "/"), p.w.UID, p.w.GID)
+		d, err := walkNoFollow(p.w.Home, rel, true, p.w.UID, p.w.GID)
 		if err != nil {
 			return &SetupError{fmt.Sprintf("filesystem %s: %v", dest, err)}
 		}
@@ -348,43 +349,6 @@ func (p *prepared) bind(b Bind) error {
 // within reports whether p is dir or below it.
 func within(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
-}
-
-// mkdirNoFollow opens (creating what is missing, mode 0700, owned by
-// uid:gid when this process is root) base/names..., one component at a
-// time and never through a symlink. It returns the last directory's fd.
-func mkdirNoFollow(base string, names []string, uid, gid int) (int, error) {
-	fd, err := openE(base, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("open %s: %w", base, err)
-	}
-	path := base
-	for _, name := range names {
-		if name == "" || name == "." || name == ".." {
-			unix.Close(fd)
-			return -1, fmt.Errorf("%s: bad path component %q", path, name)
-		}
-		path = filepath.Join(path, name)
-		err := mkdiratE(fd, name, 0o700)
-		created := err == nil
-		if err != nil && err != unix.EEXIST {
-			unix.Close(fd)
-			return -1, fmt.Errorf("create %s: %w", path, err)
-		}
-		nfd, err := openatE(fd, name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			if err == unix.ELOOP || err == unix.ENOTDIR {
-				return -1, fmt.Errorf("%s is a symlink or not a directory: refusing to use it", path)
-			}
-			return -1, fmt.Errorf("open %s: %w", path, err)
-		}
-		if created && os.Getuid() == 0 {
-			unix.Fchown(nfd, uid, gid)
-		}
-		fd = nfd
-	}
-	return fd, nil
 }
 
 // sockets binds the display and sound sockets the app asked for, where
@@ -506,15 +470,6 @@ func readSmall(p string) string {
 	return string(b)
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // openDir opens a host directory for a bind (an O_PATH fd). Its last
 // component must not be a symlink: a tree from a remote that makes
 // files/ a link (to /home, say) must not turn into a bind of the host's
@@ -541,18 +496,17 @@ func openDir(p string) (*os.File, error) {
 // turn into a bind of a host directory). Directories it creates belong to
 // uid:gid.
 func openDataDir(home, appID string, uid, gid int) (*os.File, error) {
-	fd, err := mkdirNoFollow(home, []string{".var", "app", appID}, uid, gid)
-	if err != nil {
-		return nil, fmt.Errorf("app data: %w", err)
-	}
 	path := filepath.Join(home, ".var", "app", appID)
 	for _, sub := range []string{"data", "config", "cache"} {
-		d, err := mkdirNoFollow(path, []string{sub}, uid, gid)
+		d, err := walkNoFollow(home, filepath.Join(".var", "app", appID, sub), true, uid, gid)
 		if err != nil {
-			unix.Close(fd)
 			return nil, fmt.Errorf("app data: %w", err)
 		}
 		unix.Close(d)
+	}
+	fd, err := walkNoFollow(home, filepath.Join(".var", "app", appID), false, uid, gid)
+	if err != nil {
+		return nil, fmt.Errorf("app data: %w", err)
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }
@@ -605,7 +559,7 @@ func (p *prepared) run(ctx context.Context) (int, error) {
 		cmd.Stderr = os.Stderr
 	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWCGROUP)
-	if !contains(p.spec.Share, "ipc") {
+	if !slices.Contains(p.spec.Share, "ipc") {
 		flags |= unix.CLONE_NEWIPC
 	}
 	if p.w.NewNet {
