@@ -182,7 +182,9 @@ func runDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions
 	defer srv.Unmount()
 	sess := &session{home: home, cfg: cfg, store: store, fetcher: f}
 	stop := make(chan struct{}, 1)
-	handlers := daemonHandlers(sess, src, srv, stop)
+	cs := &cacheServers{}
+	defer cs.Close()
+	handlers := daemonHandlers(sess, src, srv, cs, stop)
 	ctl, err := listenControl(home, handlers)
 	if err != nil {
 		return err
@@ -204,11 +206,12 @@ func runDaemon(ctx context.Context, g *globalOptions, mp string, o *mountOptions
 }
 
 // daemonHandlers are the operations the control socket offers.
-func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, stop chan struct{}) map[string]controlHandler {
+func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, cs *cacheServers, stop chan struct{}) map[string]controlHandler {
 	handlers := map[string]controlHandler{
 		"status": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
-			return writeJSON(w, map[string]any{"mountpoint": srv.Mountpoint(), "pid": os.Getpid(), "source": src.Status()})
+			return writeJSON(w, map[string]any{"mountpoint": srv.Mountpoint(), "pid": os.Getpid(), "source": src.Status(), "serve": cs.Status()})
 		},
+		"serve-cache": cs.handler(s.fetcher),
 		"refresh": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
 			src.Refresh(ctx)
 			return srv.Refresh(ctx)

@@ -29,7 +29,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newPinsCmd,
 	newCacheCmd,
 	newProfileCmd,
-	newInitCmd, newCommitCmd, newExportCmd,
+	newInitCmd, newCommitCmd, newExportCmd, newServeCmd,
 	newRunCmd, newInfoCmd,
 	newDemoCmd,
 }

@@ -109,7 +109,12 @@ type remoteState struct {
 	// summary is the last verified summary, nil when the remote has none.
 	summary   *ostree.Summary
 	summaryAt time.Time
-	offline   bool
+	// raw and rawSig are the bytes of summary and summary.sig as the
+	// remote sent them, once verified (nil when the summary came from
+	// summary.idx or from the index while offline): what a cache node
+	// passes through.
+	raw, rawSig []byte
+	offline     bool
 	// offlineCause is why the remote could not be reached, when offline.
 	offlineCause string
 }

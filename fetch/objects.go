@@ -174,15 +174,15 @@ func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Chec
 		maxArchived, maxSize := int64(MaxContentSize), uint64(MaxContentSize)
 		known, haveSize := f.knownSize(remote, c)
 		if haveSize {
-			maxArchived = int64(min(known.archived, MaxContentSize))
+			maxArchived = int64(min(known.archived+recodeSlack(known.unpacked), MaxContentSize))
 			maxSize = known.unpacked
 		}
 		guessCap, guessing := speculativeCap(ctx)
 		if guessing {
-			if maxArchived > guessCap {
-				if haveSize {
-					return nil, errTooBigToGuess
-				}
+			if haveSize && int64(known.archived) > guessCap {
+				return nil, errTooBigToGuess
+			}
+			if !haveSize {
 				maxArchived = guessCap
 			}
 		}
@@ -220,6 +220,14 @@ func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Chec
 	})
 	return err
 }
+
+// recodeSlack is how much larger than the publisher's a .filez may be:
+// a cache node (serve --cache) keeps content uncompressed and deflates it
+// again with its own encoder, which can cost more than the publisher's
+// zlib did, up to deflate's stored-block bound (5 bytes per 64 KiB block,
+// plus the end). The content is still bounded by its signed size and
+// verified by its checksum.
+func recodeSlack(unpacked uint64) uint64 { return unpacked + 5*(unpacked/65535+1) + 64 }
 
 func sizeBound(signed bool, n uint64) string {
 	if signed {

@@ -48,7 +48,7 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 		// Flatpak repos may publish only summary.idx and sub-summaries.
 		s, _, idxSig, ierr := f.fetchIndexedSummary(ctx, rs)
 		if ierr == nil {
-			return f.acceptSummary(rs, s, idxSig)
+			return f.acceptSummary(rs, s, idxSig, nil)
 		}
 		if !errors.Is(ierr, ErrNotFound) {
 			return nil, ierr
@@ -61,6 +61,7 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 			}
 			rs.mu.Lock()
 			rs.summary, rs.summaryAt, rs.offline = nil, f.opts.Now(), false
+			rs.raw, rs.rawSig = nil, nil
 			rs.mu.Unlock()
 			return nil, nil
 		}
@@ -88,7 +89,24 @@ func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Su
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %w", r.Name, err)
 	}
-	return f.acceptSummary(rs, s, sig)
+	return f.acceptSummary(rs, s, sig, data)
+}
+
+// RawSummary returns the remote's summary and summary.sig as the remote
+// sent them, verified like Summary (and refreshed on its TTL); nil for a
+// file the remote does not publish, or when the summary came from
+// summary.idx.
+func (f *Fetcher) RawSummary(ctx context.Context, remote string) (data, sig []byte, err error) {
+	if _, err := f.Summary(ctx, remote, false); err != nil {
+		return nil, nil, err
+	}
+	rs, err := f.remote(remote)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.raw, rs.rawSig, nil
 }
 
 // networkFailure reports whether err means the remote could not be
@@ -151,8 +169,10 @@ func checkExpiry(remote string, s *ostree.Summary, now time.Time) error {
 
 // acceptSummary refuses an expired summary and one that is not newer than
 // the last one seen (older, or a different one with the same time), then
-// records it as the remote's current verified summary.
-func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig []byte) (*ostree.Summary, error) {
+// records it as the remote's current verified summary. raw is the
+// summary's bytes as sent, when they are a plain summary whose signature
+// is sig (nil for one made from summary.idx).
+func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig, raw []byte) (*ostree.Summary, error) {
 	r := rs.r
 	if err := checkExpiry(r.Name, s, f.opts.Now()); err != nil {
 		return nil, err
@@ -189,6 +209,10 @@ func (f *Fetcher) acceptSummary(rs *remoteState, s *ostree.Summary, sig []byte) 
 	}
 	rs.mu.Lock()
 	rs.summary, rs.summaryAt, rs.offline, rs.offlineCause = s, f.opts.Now(), false, ""
+	rs.raw, rs.rawSig = raw, nil
+	if raw != nil {
+		rs.rawSig = sig
+	}
 	rs.mu.Unlock()
 	return s, nil
 }
