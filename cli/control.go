@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,10 +44,15 @@ type controlHandler func(ctx context.Context, args json.RawMessage, w io.Writer)
 func socketPath(home string) string { return filepath.Join(home, socketName) }
 
 // callDaemon sends op to the daemon of home. handled is false when no
-// daemon answers (the caller then does the work itself).
+// daemon answers (the caller then does the work itself); a socket this
+// user may not reach is not "no daemon": it is handled, with the
+// permission error (another user's home, see explainForeignHome).
 func callDaemon(ctx context.Context, home, op string, args any, w io.Writer) (handled bool, err error) {
 	d := net.Dialer{Timeout: 2 * time.Second}
 	conn, err := d.DialContext(ctx, "unix", socketPath(home))
+	if errors.Is(err, fs.ErrPermission) {
+		return true, fmt.Errorf("daemon: %w", err)
+	}
 	if err != nil {
 		return false, nil
 	}

@@ -2,9 +2,16 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/objcache"
@@ -52,4 +59,26 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// explainForeignHome turns a permission error of command (its path, as
+// "cache gc") on a lazytree home the caller may not use, such as root's
+// /var/lib/lazytree seen by another user, into one that says so: the raw
+// cause ("open .../config: permission denied") names an internal file and
+// not the rule, which is that only root and the home's owner may use its
+// daemon, remotes, pins and cache. Other errors pass unchanged.
+func explainForeignHome(err error, home, command string) error {
+	if !errors.Is(err, fs.ErrPermission) || os.Geteuid() == 0 {
+		return err
+	}
+	st, serr := os.Stat(home)
+	if serr != nil || unix.Access(home, unix.R_OK|unix.W_OK|unix.X_OK) == nil {
+		return err // no such home, or ours: the cause is elsewhere
+	}
+	uid := st.Sys().(*syscall.Stat_t).Uid
+	owner := fmt.Sprintf("uid %d", uid)
+	if u, lerr := user.LookupId(strconv.FormatUint(uint64(uid), 10)); lerr == nil {
+		owner = fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return fmt.Errorf("%s: refused: the lazytree home %s belongs to %s; only root and its owner may use its daemon, remotes, pins and cache (its mount is readable by every user)", command, home, owner)
 }

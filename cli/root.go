@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"unicode"
 
@@ -70,6 +71,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 // NewRootCommand builds the lazytree command tree.
 func NewRootCommand() *cobra.Command {
+	root, _ := newRootCommand()
+	return root
+}
+
+// newRootCommand is NewRootCommand and the global options its flags set.
+func newRootCommand() (*cobra.Command, *globalOptions) {
 	g := &globalOptions{}
 	root := &cobra.Command{
 		Use:           "lazytree",
@@ -94,7 +101,7 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.AddCommand(refCommands(g)...)
 	typedArgErrors(root)
-	return root
+	return root, g
 }
 
 // typedArgErrors makes every command's argument check return a
@@ -124,14 +131,15 @@ func Main(args []string) int {
 // Run executes one command line with the given output streams and returns
 // its exit code. Tests call it in process.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := NewRootCommand()
+	root, g := newRootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
+	err = explainForeignHome(err, g.HomeDir(), strings.TrimPrefix(cmd.CommandPath(), root.Name()+" "))
 	var st exitStatus
 	if errors.As(err, &st) {
 		// run: the sandboxed command's own status, already explained by

@@ -53,14 +53,7 @@ func newRunFixture(t *testing.T) *runFixture {
 	t.Cleanup(func() { os.RemoveAll(base) })
 	os.Chmod(base, 0o755) // the unprivileged user's run reads the binary here
 	f.base = base
-	f.lt = filepath.Join(base, "lazytree")
-	data, err := os.ReadFile(testutil.BuildLazytree(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(f.lt, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	f.lt = publicLazytree(t, base)
 	probe := testutil.BuildEscapeProbe(t)
 	rt, app := filepath.Join(base, "runtime"), filepath.Join(base, "app")
 	if err := testutil.BuildSandboxRuntime(rt, testutil.SandboxRuntimeOptions{}); err != nil {
@@ -140,11 +133,33 @@ type runAs struct {
 	home string
 }
 
+// publicLazytree copies the built binary into dir (which created users
+// can enter; the build's own directory is under t.TempDir, 0700) and
+// returns its path.
+func publicLazytree(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(testutil.BuildLazytree(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "lazytree")
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // newUser creates an unprivileged user for the test, with a home in the
 // fixture's directory.
 func (f *runFixture) newUser(t *testing.T) runAs {
 	t.Helper()
-	u := testutil.CreateUser(t, filepath.Join(f.base, "home-user"))
+	return createRunAs(t, filepath.Join(f.base, "home-user"))
+}
+
+// createRunAs creates an unprivileged user with its home at home.
+func createRunAs(t *testing.T, home string) runAs {
+	t.Helper()
+	u := testutil.CreateUser(t, home)
 	return runAs{name: u.Name, cred: u.Cred, home: u.Home}
 }
 
@@ -159,9 +174,17 @@ func (f *runFixture) root(t *testing.T) runAs {
 // returns its output and exit code.
 func (f *runFixture) run(t *testing.T, who runAs, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return who.exec(t, env, f.lt, append([]string{"run", "--mount", f.mp}, args...)...)
+}
+
+// exec runs name args as who, in its home, with PATH, HOME and a
+// LAZYTREE_HOME of its own, and env added; it returns the output and the
+// exit code (a failure to start fails the test).
+func (who runAs) exec(t *testing.T, env []string, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, f.lt, append([]string{"run", "--mount", f.mp}, args...)...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + who.home, "LAZYTREE_HOME=" + filepath.Join(who.home, ".lazytree")}, env...)
 	cmd.Dir = who.home
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: who.cred}
@@ -171,7 +194,7 @@ func (f *runFixture) run(t *testing.T, who runAs, env []string, args ...string) 
 	if ee, ok := err.(*exec.ExitError); ok {
 		return out.String(), errb.String(), ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("lazytree run %v: %v", args, err)
+		t.Fatalf("%s %v as %s: %v", name, args, who.name, err)
 	}
 	return out.String(), errb.String(), 0
 }
