@@ -18,7 +18,7 @@ import (
 )
 
 // requireFuse skips (outside CI) when this machine cannot mount.
-func requireFuse(t *testing.T) {
+func requireFuse(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "cannot mount FUSE here (need root and /dev/fuse): %v", err)

@@ -23,7 +23,7 @@ import (
 
 // lt runs a lazytree command line in process and returns its stdout; it
 // fails the test on a non-zero exit.
-func lt(t *testing.T, args ...string) string {
+func lt(t testing.TB, args ...string) string {
 	t.Helper()
 	out, errOut, code := ltCode(t, args...)
 	if code != 0 {
@@ -32,7 +32,7 @@ func lt(t *testing.T, args ...string) string {
 	return out
 }
 
-func ltCode(t *testing.T, args ...string) (string, string, int) {
+func ltCode(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

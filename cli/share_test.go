@@ -31,7 +31,7 @@ type shareFixture struct {
 	origin              *fetchtest.Server
 }
 
-func newShareFixture(t *testing.T, o fetchtest.Options) *shareFixture {
+func newShareFixture(t testing.TB, o fetchtest.Options) *shareFixture {
 	t.Helper()
 	requireFuse(t)
 	f := &shareFixture{base: t.TempDir(), bin: testutil.BuildLazytree(t), key: testutil.VectorPath(t, testutil.GPGPublicKeyFile)}
@@ -66,7 +66,7 @@ type child struct {
 
 // start runs the binary with args and returns once it printed a line
 // that contains want (returned), or fails the test.
-func (f *shareFixture) start(t *testing.T, want string, args ...string) (*child, string) {
+func (f *shareFixture) start(t testing.TB, want string, args ...string) (*child, string) {
 	t.Helper()
 	cmd := exec.Command(f.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -121,7 +121,7 @@ func (c *child) stderr() string {
 }
 
 // stop sends SIGTERM, then SIGKILL after 10 s.
-func (c *child) stop(t *testing.T) {
+func (c *child) stop(t testing.TB) {
 	select {
 	case <-c.done:
 		return
@@ -143,7 +143,7 @@ func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 
 // node starts `serve --cache` with its own cache, upstream url, and
 // returns its URL.
-func (f *shareFixture) node(t *testing.T, name, upstream string) (*child, string) {
+func (f *shareFixture) node(t testing.TB, name, upstream string) (*child, string) {
 	t.Helper()
 	home := filepath.Join(f.base, name)
 	lt(t, "--home", home, "remote", "add", "origin", upstream, "--gpg-import", f.key)
@@ -153,7 +153,7 @@ func (f *shareFixture) node(t *testing.T, name, upstream string) (*child, string
 
 // client mounts remote "node" at url with its own cache and returns the
 // ref's directory on its mount.
-func (f *shareFixture) client(t *testing.T, name, url string, mirrors ...string) (*child, string) {
+func (f *shareFixture) client(t testing.TB, name, url string, mirrors ...string) (*child, string) {
 	t.Helper()
 	home, mp := filepath.Join(f.base, name), filepath.Join(f.base, name+"-mnt")
 	args := []string{"--home", home, "remote", "add", "node", url, "--gpg-import", f.key}

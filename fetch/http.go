@@ -9,10 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lazytree/lazytree/fetch/serve"
 )
 
 // ErrNotFound means the server does not have the file (404, 403, 410).
@@ -341,6 +344,9 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 		return redactErr(err)
 	}
 	req.Header.Set("User-Agent", "lazytree/0.1")
+	if lim, ok := speculativeCap(ctx); ok {
+		req.Header.Set(serve.GuessLimitHeader, strconv.FormatInt(lim, 10))
+	}
 	if rangeEnd > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", rangeEnd-1))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/lazytree/lazytree/index"
@@ -207,7 +208,10 @@ func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Chec
 			return err
 		})
 		if err != nil {
-			if guessing && errors.Is(err, errTooLarge) {
+			var he *HTTPError
+			if guessing && (errors.Is(err, errTooLarge) || errors.As(err, &he) && he.Status == http.StatusRequestEntityTooLarge) {
+				// 413: a cache node that would have had to fetch more
+				// than the guess allows (serve.GuessLimitHeader).
 				return nil, errTooBigToGuess
 			}
 			err = objectError(remote, name, err)

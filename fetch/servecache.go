@@ -248,6 +248,16 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 	if data, ok := b.recent.get(c); ok {
 		return &serve.File{Content: bytes.NewReader(data), ETag: tag}, nil
 	}
+	if lim, ok := serve.GuessLimit(ctx); ok && !b.have(c) {
+		// A client's guess: fetched within its limit, at its priority.
+		gctx := context.WithValue(WithPriority(ctx, Speculative), specCapKey{}, lim)
+		if err := b.f.FetchContent(gctx, b.remote, c); err != nil {
+			if errors.Is(err, errTooBigToGuess) {
+				return nil, fmt.Errorf("%s: %w", ostree.ObjectName(c, ostree.ObjFile), serve.ErrTooLarge)
+			}
+			return nil, upstreamErr(err)
+		}
+	}
 	b.mu.Lock()
 	e := b.encoding[c]
 	first := e == nil
@@ -296,6 +306,12 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 		return &serve.File{Content: bytes.NewReader(e.data), ETag: tag}, nil
 	}
 	return &serve.File{Content: io.NewSectionReader(e.file, 0, e.size), ETag: tag, Close: release}, nil
+}
+
+// have reports whether content c is in the cache.
+func (b *CacheBackend) have(c ostree.Checksum) bool {
+	ok, err := b.f.store.Has(index.TypeFile, c)
+	return ok && err == nil
 }
 
 // encodeFilez writes the archive form of a cached (or freshly fetched)

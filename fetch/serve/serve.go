@@ -42,6 +42,26 @@ type Backend interface {
 // 502), as opposed to a missing file (404).
 var ErrUpstream = errors.New("upstream failed")
 
+// ErrTooLarge marks a file larger than the request's GuessLimitHeader
+// allows that the backend did not have (answered 413).
+var ErrTooLarge = errors.New("larger than the client's guess limit")
+
+// GuessLimitHeader is sent by a lazytree client with a request it makes
+// on a guess (a speculative fetch, fetch/speculate.go), with the largest
+// size it will take. A cache node that lacks the file fetches it from its
+// upstream only within that size, so that one client's abandoned guess
+// does not cost the node a whole large object.
+const GuessLimitHeader = "X-Lazytree-Guess-Max"
+
+type guessKey struct{}
+
+// GuessLimit returns the limit of GuessLimitHeader that Handler put on a
+// request's context.
+func GuessLimit(ctx context.Context) (int64, bool) {
+	n, ok := ctx.Value(guessKey{}).(int64)
+	return n, ok
+}
+
 // Class says how long a response may be cached.
 type Class int
 
@@ -149,9 +169,17 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	f, err := h.b.Open(r.Context(), name)
+	ctx := r.Context()
+	if v := r.Header.Get(GuessLimitHeader); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			ctx = context.WithValue(ctx, guessKey{}, n)
+		}
+	}
+	f, err := h.b.Open(ctx, name)
 	if err != nil {
 		switch {
+		case errors.Is(err, ErrTooLarge):
+			http.Error(w, "larger than the guess limit", http.StatusRequestEntityTooLarge)
 		case errors.Is(err, fs.ErrNotExist):
 			http.Error(w, "not found", http.StatusNotFound)
 		case errors.Is(err, fs.ErrPermission):
