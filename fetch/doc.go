@@ -15,9 +15,11 @@
 // once, in transient), mirror failover and fail-back, redirects that
 // change the scheme refused.
 //
-// Verification order follows ostree pull: the summary signature before the
-// summary is parsed; .commitmeta, then .commit, its SHA-256, its
-// signatures, then its structure and bindings, before anything is stored;
+// Verification order: the summary signature before the summary is
+// parsed; .commit, hashed as it streams, then .commitmeta and
+// the signatures it holds over the commit, then the commit's structure
+// and bindings, before anything is stored (both checks run inside the
+// client, so that a mirror's damaged copy sends it to the next URL);
 // every dirtree and dirmeta is hashed against the checksum its parent
 // named; every content object is inflated, bounded by its declared size,
 // and hashed (header and content) while objcache writes it to a temporary
