@@ -12,8 +12,17 @@
 // offers it, bounded concurrency (32 requests per remote by default,
 // ostree uses 8), per-request deadlines, a stall timer and a minimum
 // throughput, retries with backoff for transient failures only (decided
-// once, in transient), mirror failover and fail-back, redirects that
-// change the scheme refused.
+// once, in transient), mirrors tried before the origin with failover and
+// fail-back (client), redirects that change the scheme refused.
+//
+// Mirrors (a neighbour's `serve --cache`, an HTTP cache) come first, in
+// the order given, then the origin; a mirror's 404 sends the request on
+// to the next URL, the origin's is final. A remote that verifies nothing
+// takes its summary, summary signatures, summary.idx, sub-summaries and
+// refs/ from its origin only, since from a mirror they could name any
+// commit; its objects and deltas, checked by checksum, may come from
+// mirrors (mirrorable). A signed remote takes everything from mirrors:
+// signatures, bindings and the replay and downgrade checks judge it.
 //
 // Verification order: the summary signature before the summary is
 // parsed; .commit, hashed as it streams, then .commitmeta and
