@@ -49,7 +49,7 @@ func newRemoteCmd(g *globalOptions) *cobra.Command {
 	add.Flags().StringArrayVar(&o.GPGImport, "gpg-import", nil, "trust the GPG public key(s) in FILE")
 	add.Flags().StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE (one base64 key per line)")
 	add.Flags().BoolVar(&o.NoGPGVerify, "no-gpg-verify", false, "do not verify signatures (trust the network)")
-	add.Flags().StringArrayVar(&o.Mirrors, "mirror", nil, "mirror URL, tried when the main URL fails")
+	add.Flags().StringArrayVar(&o.Mirrors, "mirror", nil, "mirror URL (a lazytree serve --cache node, an HTTP cache), tried before URL in the order given; without signature checks the summary and refs still come from URL")
 	add.Flags().StringVar(&o.CollectionID, "collection-id", "", "require commits bound to this collection id")
 	add.Flags().StringVar(&o.From, "from", "", "take URL and key from a .flatpakrepo or .flatpakref file")
 	add.Flags().BoolVar(&o.Replace, "if-exists-replace", false, "replace a remote of the same name")

@@ -153,3 +153,31 @@ func TestFsckRepairRefetches(t *testing.T) {
 		t.Fatalf("fsck after repair: exit %d\n%s", code, out)
 	}
 }
+
+// TestRemoteMirrors: show and list --json give a remote's mirrors in the
+// order they are tried, and the help of --mirror says they come first.
+func TestRemoteMirrors(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	lt(t, "--home", home, "remote", "add", "r", "http://127.0.0.1:1/origin", "--mirror", "http://127.0.0.2:1/b", "--mirror", "http://127.0.0.3:1/a", "--no-gpg-verify")
+	want := []string{"http://127.0.0.2:1/b", "http://127.0.0.3:1/a"}
+	var shown struct {
+		URL     string   `json:"url"`
+		Mirrors []string `json:"mirrors"`
+	}
+	if err := json.Unmarshal([]byte(lt(t, "--home", home, "remote", "show", "r", "--json")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	var listed []struct {
+		Mirrors []string `json:"mirrors"`
+	}
+	if err := json.Unmarshal([]byte(lt(t, "--home", home, "remote", "list", "--json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if shown.URL != "http://127.0.0.1:1/origin" || strings.Join(shown.Mirrors, " ") != strings.Join(want, " ") ||
+		len(listed) != 1 || strings.Join(listed[0].Mirrors, " ") != strings.Join(want, " ") {
+		t.Fatalf("show: %+v, list: %+v; want the mirrors %v in order", shown, listed, want)
+	}
+	if out := lt(t, "remote", "add", "--help"); !strings.Contains(out, "tried before URL") {
+		t.Fatalf("remote add --help does not say mirrors are tried first: %s", out)
+	}
+}

@@ -169,14 +169,28 @@ func (f *Fetcher) getMeta(ctx context.Context, rs *remoteState, path string, t o
 // getBounded fetches path completely, at most limit bytes, under the
 // shared memory budget; with want set the body must hash to it.
 func (f *Fetcher) getBounded(ctx context.Context, rs *remoteState, path string, limit int64, want *ostree.Checksum) ([]byte, error) {
+	return f.getChecked(ctx, rs, path, limit, want, nil)
+}
+
+// getChecked is getBounded that also hands the body to check (when not
+// nil) inside the client: a body that check refuses is the failure of
+// the URL that served it, and the client asks the next one (a mirror's
+// damaged copy, then the origin's).
+func (f *Fetcher) getChecked(ctx context.Context, rs *remoteState, path string, limit int64, want *ostree.Checksum, check func([]byte) error) ([]byte, error) {
 	// A body that may hold a large-body token must not pause for urgent
 	// work: urgent work may be waiting for that token.
 	ctx = context.WithValue(ctx, unpausableKey{}, true)
 	var data []byte
 	err := rs.c.fetch(ctx, path, limit, 0, func(r io.Reader) error {
 		b, err := readBounded(ctx, r, rs.large, limit, want, path)
+		if err == nil && check != nil {
+			err = check(b)
+		}
+		if err != nil {
+			return err
+		}
 		data = b
-		return err
+		return nil
 	})
 	return data, err
 }

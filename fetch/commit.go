@@ -186,24 +186,46 @@ func (f *Fetcher) verifyCommit(rs *remoteState, ref string, c ostree.Checksum, d
 }
 
 func (f *Fetcher) fetchCommit(ctx context.Context, rs *remoteState, ref string, c ostree.Checksum) (*ostree.Commit, error) {
-	remote := rs.r.Name
+	r := rs.r
+	remote := r.Name
 	name := ostree.ObjectName(c, ostree.ObjCommit)
-	metaBytes, err := f.getMeta(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommitMeta, true), ostree.ObjCommitMeta)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("remote %s: %s: %w", remote, ostree.ObjectName(c, ostree.ObjCommitMeta), err)
-	}
-	var dict []any
-	if err == nil {
-		if dict, err = ostree.DecodeVarDict("commitmeta", metaBytes); err != nil {
-			return nil, fmt.Errorf("remote %s: %s: %w", remote, ostree.ObjectName(c, ostree.ObjCommitMeta), err)
-		}
-	}
-	data, err := f.getMeta(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommit, true), ostree.ObjCommit)
+	// The commit first, hashed while it streams, then its detached
+	// metadata with the signatures checked over it: either way a
+	// mirror's damaged copy is refused inside the client, which then
+	// asks the next URL. Nothing is parsed before its signatures pass.
+	data, err := f.getBounded(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommit, true), metaCap(ostree.ObjCommit), &c)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("remote %s: %s: %w (%w)", remote, name, ErrNoCommit, err)
 	}
+	var ce *ostree.ChecksumError
+	if errors.As(err, &ce) {
+		return nil, &VerifyError{remote, name, "checksum", err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: %s: %w", remote, name, err)
+	}
+	_, known := rs.signed.Load(c)
+	var dict []any
+	metaName := ostree.ObjectName(c, ostree.ObjCommitMeta)
+	metaBytes, err := f.getChecked(ctx, rs, ostree.ObjectPath(c, ostree.ObjCommitMeta, true), metaCap(ostree.ObjCommitMeta), nil, func(b []byte) error {
+		d, err := ostree.DecodeVarDict("commitmeta", b)
+		if err != nil {
+			return err
+		}
+		if !known {
+			if err := r.verifySignatures(name, data, d, r.GPGVerify, r.SignVerify); err != nil {
+				return err
+			}
+		}
+		dict = d
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		var ve *VerifyError
+		if errors.As(err, &ve) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("remote %s: %s: %w", remote, metaName, err)
 	}
 	cm, err := f.verifyCommit(rs, ref, c, data, dict)
 	if err != nil {

@@ -12,12 +12,23 @@
 // offers it, bounded concurrency (32 requests per remote by default,
 // ostree uses 8), per-request deadlines, a stall timer and a minimum
 // throughput, retries with backoff for transient failures only (decided
-// once, in transient), mirror failover and fail-back, redirects that
-// change the scheme refused.
+// once, in transient), mirrors tried before the origin with failover and
+// fail-back (client), redirects that change the scheme refused.
 //
-// Verification order follows ostree pull: the summary signature before the
-// summary is parsed; .commitmeta, then .commit, its SHA-256, its
-// signatures, then its structure and bindings, before anything is stored;
+// Mirrors (a neighbour's `serve --cache`, an HTTP cache) come first, in
+// the order given, then the origin; a mirror's 404 sends the request on
+// to the next URL, the origin's is final. A remote that verifies nothing
+// takes its summary, summary signatures, summary.idx, sub-summaries and
+// refs/ from its origin only, since from a mirror they could name any
+// commit; its objects and deltas, checked by checksum, may come from
+// mirrors (mirrorable). A signed remote takes everything from mirrors:
+// signatures, bindings and the replay and downgrade checks judge it.
+//
+// Verification order: the summary signature before the summary is
+// parsed; .commit, hashed as it streams, then .commitmeta and
+// the signatures it holds over the commit, then the commit's structure
+// and bindings, before anything is stored (both checks run inside the
+// client, so that a mirror's damaged copy sends it to the next URL);
 // every dirtree and dirmeta is hashed against the checksum its parent
 // named; every content object is inflated, bounded by its declared size,
 // and hashed (header and content) while objcache writes it to a temporary

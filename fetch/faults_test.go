@@ -95,21 +95,3 @@ func TestStalledServerFails(t *testing.T) {
 		t.Fatalf("pull took %s to give up", el)
 	}
 }
-
-// TestMirrorFailover: the primary answers 503 to everything; the mirror
-// serves the pull.
-func TestMirrorFailover(t *testing.T) {
-	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := bigPublisher(t, 20)
-	p.commit("ref", "mirror", day)
-	p.export(day)
-	bad := serve(t, p.r.Dir, fetchtest.Options{Status5xx: fetchtest.Rule{P: 1}, ErrorStatuses: []int{503}})
-	good := serve(t, p.r.Dir, fetchtest.Options{})
-	e := newEnv(t, bad.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, Mirrors: []string{good.URL()}}, fetch.Options{})
-	if _, err := e.fetcher.Pull(ctxT(t), "r", "ref", nil); err != nil {
-		t.Fatalf("pull with a working mirror: %v", err)
-	}
-	if good.Stats().Requests == 0 {
-		t.Fatal("the mirror was never asked")
-	}
-}

@@ -163,7 +163,7 @@ func (f *Fetcher) remote(name string) (*remoteState, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &remoteState{r: r, c: newClient(r.URLs(), f.opts.HTTP), large: semaphore.NewWeighted(1)}
+	rs := &remoteState{r: r, c: newClient(r.Mirrors, r.URL, r.Verifies(), f.opts.HTTP), large: semaphore.NewWeighted(1)}
 	rs.c.sched = f.sched
 	f.remotes[name] = rs
 	return rs, nil

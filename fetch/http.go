@@ -39,8 +39,9 @@ type HTTPOptions struct {
 	Retries int
 	// Backoff is the first retry delay, doubled each time (default 100 ms).
 	Backoff time.Duration
-	// FailbackAfter is how long a remote stays on a mirror before trying
-	// its primary URL again (default 1 minute).
+	// FailbackAfter is how long a remote stays on a later URL (another
+	// mirror, or its origin) after the one before failed, before it tries
+	// its first mirror again (default 1 minute).
 	FailbackAfter time.Duration
 	// TLSConfig is used for https remotes (nil: the system's roots).
 	TLSConfig *tls.Config
@@ -163,13 +164,26 @@ func redactErr(err error) error {
 	return err
 }
 
-// client fetches files of one remote over HTTP with retries and mirror
-// failover. Safe for concurrent use.
+// client fetches files of one remote over HTTP with retries and failover
+// between its URLs. Safe for concurrent use.
+//
+// The URLs are the mirrors in the order given, then the origin: a mirror
+// is near (a neighbour's `lazytree serve --cache`, an HTTP cache), the
+// origin is the publisher. A fetch starts at the preferred URL (the first
+// mirror unless it failed less than FailbackAfter ago) and moves on to the
+// next one, wrapping around, when it keeps failing; each URL gets one
+// round of retries per fetch. A mirror may lack a file (a cache node has what
+// was asked of it), so its 404 moves the fetch on without changing the
+// preferred URL; the origin's 404 is final.
 type client struct {
 	opts HTTPOptions
 	hc   *http.Client
-	urls []string
-	sem  chan struct{}
+	// urls holds the mirrors, then the origin (never empty).
+	urls []*endpoint
+	// trustMirrors lets mirrors serve every file. Without it (a remote
+	// that verifies nothing) mirrors serve only what mirrorable allows.
+	trustMirrors bool
+	sem          chan struct{}
 	// low bounds the speculative and background requests to three
 	// quarters of sem, so on-demand ones always find a connection.
 	low chan struct{}
@@ -177,14 +191,78 @@ type client struct {
 	// no ordering, in tests of the client alone).
 	sched *scheduler
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// preferred is the index in urls that fetches start at, since
+	// switched.
 	preferred int
 	switched  time.Time
 
 	requests, bytes, retries, failovers counter
 }
 
-func newClient(urls []string, opts HTTPOptions) *client {
+// endpoint is one URL of a remote and what happened there.
+type endpoint struct {
+	url      string // as configured: it may carry credentials
+	redacted string // url without userinfo, for status and errors
+	origin   bool
+
+	requests, bytes counter
+
+	mu          sync.Mutex
+	failures    int64
+	notFound    int64
+	lastError   string
+	lastFailure time.Time
+}
+
+// maxLastError bounds the last_error of a URL in status.json.
+const maxLastError = 200
+
+// failed records a request to e that failed with err: a 404 (or 403,
+// 410) as a file e does not have, anything else as a failure.
+func (e *endpoint) failed(err error) {
+	if errors.Is(err, ErrNotFound) {
+		e.mu.Lock()
+		e.notFound++
+		e.mu.Unlock()
+		return
+	}
+	// Errors name URLs redacted already; this is for any that did not.
+	msg := err.Error()
+	if e.url != e.redacted {
+		msg = strings.ReplaceAll(msg, e.url, e.redacted)
+	}
+	if len(msg) > maxLastError {
+		msg = strings.ToValidUTF8(msg[:maxLastError], "") + "..."
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failures++
+	e.lastError, e.lastFailure = msg, time.Now().UTC()
+}
+
+// mirrorable reports whether a mirror may serve path to a remote that
+// verifies nothing: only files checked against a checksum that does not
+// come from the mirror's word alone (objects, static deltas and their
+// indexes, whose output is content-addressed; tree indexes and profiles,
+// named by checksum in the summary). Everything else (the summary, its
+// signatures, summary.idx and its sub-summaries, refs/) says which
+// commits to trust, and from a mirror it could name any commit; it comes
+// from the origin.
+func mirrorable(path string) bool {
+	path = strings.TrimLeft(path, "/")
+	for _, p := range []string{"objects/", "deltas/", "delta-indexes/", "lazytree/tree-index/", "lazytree/profile/"} {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// newClient returns the client of a remote with the given mirrors and
+// origin; trustMirrors is whether the remote verifies signatures (see
+// mirrorable).
+func newClient(mirrors []string, origin string, trustMirrors bool, opts HTTPOptions) *client {
 	opts = opts.withDefaults()
 	tr := opts.Transport
 	if tr == nil {
@@ -204,8 +282,12 @@ func newClient(urls []string, opts HTTPOptions) *client {
 			DisableCompression: true,
 		}
 	}
-	c := &client{opts: opts, urls: urls, sem: make(chan struct{}, opts.Concurrency),
+	c := &client{opts: opts, trustMirrors: trustMirrors, sem: make(chan struct{}, opts.Concurrency),
 		low: make(chan struct{}, max(1, opts.Concurrency-max(1, opts.Concurrency/4)))}
+	for _, m := range mirrors {
+		c.urls = append(c.urls, &endpoint{url: m, redacted: RedactURL(m)})
+	}
+	c.urls = append(c.urls, &endpoint{url: origin, redacted: RedactURL(origin), origin: true})
 	c.hc = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return fmt.Errorf("%w: more than 5 redirects", errRedirect)
@@ -235,20 +317,29 @@ func (c *counter) get() int64 {
 	return c.n
 }
 
-func (c *client) base() (int, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// currentLocked returns the preferred URL index, back at the first
+// mirror once FailbackAfter has passed since the switch away from it.
+func (c *client) currentLocked() int {
 	if c.preferred != 0 && time.Since(c.switched) > c.opts.FailbackAfter {
-		c.preferred = 0 // try the primary again
+		c.preferred = 0
 	}
-	return c.preferred, c.urls[c.preferred]
+	return c.preferred
 }
 
-func (c *client) failover(from int) {
+func (c *client) base() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.urls) > 1 && c.preferred == from {
-		c.preferred = (from + 1) % len(c.urls)
+	return c.currentLocked()
+}
+
+// failover moves the preference from one URL to another if from is
+// still preferred: of many requests that fail on one URL at once, the
+// first moves the client on and the others follow.
+func (c *client) failover(from, to int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if from != to && c.currentLocked() == from {
+		c.preferred = to
 		c.switched = time.Now()
 		c.failovers.add(1)
 	}
@@ -259,58 +350,92 @@ func joinURL(base, path string) string {
 }
 
 // fetch GETs path and hands the body to consume, retrying transient
-// failures with backoff and moving to the next mirror when one keeps
-// failing. consume must read the body from the start each time it is
-// called. maxSize caps the body; rangeEnd > 0 asks for bytes [0, rangeEnd).
+// failures with backoff and moving to the next URL when one keeps
+// failing, gives a permanent error (a corrupt object, a refused
+// redirect) or, being a mirror, does not have the file. consume must read
+// the body from the start each time it is called. maxSize caps the body;
+// rangeEnd > 0 asks for bytes [0, rangeEnd).
+//
+// The error returned is the origin's when the origin was asked: a
+// mirror's answer is never the last word.
 func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
-	var last error
+	origin := len(c.urls) - 1
+	first, start := origin, origin
+	if c.trustMirrors || mirrorable(path) {
+		first, start = 0, c.base()
+	}
+	n := origin - first + 1
+	var last, originErr error
+	for k := 0; k < n; k++ {
+		i := first + (start-first+k)%n
+		err := c.tryURL(ctx, i, path, maxSize, rangeEnd, consume)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !c.urlsDiffer(ctx, err) {
+			return err
+		}
+		last = err
+		if i == origin {
+			originErr = err
+			if errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		if k < n-1 && !errors.Is(err, ErrNotFound) {
+			c.failover(i, first+(start-first+k+1)%n)
+		}
+	}
+	if originErr != nil {
+		return originErr
+	}
+	return last
+}
+
+// urlsDiffer reports whether another URL may answer better than the one
+// that gave err: not when err is the caller's own limit (a speculative
+// fetch's size cap).
+func (c *client) urlsDiffer(ctx context.Context, err error) bool {
+	_, guessing := speculativeCap(ctx)
+	return !guessing || !errors.Is(err, errTooLarge)
+}
+
+// tryURL fetches path from c.urls[i], retrying transient failures with
+// backoff, and counts the failures against that URL.
+func (c *client) tryURL(ctx context.Context, i int, path string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+	ep := c.urls[i]
 	delay := c.opts.Backoff
-	attempts := (c.opts.Retries + 1) * max(1, len(c.urls))
-	for attempt := 0; attempt < attempts; attempt++ {
+	var err error
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.retries.add(1)
 			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return fmt.Errorf("GET %s: %w (last error: %v)", path, ctx.Err(), last)
+				return fmt.Errorf("GET %s: %w (last error: %v)", path, ctx.Err(), err)
 			case <-t.C:
 			}
 			if delay < 5*time.Second {
 				delay *= 2
 			}
 		}
-		idx, base := c.base()
-		err := c.once(ctx, joinURL(base, path), maxSize, rangeEnd, consume)
-		if err == nil {
-			return nil
-		}
-		last = err
-		if ctx.Err() != nil {
+		err = c.once(ctx, ep, joinURL(ep.url, path), maxSize, rangeEnd, consume)
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if !transient(err) {
-			if errors.Is(err, ErrNotFound) || len(c.urls) == 1 {
-				return err
-			}
-			// A permanent error from one mirror (a corrupt object, a
-			// refused redirect): give another mirror a chance.
-			if attempt >= len(c.urls)-1 {
-				return err
-			}
-			c.failover(idx)
-			continue
+		if c.urlsDiffer(ctx, err) {
+			ep.failed(err)
 		}
-		if (attempt+1)%(c.opts.Retries+1) == 0 {
-			c.failover(idx)
+		if !transient(err) || attempt >= c.opts.Retries {
+			return err
 		}
 	}
-	return last
 }
 
 // once makes one request. Its errors name u without userinfo: see
 // RedactURL.
-func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+func (c *client) once(ctx context.Context, ep *endpoint, u string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
 	ru := RedactURL(u)
 	prio := OnDemand
 	if c.sched != nil {
@@ -351,6 +476,7 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", rangeEnd-1))
 	}
 	c.requests.add(1)
+	ep.requests.add(1)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
@@ -366,7 +492,7 @@ func (c *client) once(ctx context.Context, u string, maxSize, rangeEnd int64, co
 	if maxSize > 0 && resp.ContentLength > maxSize {
 		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed: %w", ru, resp.ContentLength, maxSize, errTooLarge)
 	}
-	body := &watchedReader{r: resp.Body, max: maxSize, start: time.Now(), opts: &c.opts, cancel: stop, c: c}
+	body := &watchedReader{r: resp.Body, max: maxSize, start: time.Now(), opts: &c.opts, cancel: stop, c: c, ep: ep}
 	body.arm()
 	defer body.disarm()
 	var r io.Reader = body
@@ -409,6 +535,7 @@ type watchedReader struct {
 	opts   *HTTPOptions
 	cancel context.CancelCauseFunc
 	c      *client
+	ep     *endpoint // counts the bytes per URL too, when set
 	mu     sync.Mutex
 	timer  *time.Timer
 }
@@ -462,6 +589,9 @@ func (w *watchedReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		w.n += int64(n)
 		w.c.bytes.add(int64(n))
+		if w.ep != nil {
+			w.ep.bytes.add(int64(n))
+		}
 		w.mu.Lock()
 		if w.timer != nil {
 			w.timer.Reset(w.opts.StallTimeout)

@@ -35,8 +35,11 @@ var (
 
 // Remote is one configured remote, as in ostree's [remote "NAME"] groups.
 type Remote struct {
-	Name    string
-	URL     string
+	Name string
+	// URL is the origin: the publisher's repository.
+	URL string
+	// Mirrors are tried before URL, in this order (a neighbour's
+	// `lazytree serve --cache`, an HTTP cache).
 	Mirrors []string
 	// GPGVerify checks commit signatures; GPGVerifySummary the summary's.
 	GPGVerify        bool
@@ -68,8 +71,10 @@ func (r *Remote) sameAs(o *Remote) bool {
 // Verifies reports whether any signature check is on.
 func (r *Remote) Verifies() bool { return r.GPGVerify || r.GPGVerifySummary || r.SignVerify }
 
-// URLs returns the primary URL followed by the mirrors.
-func (r *Remote) URLs() []string { return append([]string{r.URL}, r.Mirrors...) }
+// URLs returns the mirrors in the order given, then the origin (URL): the
+// order in which they are tried. A remote that verifies nothing takes
+// its summary and refs from the origin only (see mirrorable).
+func (r *Remote) URLs() []string { return append(slices.Clone(r.Mirrors), r.URL) }
 
 // Config is the remotes section of $LAZYTREE_HOME/config plus the trusted
 // keys under keys/<remote>/.

@@ -60,6 +60,52 @@ type RemoteStatus struct {
 	// SummaryVerified is when the summary in use was last verified
 	// online (zero before the first).
 	SummaryVerified time.Time `json:"summary_verified,omitzero"`
+	// URLs are the remote's mirrors, then its origin, with their
+	// counters since the remote was first used (none before).
+	URLs []URLStatus `json:"urls,omitempty"`
+}
+
+// Roles of a remote's URLs in URLStatus.
+const (
+	RoleMirror = "mirror"
+	RoleOrigin = "origin"
+)
+
+// URLStatus is one URL of a remote in status.json. URL and LastError
+// carry no credentials (RedactURL).
+type URLStatus struct {
+	URL  string `json:"url"`
+	Role string `json:"role"`
+	// InUse marks the URL fetches start at. (The summary and refs of a
+	// remote that verifies nothing always come from its origin.)
+	InUse    bool  `json:"in_use"`
+	Requests int64 `json:"requests"`
+	Bytes    int64 `json:"bytes"`
+	// Failures counts failed requests, 404s excepted: NotFound counts
+	// those (a mirror that lacks a file is not failing).
+	Failures    int64     `json:"failures"`
+	NotFound    int64     `json:"not_found"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastFailure time.Time `json:"last_failure,omitzero"`
+}
+
+// urlStatus reports the counters of every URL of c.
+func (c *client) urlStatus() []URLStatus {
+	c.mu.Lock()
+	cur := c.currentLocked()
+	c.mu.Unlock()
+	out := make([]URLStatus, len(c.urls))
+	for i, ep := range c.urls {
+		role := RoleMirror
+		if ep.origin {
+			role = RoleOrigin
+		}
+		ep.mu.Lock()
+		out[i] = URLStatus{URL: ep.redacted, Role: role, InUse: i == cur, Requests: ep.requests.get(), Bytes: ep.bytes.get(),
+			Failures: ep.failures, NotFound: ep.notFound, LastError: ep.lastError, LastFailure: ep.lastFailure}
+		ep.mu.Unlock()
+	}
+	return out
 }
 
 // RemoteStatus reports the state of one remote without network I/O.
@@ -75,6 +121,7 @@ func (f *Fetcher) RemoteStatus(name string) RemoteStatus {
 		rs.mu.Lock()
 		st.Offline, st.Cause = rs.offline, rs.offlineCause
 		rs.mu.Unlock()
+		st.URLs = rs.c.urlStatus()
 	}
 	return st
 }
