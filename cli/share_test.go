@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
 	"github.com/lazytree/lazytree/fusefs"
 	"github.com/lazytree/lazytree/internal/testutil"
@@ -243,4 +245,58 @@ func TestServeCacheClients(t *testing.T) {
 		t.Errorf("origin served %d distinct objects of the %d published", len(counts), pubObjects)
 	}
 	t.Logf("origin: %d requests for %d distinct objects (%d published), %d bytes", len(f.origin.Log()), len(counts), pubObjects, f.origin.Stats().Bytes)
+}
+
+// TestServeCacheMirror is a thin client whose remote is the origin with
+// a cache node as its mirror: the node is used first, and when it stops
+// the client carries on from the origin, with both URLs in status.json.
+func TestServeCacheMirror(t *testing.T) {
+	f := newShareFixture(t, fetchtest.Options{Latency: 2 * time.Millisecond})
+	co := testutil.OstreeCheckout(t, f.origin.URL(), shareRef, f.key)
+	node, url := f.node(t, "node", f.origin.URL())
+	_, tree := f.client(t, "client", f.origin.URL(), url)
+	status := filepath.Join(f.base, "client-mnt", ".lazytree", "status.json")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, _, line, err := timeFirstOutput(ctx, bashArgv(filepath.Join(tree, "files"))); err != nil || line != "started" {
+		t.Fatalf("bash through the mirror: %q, %v", line, err)
+	}
+	mirror, origin := urlStatus(t, status)
+	if !mirror.InUse || mirror.Requests == 0 || mirror.Failures != 0 || origin.InUse || origin.Requests != 0 {
+		t.Errorf("with the node up: mirror %+v, origin %+v; want every request on the mirror", mirror, origin)
+	}
+	node.stop(t)
+	if err := testutil.TreeDiff(tree, co, testutil.DiffOptions{MaskSpecialBits: true, IgnoreRootMode: true}); err != nil {
+		t.Fatalf("tree after the mirror stopped: %v", err)
+	}
+	mirror, origin = urlStatus(t, status)
+	if mirror.InUse || mirror.Failures == 0 || mirror.LastError == "" || !origin.InUse || origin.Requests == 0 {
+		t.Errorf("with the node down: mirror %+v, origin %+v; want a failure on the mirror and the origin in use", mirror, origin)
+	}
+}
+
+// urlStatus reads the one remote's mirror and origin entries from a
+// mount's status.json.
+func urlStatus(t *testing.T, path string) (mirror, origin fetch.URLStatus) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Source struct {
+			Remotes []fetch.RemoteStatus `json:"remotes"`
+		} `json:"source"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatalf("status.json: %v\n%s", err, raw)
+	}
+	if len(st.Source.Remotes) != 1 || len(st.Source.Remotes[0].URLs) != 2 {
+		t.Fatalf("status.json: want one remote with two URLs:\n%s", raw)
+	}
+	u := st.Source.Remotes[0].URLs
+	if u[0].Role != fetch.RoleMirror || u[1].Role != fetch.RoleOrigin {
+		t.Fatalf("status.json: roles %q, %q; want mirror then origin", u[0].Role, u[1].Role)
+	}
+	return u[0], u[1]
 }

@@ -394,10 +394,18 @@ func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64
 
 // urlsDiffer reports whether another URL may answer better than the one
 // that gave err: not when err is the caller's own limit (a speculative
-// fetch's size cap).
+// fetch's size cap, or a cache node's 413 for it: see
+// serve.GuessLimitHeader).
 func (c *client) urlsDiffer(ctx context.Context, err error) bool {
 	_, guessing := speculativeCap(ctx)
-	return !guessing || !errors.Is(err, errTooLarge)
+	return !guessing || !guessRefused(err)
+}
+
+// guessRefused reports whether err is a body over the caller's limit,
+// found by the client or by the server.
+func guessRefused(err error) bool {
+	var he *HTTPError
+	return errors.Is(err, errTooLarge) || errors.As(err, &he) && he.Status == http.StatusRequestEntityTooLarge
 }
 
 // tryURL fetches path from c.urls[i], retrying transient failures with

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sync/atomic"
 
 	"github.com/lazytree/lazytree/index"
@@ -208,8 +207,7 @@ func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Chec
 			return err
 		})
 		if err != nil {
-			var he *HTTPError
-			if guessing && (errors.Is(err, errTooLarge) || errors.As(err, &he) && he.Status == http.StatusRequestEntityTooLarge) {
+			if guessing && guessRefused(err) {
 				// 413: a cache node that would have had to fetch more
 				// than the guess allows (serve.GuessLimitHeader).
 				return nil, errTooBigToGuess
