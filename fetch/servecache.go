@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,9 @@ type CacheBackend struct {
 
 	mu       sync.Mutex
 	encoding map[ostree.Checksum]*encoding
+	// encoders bounds the encodings running at once (CPU, and up to
+	// smallFilez of memory each), however many clients ask.
+	encoders chan struct{}
 
 	served, recreated, passed, fetchedUpstream, failures atomic.Int64
 }
@@ -57,7 +61,8 @@ func (f *Fetcher) CacheBackend(remote string) (*CacheBackend, error) {
 	if _, err := f.remote(remote); err != nil {
 		return nil, err
 	}
-	return &CacheBackend{f: f, remote: remote, recent: newByteLRU(64 << 20), encoding: map[ostree.Checksum]*encoding{}}, nil
+	return &CacheBackend{f: f, remote: remote, recent: newByteLRU(64 << 20), encoding: map[ostree.Checksum]*encoding{},
+		encoders: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}, nil
 }
 
 // Remote is the upstream remote's name.
@@ -284,7 +289,9 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 	if first {
 		// Local work on a verified object: it finishes for the others
 		// even if this request goes away.
-		e.err = b.encodeFilez(context.WithoutCancel(ctx), c, e)
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.f.opts.FetchTimeout)
+		e.err = b.encodeFilez(ectx, c, e)
+		cancel()
 		if e.err == nil && e.data != nil {
 			b.recent.put(c, e.data)
 		}
@@ -326,6 +333,12 @@ func (b *CacheBackend) encodeFilez(ctx context.Context, c ostree.Checksum, e *en
 	if !ok {
 		return fmt.Errorf("%s: header missing from the index", ostree.ObjectName(c, ostree.ObjFile))
 	}
+	select {
+	case b.encoders <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-b.encoders }()
 	content := io.NewSectionReader(h, 0, h.Size())
 	b.recreated.Add(1)
 	var w io.Writer
