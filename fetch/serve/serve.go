@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -320,7 +321,10 @@ func (d *Dir) Close() error { return d.root.Close() }
 // files are not found. The ETag is nginx's: size and modification time,
 // which change whenever a publisher rewrites a file.
 func (d *Dir) Open(ctx context.Context, name string) (*File, error) {
-	f, err := d.root.Open(name)
+	// O_NONBLOCK: opening a fifo for reading would otherwise wait for a
+	// writer, holding the request (and Close) for ever; it changes
+	// nothing for a regular file.
+	f, err := d.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			return nil, err

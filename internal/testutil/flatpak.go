@@ -251,11 +251,18 @@ func (u *FlatpakUser) FlatpakErr(t testing.TB, args ...string) (stdout, stderr s
 
 // AddRemote adds the repository at repo as remote name, trusting the GPG
 // public key in keyFile (binary, as GPGPublicKeyFile), or with
-// --no-gpg-verify when keyFile is empty. The key is copied into the
-// user's directory first, so it need not be readable by the user.
+// --no-gpg-verify when keyFile is empty.
 func (u *FlatpakUser) AddRemote(t testing.TB, name, repo, keyFile string) {
 	t.Helper()
 	u.ShareRepo(t, repo)
+	u.AddRemoteURL(t, name, "file://"+repo, keyFile)
+}
+
+// AddRemoteURL is AddRemote for a repository at url (for example one
+// served over HTTP). The key is copied into the user's directory first,
+// so it need not be readable by the user.
+func (u *FlatpakUser) AddRemoteURL(t testing.TB, name, url, keyFile string) {
+	t.Helper()
 	args := []string{"remote-add", "--if-not-exists"}
 	if keyFile == "" {
 		args = append(args, "--no-gpg-verify")
@@ -270,7 +277,7 @@ func (u *FlatpakUser) AddRemote(t testing.TB, name, repo, keyFile string) {
 		}
 		args = append(args, "--gpg-import="+key)
 	}
-	u.Flatpak(t, append(args, name, "file://"+repo)...)
+	u.Flatpak(t, append(args, name, url)...)
 }
 
 // Install installs ref (an app ID or a full ref) from remote, with the
