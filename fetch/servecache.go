@@ -47,6 +47,10 @@ type CacheBackend struct {
 
 	mu       sync.Mutex
 	encoding map[ostree.Checksum]*encoding
+	// tooBig maps content found larger than a guess's limit to that
+	// limit (bounded by speculationMemory entries, then forgotten).
+	tooBig  sync.Map
+	tooBigN atomic.Int64
 	// encoders bounds the encodings running at once (CPU, and up to
 	// smallFilez of memory each), however many clients ask.
 	encoders chan struct{}
@@ -254,11 +258,22 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 		return &serve.File{Content: bytes.NewReader(data), ETag: tag}, nil
 	}
 	if lim, ok := serve.GuessLimit(ctx); ok && !b.have(c) {
-		// A client's guess: fetched within its limit, at its priority.
+		// A client's guess: fetched within its limit, at its priority,
+		// and refused at once where an earlier guess found the object
+		// larger (every client guesses the same files).
+		tooBig := fmt.Errorf("%s: %w", ostree.ObjectName(c, ostree.ObjFile), serve.ErrTooLarge)
+		if v, ok := b.tooBig.Load(c); ok && lim <= v.(int64) {
+			return nil, tooBig
+		}
 		gctx := context.WithValue(WithPriority(ctx, Speculative), specCapKey{}, lim)
 		if err := b.f.FetchContent(gctx, b.remote, c); err != nil {
 			if errors.Is(err, errTooBigToGuess) {
-				return nil, fmt.Errorf("%s: %w", ostree.ObjectName(c, ostree.ObjFile), serve.ErrTooLarge)
+				if b.tooBigN.Add(1) > speculationMemory {
+					b.tooBig.Clear()
+					b.tooBigN.Store(0)
+				}
+				b.tooBig.Store(c, lim)
+				return nil, tooBig
 			}
 			return nil, upstreamErr(err)
 		}
