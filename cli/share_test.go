@@ -306,3 +306,55 @@ func urlStatus(t *testing.T, path string) (mirror, origin fetch.URLStatus) {
 	}
 	return u[0], u[1]
 }
+
+// TestServeCacheReferenceClients puts a `serve --cache` node in front of
+// the repositories the real ostree and flatpak wrote, and has the real
+// clients pull through it: ostree pull (the node offers no static
+// deltas, so ostree falls back to objects) with GPG checks, fsck and the
+// same trees as a pull from the origin; flatpak install of the app and
+// its runtime. The node's .filez are its own re-encoding of the content.
+func TestServeCacheReferenceClients(t *testing.T) {
+	f := &shareFixture{base: t.TempDir(), bin: testutil.BuildLazytree(t), key: testutil.VectorPath(t, testutil.GPGPublicKeyFile)}
+	serveVector := func(name string) *fetchtest.Server {
+		srv, err := fetchtest.New(testutil.VectorPath(t, name), fetchtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	t.Run("ostree", func(t *testing.T) {
+		origin := serveVector("repo")
+		_, url := f.node(t, "node-ostree", origin.URL())
+		for _, ref := range []string{"exampleos/x86_64/stable", "exampleos/x86_64/old"} {
+			want := testutil.OstreeCheckout(t, origin.URL(), ref, f.key)
+			origin.Reset()
+			got := testutil.OstreeCheckout(t, url, ref, f.key)
+			if err := testutil.TreeDiff(got, want, testutil.DiffOptions{IgnoreRootMode: true}); err != nil {
+				t.Errorf("%s through the node: %v", ref, err)
+			}
+			if n := len(objectCounts(testutil.VectorPath(t, "repo"), origin.Log())); n == 0 {
+				t.Errorf("%s: the node fetched no object from the origin", ref)
+			}
+		}
+		repo := filepath.Join(t.TempDir(), "client")
+		ostree := testutil.RequireTool(t, "ostree")
+		testutil.Run(t, "", nil, ostree, "init", "--repo="+repo, "--mode=bare-user")
+		testutil.Run(t, "", nil, ostree, "remote", "add", "--repo="+repo, "--set=gpg-verify-summary=true", "--gpg-import="+f.key, "n", url)
+		testutil.Run(t, "", nil, ostree, "pull", "--repo="+repo, "n", "exampleos/x86_64/stable")
+		testutil.Run(t, "", nil, ostree, "fsck", "--repo="+repo)
+	})
+	t.Run("flatpak", func(t *testing.T) {
+		u := testutil.NewFlatpakUser(t)
+		origin := serveVector("flatpak-repo")
+		_, url := f.node(t, "node-flatpak", origin.URL())
+		u.AddRemoteURL(t, "node", url, f.key)
+		u.Install(t, "node", "org.example.Hello")
+		list := u.Flatpak(t, "list", "--columns=ref")
+		for _, r := range []string{"org.example.Hello/x86_64/stable", "org.example.Platform/x86_64/1.0"} {
+			if !strings.Contains(list, r) {
+				t.Errorf("flatpak list:\n%s\nwant %s in it", list, r)
+			}
+		}
+	})
+}
