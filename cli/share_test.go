@@ -147,9 +147,15 @@ func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 // returns its URL.
 func (f *shareFixture) node(t testing.TB, name, upstream string) (*child, string) {
 	t.Helper()
-	home := filepath.Join(f.base, name)
-	lt(t, "--home", home, "remote", "add", "origin", upstream, "--gpg-import", f.key)
-	c, line := f.start(t, "serving the cache of origin at http://", "--home", home, "serve", "--cache", "--listen", "127.0.0.1:0", "--access-log", "")
+	lt(t, "--home", filepath.Join(f.base, name), "remote", "add", "origin", upstream, "--gpg-import", f.key)
+	return f.startNode(t, name)
+}
+
+// startNode starts `serve --cache` on the home of node name, made by
+// node: again after stop, it keeps its cache and what it verified.
+func (f *shareFixture) startNode(t *testing.T, name string) (*child, string) {
+	t.Helper()
+	c, line := f.start(t, "serving the cache of origin at http://", "--home", filepath.Join(f.base, name), "serve", "--cache", "--listen", "127.0.0.1:0", "--access-log", "")
 	return c, line[strings.Index(line, "http://"):]
 }
 
@@ -157,12 +163,19 @@ func (f *shareFixture) node(t testing.TB, name, upstream string) (*child, string
 // ref's directory on its mount.
 func (f *shareFixture) client(t testing.TB, name, url string, mirrors ...string) (*child, string) {
 	t.Helper()
-	home, mp := filepath.Join(f.base, name), filepath.Join(f.base, name+"-mnt")
-	args := []string{"--home", home, "remote", "add", "node", url, "--gpg-import", f.key}
+	args := []string{"--home", filepath.Join(f.base, name), "remote", "add", "node", url, "--gpg-import", f.key}
 	for _, m := range mirrors {
 		args = append(args, "--mirror", m)
 	}
 	lt(t, args...)
+	return f.mount(t, name)
+}
+
+// mount mounts the home of client name, made by client: again after
+// stop, it keeps its cache and what it verified.
+func (f *shareFixture) mount(t *testing.T, name string) (*child, string) {
+	t.Helper()
+	home, mp := filepath.Join(f.base, name), filepath.Join(f.base, name+"-mnt")
 	c, _ := f.start(t, "mounted", "--home", home, "mount", "--foreground", "--prefetch", "none", mp)
 	t.Cleanup(func() {
 		if fusefs.Mounted(mp) {

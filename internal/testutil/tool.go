@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,15 +36,34 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-// RequireTool returns the absolute path of the named executable. When it is
-// not on $PATH the test is skipped, or failed under CI.
+// RequireTool returns the absolute path of the named executable, from
+// $PATH or else from the sbin directories. When it is in neither the test
+// is skipped, or failed under CI.
 func RequireTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
+	p, err := lookTool(name)
 	if err != nil {
 		SkipOrFail(t, "%s not installed (%v); on Debian: apt-get install %s", name, err, debPackage(name))
 	}
 	return p
+}
+
+// sbinDirs are searched after $PATH: daemons and admin tools (nginx,
+// useradd) live there, and a root shell from su or sudo may not have them
+// on $PATH.
+var sbinDirs = []string{"/usr/local/sbin", "/usr/sbin", "/sbin"}
+
+func lookTool(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err == nil || strings.Contains(name, "/") {
+		return p, err
+	}
+	for _, d := range sbinDirs {
+		if p, serr := exec.LookPath(filepath.Join(d, name)); serr == nil {
+			return p, nil
+		}
+	}
+	return "", err
 }
 
 // debPackage names the Debian package that ships a tool, for skip messages.

@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -50,6 +52,28 @@ func TestRequireTool(t *testing.T) {
 		}
 		if !strings.Contains(r.msg, "lazytree-no-such-tool") {
 			t.Errorf("skip message %q does not name the tool", r.msg)
+		}
+	})
+	t.Run("sbin outside PATH", func(t *testing.T) {
+		var want string
+		for _, d := range sbinDirs {
+			ents, _ := os.ReadDir(d)
+			for _, e := range ents {
+				if st, err := os.Stat(filepath.Join(d, e.Name())); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+					want = filepath.Join(d, e.Name())
+					break
+				}
+			}
+			if want != "" {
+				break
+			}
+		}
+		if want == "" {
+			t.Skip("no executable in any sbin directory")
+		}
+		t.Setenv("PATH", "/nonexistent")
+		if got := RequireTool(t, filepath.Base(want)); got != want {
+			t.Errorf("RequireTool(%s) with PATH=/nonexistent = %q, want %q", filepath.Base(want), got, want)
 		}
 	})
 	t.Run("missing fails in CI", func(t *testing.T) {
