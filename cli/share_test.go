@@ -153,7 +153,7 @@ func (f *shareFixture) node(t testing.TB, name, upstream string) (*child, string
 
 // startNode starts `serve --cache` on the home of node name, made by
 // node: again after stop, it keeps its cache and what it verified.
-func (f *shareFixture) startNode(t *testing.T, name string) (*child, string) {
+func (f *shareFixture) startNode(t testing.TB, name string) (*child, string) {
 	t.Helper()
 	c, line := f.start(t, "serving the cache of origin at http://", "--home", filepath.Join(f.base, name), "serve", "--cache", "--listen", "127.0.0.1:0", "--access-log", "")
 	return c, line[strings.Index(line, "http://"):]
@@ -173,7 +173,7 @@ func (f *shareFixture) client(t testing.TB, name, url string, mirrors ...string)
 
 // mount mounts the home of client name, made by client: again after
 // stop, it keeps its cache and what it verified.
-func (f *shareFixture) mount(t *testing.T, name string) (*child, string) {
+func (f *shareFixture) mount(t testing.TB, name string) (*child, string) {
 	t.Helper()
 	home, mp := filepath.Join(f.base, name), filepath.Join(f.base, name+"-mnt")
 	c, _ := f.start(t, "mounted", "--home", home, "mount", "--foreground", "--prefetch", "none", mp)
