@@ -225,6 +225,21 @@ func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, cs *
 			s.fetcher.SetConfig(cfg)
 			return srv.Refresh(ctx)
 		},
+	}
+	for op, h := range sessionHandlers(s, stop, "unmounting "+srv.Mountpoint()) {
+		handlers[op] = h
+	}
+	for op, h := range profileHandlers(s, src) {
+		handlers[op] = h
+	}
+	return handlers
+}
+
+// sessionHandlers are the operations of every process that owns the
+// cache (a mount daemon, a serve --cache): cache, pull, pin, unpin, and
+// "unmount", which stops the process, saying stopping.
+func sessionHandlers(s *session, stop chan struct{}, stopping string) map[string]controlHandler {
+	handlers := map[string]controlHandler{
 		"cache": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
 			var a cacheArgs
 			if err := json.Unmarshal(args, &a); err != nil {
@@ -237,15 +252,12 @@ func daemonHandlers(s *session, src *fetch.MountSource, srv *fusefs.Server, cs *
 			case stop <- struct{}{}:
 			default:
 			}
-			fmt.Fprintf(w, "unmounting %s\n", srv.Mountpoint())
+			fmt.Fprintln(w, stopping)
 			return nil
 		},
 	}
 	for _, v := range refVerbs {
 		handlers[v.op] = v.handler(s.fetcher)
-	}
-	for op, h := range profileHandlers(s, src) {
-		handlers[op] = h
 	}
 	return handlers
 }

@@ -171,24 +171,9 @@ func runServeCache(ctx context.Context, g *globalOptions, o *serveOptions, w io.
 			return writeJSON(w, map[string]any{"pid": os.Getpid(), "serve": cs.Status()})
 		},
 		"serve-cache": cs.handler(s.fetcher),
-		"cache": func(ctx context.Context, args json.RawMessage, w io.Writer) error {
-			var a cacheArgs
-			if err := json.Unmarshal(args, &a); err != nil {
-				return err
-			}
-			return runCacheLocal(withDaemonSession(ctx, s), s.home, a, w)
-		},
-		"unmount": func(ctx context.Context, _ json.RawMessage, w io.Writer) error {
-			select {
-			case stop <- struct{}{}:
-			default:
-			}
-			fmt.Fprintln(w, "stopping the cache server")
-			return nil
-		},
 	}
-	for _, v := range refVerbs {
-		handlers[v.op] = v.handler(s.fetcher)
+	for op, h := range sessionHandlers(s, stop, "stopping the cache server") {
+		handlers[op] = h
 	}
 	ctl, err := listenControl(s.home, handlers)
 	if err != nil {
