@@ -254,7 +254,7 @@ type encoding struct {
 
 func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.File, error) {
 	tag := `"` + c.String() + "." + filezTag + `"`
-	if data, ok := b.recent.get(c); ok {
+	if data, ok := b.recent.get(recentKey{"filez", c}); ok {
 		return &serve.File{Content: bytes.NewReader(data), ETag: tag}, nil
 	}
 	if lim, ok := serve.GuessLimit(ctx); ok && !b.have(c) {
@@ -308,7 +308,7 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 		e.err = b.encodeFilez(ectx, c, e)
 		cancel()
 		if e.err == nil && e.data != nil {
-			b.recent.put(c, e.data)
+			b.recent.put(recentKey{"filez", c}, e.data)
 		}
 		close(e.done)
 	} else {
@@ -406,7 +406,7 @@ func (b *CacheBackend) lazytreeFile(ctx context.Context, name string) (*serve.Fi
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
 	}
-	if data, ok := b.recent.get(c); ok {
+	if data, ok := b.recent.get(recentKey{name, c}); ok {
 		return b.immutable(data, c, "lazytree"), nil
 	}
 	rs, err := b.f.remote(b.remote)
@@ -420,9 +420,17 @@ func (b *CacheBackend) lazytreeFile(ctx context.Context, name string) (*serve.Fi
 		return nil, upstreamErr(err)
 	}
 	data := v.([]byte)
-	b.recent.put(c, data)
+	b.recent.put(recentKey{name, c}, data)
 	b.passed.Add(1)
 	return b.immutable(data, c, "lazytree"), nil
+}
+
+// recentKey names a body in recent: what it is (a .filez, or the
+// repository name of a passed-through file) and the checksum it was
+// verified against, so that no name is ever answered with another's bytes.
+type recentKey struct {
+	kind string
+	sum  ostree.Checksum
 }
 
 // byteLRU keeps recently served small bodies, bounded in bytes, so that
@@ -432,19 +440,19 @@ type byteLRU struct {
 	max   int64
 	used  int64
 	order *list.List // front: most recent; values are *lruEntry
-	by    map[ostree.Checksum]*list.Element
+	by    map[recentKey]*list.Element
 }
 
 type lruEntry struct {
-	key  ostree.Checksum
+	key  recentKey
 	data []byte
 }
 
 func newByteLRU(max int64) *byteLRU {
-	return &byteLRU{max: max, order: list.New(), by: map[ostree.Checksum]*list.Element{}}
+	return &byteLRU{max: max, order: list.New(), by: map[recentKey]*list.Element{}}
 }
 
-func (l *byteLRU) get(k ostree.Checksum) ([]byte, bool) {
+func (l *byteLRU) get(k recentKey) ([]byte, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e, ok := l.by[k]; ok {
@@ -454,7 +462,7 @@ func (l *byteLRU) get(k ostree.Checksum) ([]byte, bool) {
 	return nil, false
 }
 
-func (l *byteLRU) put(k ostree.Checksum, data []byte) {
+func (l *byteLRU) put(k recentKey, data []byte) {
 	if int64(len(data)) > l.max/8 {
 		return
 	}
