@@ -19,6 +19,7 @@ import (
 	"github.com/lazytree/lazytree/fetch/fetchtest"
 	"github.com/lazytree/lazytree/fusefs"
 	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/internal/sample"
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree/repo"
@@ -68,7 +69,7 @@ func (r critRun) linkSecs() float64 {
 
 // BenchmarkCriticalPath judges issue 10: how many round trips a cold
 // start of a real program waits for. It lays out a runtime from the
-// host's Python (testutil.BuildPythonRuntime: 5,000+ files, 100+ MB),
+// host's Python (sample.BuildPythonRuntime: 5,000+ files, 100+ MB),
 // commits it with the real ostree (archive repo, a from-scratch static
 // delta, summary; no lazytree export), serves it at 25 ms per request and
 // 100 Mbit/s, and measures in the same run:
@@ -95,7 +96,7 @@ func BenchmarkCriticalPath(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	rt := filepath.Join(dir, "runtime")
-	if _, err := testutil.BuildPythonRuntime(rt); err != nil {
+	if _, err := sample.BuildPythonRuntime(rt); err != nil {
 		b.Fatal(err)
 	}
 	nfiles, nbytes := treeSize(b, rt)
@@ -528,7 +529,7 @@ func runFromTree(b *testing.B, root, script string) string {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	argv, env := testutil.PythonArgv(root, "-c", script)
+	argv, env := sample.PythonArgv(root, "-c", script)
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer

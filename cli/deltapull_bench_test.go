@@ -19,6 +19,7 @@ import (
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
+	"github.com/lazytree/lazytree/internal/sample"
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/delta"
@@ -41,7 +42,7 @@ const (
 // static deltas, by `lazytree pull` against `ostree pull`, from one
 // fetchtest server over one link in one run. The runtime is the host's
 // Python plus more of the host's libraries, programs and data
-// (testutil.BuildHostRuntime: 5,000+ files, 150+ MiB), committed as C1
+// (sample.BuildHostRuntime: 5,000+ files, 150+ MiB), committed as C1
 // and as C2 (three files changed, one added) by the real ostree in an
 // archive repo with the deltas a publisher makes (from scratch to C1; from
 // scratch and from C1 to C2) and the summary of each day. Both clients
@@ -414,7 +415,7 @@ func newDeltaRepo(b *testing.B, ostreeBin, dir string) *deltaRepo {
 		step = time.Now()
 	}
 	rt := filepath.Join(dir, "runtime")
-	if _, err := testutil.BuildHostRuntime(rt, deltaMinBytes); err != nil {
+	if _, err := sample.BuildHostRuntime(rt, deltaMinBytes); err != nil {
 		b.Fatal(err)
 	}
 	p.files, p.bytes = treeSize(b, rt)
@@ -513,7 +514,7 @@ func deltaEditC2(rt, changes string) error {
 	}{
 		{"metadata", []byte("version=2\n")},
 		{pyRel, []byte("\n# C2: a fix in the standard library.\n")},
-		{testutil.PythonBin, tail},
+		{sample.PythonBin, tail},
 		{newsRel, []byte(news.String())},
 	} {
 		if err := mkdirLike(rt, changes, filepath.Dir(e.rel)); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
 	"github.com/lazytree/lazytree/fusefs"
+	"github.com/lazytree/lazytree/internal/sample"
 	"github.com/lazytree/lazytree/internal/testutil"
 )
 
@@ -53,7 +54,7 @@ func init() {
 // + `flatpak run` (a private --user installation, as uid 65534); then,
 // warm, `lazytree run` of a trivial command against `bwrap` with the same
 // binds on the same mount (and, labelled, with Flatpak's seccomp filter
-// built by libseccomp). The runtime is testutil.BuildHostRuntime's (Python
+// built by libseccomp). The runtime is sample.BuildHostRuntime's (Python
 // and real host programs, LAZYTREE_BENCH_RUNTIME_MB, default 150 MB),
 // published with the real flatpak (build-export, build-update-repo
 // --generate-static-deltas), exported again with `lazytree export
@@ -70,7 +71,7 @@ func BenchmarkRun(b *testing.B) {
 	lt := testutil.BuildLazytree(b)
 
 	rt := filepath.Join(dir, "runtime")
-	if _, err := testutil.BuildHostRuntime(rt, int64(testutil.EnvInt("LAZYTREE_BENCH_RUNTIME_MB", 150))<<20); err != nil {
+	if _, err := sample.BuildHostRuntime(rt, int64(testutil.EnvInt("LAZYTREE_BENCH_RUNTIME_MB", 150))<<20); err != nil {
 		b.Fatal(err)
 	}
 	writeBenchApps(b, dir, rt)
@@ -304,10 +305,10 @@ func runInTree(b *testing.B, root, interp, script string) string {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	argv := []string{filepath.Join(root, testutil.PythonLoader), "--library-path", testutil.PythonLibraryPath(root),
+	argv := []string{filepath.Join(root, sample.PythonLoader), "--library-path", sample.PythonLibraryPath(root),
 		filepath.Join(root, "files", interp), script}
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
-	cmd.Env = []string{"PYTHONHOME=" + filepath.Join(root, testutil.PythonHome), "PYTHONDONTWRITEBYTECODE=1", "PATH=/nonexistent", "LC_ALL=C"}
+	cmd.Env = []string{"PYTHONHOME=" + filepath.Join(root, sample.PythonHome), "PYTHONDONTWRITEBYTECODE=1", "PATH=/nonexistent", "LC_ALL=C"}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

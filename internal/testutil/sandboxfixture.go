@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"github.com/lazytree/lazytree/internal/sample"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -105,7 +107,7 @@ func BuildSandboxRuntime(dir string, opts SandboxRuntimeOptions) error {
 	libs := map[string]string{} // soname -> host file
 	if opts.Python {
 		var err error
-		if _, libs, err = buildPythonRuntime(dir); err != nil {
+		if _, libs, err = sample.BuildPythonRuntimeLibs(dir); err != nil {
 			return fmt.Errorf("sandbox runtime: %w", err)
 		}
 	}
@@ -141,14 +143,14 @@ func BuildSandboxRuntime(dir string, opts SandboxRuntimeOptions) error {
 	}
 	var interp string
 	for name, host := range tools {
-		if err := copyRegular(host, filepath.Join(files, "bin", name), 0o755); err != nil {
+		if err := sample.CopyRegular(host, filepath.Join(files, "bin", name), 0o755); err != nil {
 			return fmt.Errorf("sandbox runtime: copy %s: %w", host, err)
 		}
-		if err := lddInto(host, libs); err != nil {
+		if err := sample.LddInto(host, libs); err != nil {
 			return fmt.Errorf("sandbox runtime: %w", err)
 		}
 		if interp == "" {
-			if interp, err = elfInterp(host); err != nil {
+			if interp, err = sample.ElfInterp(host); err != nil {
 				return fmt.Errorf("sandbox runtime: %w", err)
 			}
 		}
@@ -158,11 +160,11 @@ func BuildSandboxRuntime(dir string, opts SandboxRuntimeOptions) error {
 		if _, err := os.Lstat(dst); err == nil {
 			continue // the Python runtime's copy
 		}
-		if err := copyRegular(host, dst, 0o755); err != nil {
+		if err := sample.CopyRegular(host, dst, 0o755); err != nil {
 			return fmt.Errorf("sandbox runtime: copy %s: %w", host, err)
 		}
 	}
-	if err := copyRegular(interp, filepath.Join(files, "lib64", filepath.Base(PythonLoader)), 0o755); err != nil {
+	if err := sample.CopyRegular(interp, filepath.Join(files, "lib64", filepath.Base(sample.PythonLoader)), 0o755); err != nil {
 		return fmt.Errorf("sandbox runtime: copy %s: %w", interp, err)
 	}
 	for rel, content := range SandboxRuntimeEtc {
@@ -185,7 +187,7 @@ func hostTool(name string) (string, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := elfInterp(p); err != nil {
+		if _, err := sample.ElfInterp(p); err != nil {
 			return "", fmt.Errorf("host tool %s: %w", p, err)
 		}
 		return p, nil
@@ -257,7 +259,7 @@ func BuildSandboxApp(dir string, app SandboxApp) error {
 		return fmt.Errorf("sandbox app %s: %w", app.ID, err)
 	}
 	if app.Probe != "" {
-		if err := copyRegular(app.Probe, filepath.Join(bin, "escapeprobe"), 0o755); err != nil {
+		if err := sample.CopyRegular(app.Probe, filepath.Join(bin, "escapeprobe"), 0o755); err != nil {
 			return fmt.Errorf("sandbox app %s: copy escape probe: %w", app.ID, err)
 		}
 	}

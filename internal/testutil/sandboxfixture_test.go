@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"github.com/lazytree/lazytree/internal/sample"
+
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -226,7 +228,7 @@ func TestSandboxRuntimePython(t *testing.T) {
 	if testing.Short() {
 		t.Skip("copies about 100 MB")
 	}
-	if _, err := hostPython(); err != nil {
+	if _, err := sample.HostPython(); err != nil {
 		SkipOrFail(t, "%v", err)
 	}
 	f := newSandboxFixture(t, SandboxRuntimeOptions{Python: true})

@@ -1,4 +1,4 @@
-package testutil
+package sample_test
 
 import (
 	"io/fs"
@@ -7,25 +7,28 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lazytree/lazytree/internal/sample"
+	"github.com/lazytree/lazytree/internal/testutil"
 )
 
 func TestBuildPythonRuntime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("copies about 100 MB")
 	}
-	RequireTool(t, "ldd")
-	if _, err := hostPython(); err != nil {
-		SkipOrFail(t, "%v", err)
+	testutil.RequireTool(t, "ldd")
+	if _, err := sample.HostPython(); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "rt")
-	python, err := BuildPythonRuntime(dir)
+	python, err := sample.BuildPythonRuntime(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if python != filepath.Join(dir, PythonBin) {
-		t.Errorf("python = %s, want %s", python, filepath.Join(dir, PythonBin))
+	if python != filepath.Join(dir, sample.PythonBin) {
+		t.Errorf("python = %s, want %s", python, filepath.Join(dir, sample.PythonBin))
 	}
-	argv, env := PythonArgv(dir, "-c", `import sys, json, decimal, ssl, http.client; print(sys.prefix); print(decimal.Decimal(1)/3); print(*sys.path)`)
+	argv, env := sample.PythonArgv(dir, "-c", `import sys, json, decimal, ssl, http.client; print(sys.prefix); print(decimal.Decimal(1)/3); print(*sys.path)`)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
@@ -33,8 +36,8 @@ func TestBuildPythonRuntime(t *testing.T) {
 		t.Fatalf("run the runtime's python: %v\n%s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 3 || lines[0] != filepath.Join(dir, PythonHome) || !strings.HasPrefix(lines[1], "0.333") {
-		t.Fatalf("python printed %q, want its prefix %s, 0.333... and sys.path", out, filepath.Join(dir, PythonHome))
+	if len(lines) != 3 || lines[0] != filepath.Join(dir, sample.PythonHome) || !strings.HasPrefix(lines[1], "0.333") {
+		t.Fatalf("python printed %q, want its prefix %s, 0.333... and sys.path", out, filepath.Join(dir, sample.PythonHome))
 	}
 	for _, p := range strings.Fields(lines[2]) {
 		if !strings.HasPrefix(p, dir+"/") {
@@ -75,16 +78,16 @@ func TestBuildHostRuntime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("copies about 150 MB")
 	}
-	RequireTool(t, "ldd")
-	if _, err := hostPython(); err != nil {
-		SkipOrFail(t, "%v", err)
+	testutil.RequireTool(t, "ldd")
+	if _, err := sample.HostPython(); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
 	}
 	const minBytes = 150 << 20
 	dir := filepath.Join(t.TempDir(), "rt")
-	if _, err := BuildHostRuntime(dir, minBytes); err != nil {
+	if _, err := sample.BuildHostRuntime(dir, minBytes); err != nil {
 		t.Fatal(err)
 	}
-	argv, env := PythonArgv(dir, "-c", `import json, decimal, ssl; print("ok")`)
+	argv, env := sample.PythonArgv(dir, "-c", `import json, decimal, ssl; print("ok")`)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {

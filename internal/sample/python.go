@@ -1,4 +1,4 @@
-package testutil
+package sample
 
 import (
 	"bufio"
@@ -69,15 +69,15 @@ var pythonName = regexp.MustCompile(`^python3\.[0-9]+$`)
 // that the host's sandbox added to dist-packages (_sandboxing*) are left
 // out. It returns the interpreter's path.
 func BuildPythonRuntime(dir string) (python string, err error) {
-	python, _, err = buildPythonRuntime(dir)
+	python, _, err = BuildPythonRuntimeLibs(dir)
 	return python, err
 }
 
-// buildPythonRuntime is BuildPythonRuntime that also returns the host
+// BuildPythonRuntimeLibs is BuildPythonRuntime that also returns the host
 // files it copied the shared libraries from (soname -> host file), so
 // that BuildHostRuntime does not copy them twice.
-func buildPythonRuntime(dir string) (python string, libs map[string]string, err error) {
-	hostPy, err := hostPython()
+func BuildPythonRuntimeLibs(dir string) (python string, libs map[string]string, err error) {
+	hostPy, err := HostPython()
 	if err != nil {
 		return "", nil, err
 	}
@@ -94,7 +94,7 @@ func buildPythonRuntime(dir string) (python string, libs map[string]string, err 
 		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
 	python = filepath.Join(dir, PythonBin)
-	if err := copyRegular(hostPy, python, 0o755); err != nil {
+	if err := CopyRegular(hostPy, python, 0o755); err != nil {
 		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
 	elfs := []string{hostPy}
@@ -115,27 +115,27 @@ func buildPythonRuntime(dir string) (python string, libs map[string]string, err 
 	}
 	libs = map[string]string{} // soname -> host file
 	for _, e := range elfs {
-		if err := lddInto(e, libs); err != nil {
+		if err := LddInto(e, libs); err != nil {
 			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 	}
 	for so, src := range libs {
-		if err := copyRegular(src, filepath.Join(libDir, so), 0o755); err != nil {
+		if err := CopyRegular(src, filepath.Join(libDir, so), 0o755); err != nil {
 			return "", nil, fmt.Errorf("python runtime: %w", err)
 		}
 	}
-	interp, err := elfInterp(hostPy)
+	interp, err := ElfInterp(hostPy)
 	if err != nil {
 		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
-	if err := copyRegular(interp, filepath.Join(dir, PythonLoader), 0o755); err != nil {
+	if err := CopyRegular(interp, filepath.Join(dir, PythonLoader), 0o755); err != nil {
 		return "", nil, fmt.Errorf("python runtime: %w", err)
 	}
 	return python, libs, nil
 }
 
-// hostPython finds the newest /usr/bin/python3.X that is an ELF program.
-func hostPython() (string, error) {
+// HostPython finds the newest /usr/bin/python3.X that is an ELF program.
+func HostPython() (string, error) {
 	ents, err := os.ReadDir("/usr/bin")
 	if err != nil {
 		return "", fmt.Errorf("find host python: %w", err)
@@ -164,7 +164,7 @@ func hostPython() (string, error) {
 }
 
 // copyTree copies the tree at src to dst and returns the shared objects
-// (*.so*) it copied, by their host paths, for lddInto.
+// (*.so*) it copied, by their host paths, for LddInto.
 func copyTree(src, dst string) (shared []string, err error) {
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -196,7 +196,7 @@ func copyTree(src, dst string) (shared []string, err error) {
 			if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
 				return nil
 			}
-			return copyRegular(real, to, 0o644)
+			return CopyRegular(real, to, 0o644)
 		case d.Type().IsRegular():
 			fi, err := d.Info()
 			if err != nil {
@@ -205,7 +205,7 @@ func copyTree(src, dst string) (shared []string, err error) {
 			if strings.HasSuffix(d.Name(), ".so") || strings.Contains(d.Name(), ".so.") {
 				shared = append(shared, p)
 			}
-			return copyRegular(p, to, fi.Mode().Perm())
+			return CopyRegular(p, to, fi.Mode().Perm())
 		}
 		return nil // sockets, devices: not in a runtime
 	})
@@ -215,9 +215,9 @@ func copyTree(src, dst string) (shared []string, err error) {
 	return shared, nil
 }
 
-// lddInto adds to libs (soname -> host file) every library that ldd lists
+// LddInto adds to libs (soname -> host file) every library that ldd lists
 // for the ELF file at p. A file ldd cannot handle (not dynamic) adds none.
-func lddInto(p string, libs map[string]string) error {
+func LddInto(p string, libs map[string]string) error {
 	out, err := exec.Command("ldd", p).Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -248,8 +248,8 @@ func lddInto(p string, libs map[string]string) error {
 	return sc.Err()
 }
 
-// elfInterp returns the host file of the program's PT_INTERP loader.
-func elfInterp(p string) (string, error) {
+// ElfInterp returns the host file of the program's PT_INTERP loader.
+func ElfInterp(p string) (string, error) {
 	f, err := elf.Open(p)
 	if err != nil {
 		return "", err
@@ -267,8 +267,8 @@ func elfInterp(p string) (string, error) {
 	return "", fmt.Errorf("%s has no interpreter (statically linked)", p)
 }
 
-// copyRegular copies the regular file src to dst with mode perm.
-func copyRegular(src, dst string, perm fs.FileMode) error {
+// CopyRegular copies the regular file src to dst with mode perm.
+func CopyRegular(src, dst string, perm fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package testutil
+package sample
 
 import (
 	"errors"
@@ -38,7 +38,7 @@ type hostSource struct {
 // read are skipped. PythonArgv still runs the result. It returns the
 // interpreter's path, as BuildPythonRuntime does.
 func BuildHostRuntime(dir string, minBytes int64) (python string, err error) {
-	python, libs, err := buildPythonRuntime(dir)
+	python, libs, err := BuildPythonRuntimeLibs(dir)
 	if err != nil {
 		return "", err
 	}
@@ -57,9 +57,9 @@ func BuildHostRuntime(dir string, minBytes int64) (python string, err error) {
 	for _, host := range libs {
 		mark(host)
 	}
-	if hostPy, err := hostPython(); err == nil {
+	if hostPy, err := HostPython(); err == nil {
 		mark(hostPy)
-		if interp, err := elfInterp(hostPy); err == nil {
+		if interp, err := ElfInterp(hostPy); err == nil {
 			mark(interp)
 		}
 	}
@@ -127,7 +127,7 @@ func addHostFile(p, dst string, seen map[[2]uint64]bool) (int64, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return 0, err
 	}
-	if err := copyRegular(p, dst, fi.Mode().Perm()); err != nil {
+	if err := CopyRegular(p, dst, fi.Mode().Perm()); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			os.Remove(dst)
 			return 0, nil
