@@ -71,19 +71,16 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pub, secret, pubKey := filepath.Join(work, "repo"), filepath.Join(work, "demo.secret"), filepath.Join(work, "demo.pub")
-	pk, sk, err := ed25519.GenerateKey(rand.Reader)
+	pub := filepath.Join(work, "repo")
+	signer, pubKey, err := throwawayKey(work)
 	if err != nil {
 		return err
 	}
-	os.WriteFile(secret, []byte(base64.StdEncoding.EncodeToString(sk)+"\n"), 0o600)
-	os.WriteFile(pubKey, []byte(base64.StdEncoding.EncodeToString(pk)+"\n"), 0o644)
 	r, err := repo.Init(pub, "")
 	if err != nil {
 		return err
 	}
 	const ref = "runtime/org.lazytree.Demo/x86_64/1"
-	signer := &repo.Signer{Ed25519: sk}
 	start := time.Now()
 	res, err := r.CommitDir(ctx, rt, repo.CommitOptions{Branch: ref, Subject: "lazytree demo runtime", Signer: signer})
 	if err != nil {
@@ -152,6 +149,21 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 	}
 	step("done; unmounting and cleaning up")
 	return nil
+}
+
+// throwawayKey makes an ed25519 key pair for one run: the signer, and
+// the public key in dir in the form remote add --sign-pubkey-file reads.
+// The secret key never reaches the disk.
+func throwawayKey(dir string) (*repo.Signer, string, error) {
+	pk, sk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	pubKey := filepath.Join(dir, "throwaway.pub")
+	if err := os.WriteFile(pubKey, []byte(base64.StdEncoding.EncodeToString(pk)+"\n"), 0o644); err != nil {
+		return nil, "", err
+	}
+	return &repo.Signer{Ed25519: sk}, pubKey, nil
 }
 
 // timeFirstOutput runs argv in a child process and returns the time to its

@@ -33,6 +33,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newInitCmd, newCommitCmd, newExportCmd, newServeCmd,
 	newRunCmd, newInfoCmd,
 	newDemoCmd,
+	newBenchCmd,
 }
 
 // globalOptions are the flags every verb shares.

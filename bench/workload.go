@@ -1,0 +1,343 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Built-in workloads, named builtin:NAME on the command line.
+const (
+	WorkloadStart     = "start"      // a program start: Python importing a script's modules, else a shell
+	WorkloadLsLR      = "ls-lR"      // list and stat the whole tree
+	WorkloadFirstRead = "first-read" // read one deep file
+	WorkloadReadAll   = "read-all"   // read every file
+)
+
+// Builtins lists the built-in workloads.
+var Builtins = []string{WorkloadStart, WorkloadLsLR, WorkloadFirstRead, WorkloadReadAll}
+
+// PythonImports is what the start workload has Python import: a typical
+// script's modules.
+const PythonImports = `import json, os, re, subprocess, email.message, http.client, decimal; print("ok")`
+
+// Workload is what a cell measures on a tree: a built-in, a command, or a
+// list of file operations. It is read from a JSON file:
+//
+//	{"name": "my-start", "command": ["{root}/files/bin/sh", "-c", "echo hi"], "env": ["K=V"]}
+//	{"name": "my-reads", "ops": [{"op": "stat", "path": "files/bin/sh"}, {"op": "read", "path": "files/lib/libc.so.6", "length": 4096, "at_ms": 12}]}
+//
+// "{root}" in a command or its environment is the tree's root (the ref's
+// directory in the mount, or the peer's checkout). A command runs outside
+// any sandbox, with only its env and LC_ALL=C; its first line of output is
+// its first byte.
+type Workload struct {
+	Name    string   `json:"name"`
+	Builtin string   `json:"builtin,omitempty"`
+	Command []string `json:"command,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Ops     []Op     `json:"ops,omitempty"`
+	// Deep is the file first-read reads, relative to the root; Run picks
+	// the deepest regular file of the ref when it is empty.
+	Deep string `json:"deep,omitempty"`
+}
+
+// Op is one file operation of a recorded workload.
+type Op struct {
+	// Op is open (open and close), read (Length bytes at Offset; 0 is to
+	// the end), stat (lstat), readdir.
+	Op     string `json:"op"`
+	Path   string `json:"path"`
+	Offset int64  `json:"offset,omitempty"`
+	Length int64  `json:"length,omitempty"`
+	// AtMS, when set, holds the operation until that many milliseconds
+	// after the workload started: the think time of the recorded run.
+	AtMS float64 `json:"at_ms,omitempty"`
+}
+
+// maxOps bounds a workload file.
+const maxOps = 1 << 20
+
+// ParseWorkload resolves a --workload word: builtin:NAME, a bare built-in
+// name, or a JSON file.
+func ParseWorkload(spec string) (Workload, error) {
+	name := strings.TrimPrefix(spec, "builtin:")
+	for _, b := range Builtins {
+		if name == b {
+			return Workload{Name: b, Builtin: b}, nil
+		}
+	}
+	if strings.HasPrefix(spec, "builtin:") {
+		return Workload{}, fmt.Errorf("workload %s: no such built-in (have %s)", spec, strings.Join(Builtins, ", "))
+	}
+	f, err := os.Open(spec)
+	if err != nil {
+		return Workload{}, fmt.Errorf("workload %s: %w", spec, err)
+	}
+	defer f.Close()
+	var w Workload
+	dec := json.NewDecoder(io.LimitReader(f, 256<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Workload{}, fmt.Errorf("workload %s: %w", spec, err)
+	}
+	if err := w.validate(); err != nil {
+		return Workload{}, fmt.Errorf("workload %s: %w", spec, err)
+	}
+	if w.Name == "" {
+		w.Name = strings.TrimSuffix(filepath.Base(spec), filepath.Ext(spec))
+	}
+	return w, nil
+}
+
+func (w *Workload) validate() error {
+	n := 0
+	if w.Builtin != "" {
+		n++
+	}
+	if len(w.Command) > 0 {
+		n++
+	}
+	if len(w.Ops) > 0 {
+		n++
+	}
+	if n != 1 {
+		return errors.New("needs exactly one of builtin, command, ops")
+	}
+	if len(w.Ops) > maxOps {
+		return fmt.Errorf("%d operations, at most %d", len(w.Ops), maxOps)
+	}
+	for i, op := range w.Ops {
+		switch op.Op {
+		case "open", "read", "stat", "readdir":
+		default:
+			return fmt.Errorf("operation %d: unknown op %q", i, op.Op)
+		}
+		if !filepath.IsLocal(op.Path) && op.Path != "." {
+			return fmt.Errorf("operation %d: path %q is not inside the tree", i, op.Path)
+		}
+		if op.Offset < 0 || op.Length < 0 || op.AtMS < 0 {
+			return fmt.Errorf("operation %d: negative offset, length or time", i)
+		}
+	}
+	return nil
+}
+
+// timing is when a workload got its first byte and when it finished,
+// from the run's start.
+type timing struct{ first, done time.Duration }
+
+// run performs w on the tree at root; t0 is the run's start.
+func (w *Workload) run(ctx context.Context, root string, t0 time.Time) (timing, error) {
+	var t timing
+	firstByte := func() {
+		if t.first == 0 {
+			t.first = time.Since(t0)
+		}
+	}
+	var err error
+	switch {
+	case w.Builtin == WorkloadStart:
+		argv, env, e := startCommand(root)
+		if e != nil {
+			return t, e
+		}
+		t.first, err = runCommand(ctx, argv, env, t0)
+	case w.Builtin == WorkloadLsLR:
+		err = walk(ctx, root, func(string, fs.DirEntry) error { firstByte(); return nil })
+	case w.Builtin == WorkloadReadAll:
+		err = walk(ctx, root, func(p string, d fs.DirEntry) error {
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			return readFile(p, 0, 0, firstByte)
+		})
+	case w.Builtin == WorkloadFirstRead:
+		if w.Deep == "" {
+			return t, errors.New("first-read: no file chosen")
+		}
+		err = readFile(filepath.Join(root, w.Deep), 0, 0, firstByte)
+	case len(w.Command) > 0:
+		argv := make([]string, len(w.Command))
+		for i, a := range w.Command {
+			argv[i] = strings.ReplaceAll(a, "{root}", root)
+		}
+		env := []string{"LC_ALL=C", "PATH=/nonexistent"}
+		for _, e := range w.Env {
+			env = append(env, strings.ReplaceAll(e, "{root}", root))
+		}
+		t.first, err = runCommand(ctx, argv, env, t0)
+	default:
+		err = w.runOps(ctx, root, t0, firstByte)
+	}
+	t.done = time.Since(t0)
+	if t.first == 0 {
+		t.first = t.done
+	}
+	return t, err
+}
+
+func (w *Workload) runOps(ctx context.Context, root string, t0 time.Time, firstByte func()) error {
+	for i, op := range w.Ops {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if op.AtMS > 0 {
+			if d := time.Until(t0.Add(time.Duration(op.AtMS * float64(time.Millisecond)))); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		p := filepath.Join(root, op.Path)
+		var err error
+		switch op.Op {
+		case "stat":
+			_, err = os.Lstat(p)
+		case "open":
+			var f *os.File
+			if f, err = os.Open(p); err == nil {
+				f.Close()
+			}
+		case "readdir":
+			_, err = os.ReadDir(p)
+		case "read":
+			err = readFile(p, op.Offset, op.Length, firstByte)
+		}
+		if err != nil {
+			return fmt.Errorf("operation %d (%s %s): %w", i, op.Op, op.Path, err)
+		}
+		firstByte()
+	}
+	return nil
+}
+
+// walk visits every entry under root, lstat'ing each as ls -lR does.
+func walk(ctx context.Context, root string, visit func(string, fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := d.Info(); err != nil {
+			return err
+		}
+		return visit(p, d)
+	})
+}
+
+// readFile reads length bytes at off (to the end when 0) and calls first
+// when the first bytes arrived.
+func readFile(p string, off, length int64, first func()) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = io.NewSectionReader(f, off, 1<<62)
+	if length > 0 {
+		r = io.LimitReader(r, length)
+	}
+	buf := make([]byte, 128<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			first()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// startCommand picks the program the start workload runs from the tree at
+// root, through the tree's own loader and libraries so that nothing of the
+// host's /lib is used: Python importing PythonImports when the tree has
+// it, else bash or sh echoing a line. Flatpak runtimes keep their tree in
+// files/, OS commits in usr/.
+func startCommand(root string) (argv, env []string, err error) {
+	for _, prefix := range []string{"files", "usr"} {
+		base := filepath.Join(root, prefix)
+		loader := filepath.Join(base, "lib64", "ld-linux-x86-64.so.2")
+		if _, err := os.Stat(loader); err != nil {
+			continue
+		}
+		libs := filepath.Join(base, "lib", "x86_64-linux-gnu") + ":" + filepath.Join(base, "lib")
+		env = []string{"LC_ALL=C", "PATH=/nonexistent"}
+		if py := filepath.Join(base, "bin", "python3"); exists(py) {
+			return []string{loader, "--library-path", libs, py, "-c", PythonImports},
+				append(env, "PYTHONHOME="+base, "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"), nil
+		}
+		for _, sh := range []string{"bash", "sh"} {
+			if p := filepath.Join(base, "bin", sh); exists(p) {
+				return []string{loader, "--library-path", libs, p, "-c", "echo started"}, env, nil
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("start: no python3, bash or sh with a loader under files/ or usr/ of %s", root)
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// runCommand runs argv and returns when its first line of output came,
+// from t0. The program may live in a FUSE mount: a host shell execs it, so
+// that the kernel reads it in the child.
+func runCommand(ctx context.Context, argv, env []string, t0 time.Time) (first time.Duration, err error) {
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
+	cmd.Env = env
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 4096}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	br := bufio.NewReader(stdout)
+	_, rerr := br.ReadString('\n')
+	first = time.Since(t0)
+	io.Copy(io.Discard, br)
+	if err := cmd.Wait(); err != nil {
+		return first, fmt.Errorf("%s: %v: %s", filepath.Base(argv[len(argv)-1]), err, strings.TrimSpace(stderr.String()))
+	}
+	if rerr != nil && rerr != io.EOF {
+		return first, rerr
+	}
+	return first, nil
+}
+
+// limitedWriter keeps the first n bytes written to it and drops the rest.
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}

@@ -1,0 +1,320 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/lazytree/lazytree/bench"
+	"github.com/lazytree/lazytree/internal/sample"
+	"github.com/lazytree/lazytree/ostree/repo"
+)
+
+// Built-in samples of `bench --sample`.
+const (
+	sampleDemo   = "demo"   // host programs and their libraries (the demo's runtime): small, quick
+	samplePython = "python" // the host's Python with its standard library and shared libraries: 5,000+ files, 100+ MB
+)
+
+type benchOptions struct {
+	Repo        string
+	Sample      string
+	Ref         string
+	RTT         []string
+	Bandwidth   []string
+	Strategy    []string
+	Workload    []string
+	Peer        []string
+	Runs        int
+	JSON        bool
+	SVG         string
+	HTML        string
+	GPGImport   []string
+	SignPubkey  []string
+	HTTP2       bool
+	Concurrency int
+	Work        string
+}
+
+func newBenchCmd(g *globalOptions) *cobra.Command {
+	o := &benchOptions{}
+	c := &cobra.Command{
+		Use:   "bench [--repo DIR | --sample demo|python]",
+		Short: "Compare fetch strategies (and ostree, flatpak) on a repo under emulated networks",
+		Long: `bench serves an archive repository on 127.0.0.1 through an emulated link (latency per
+request and per connection, bandwidth shared by all connections) and measures, for every
+network × strategy × workload, a cold start from a fresh cache: time to mount, to the first
+byte, to the workload's end, bytes and requests (and the critical path of requests that
+waited for each other), cache hits and the daemon's peak RSS. Peers do what their users do
+through the same link: ostree pull (bare-user, static deltas) + checkout, flatpak install;
+the workload then runs on their tree. Without --repo it builds a sample from this host's
+programs and publishes it with static deltas and a tree index.
+
+Strategies are the mount's --prefetch modes. Workloads are built in (start, ls-lR,
+first-read, read-all) or a JSON file (see the bench package). Peers do not verify signatures.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBench(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Repo, "repo", "", "archive repository to serve (default: build --sample)")
+	f.StringVar(&o.Sample, "sample", sampleDemo, "built-in sample when there is no --repo: "+sampleDemo+" (host programs) or "+samplePython+" (host Python, 5,000+ files)")
+	f.StringVar(&o.Ref, "ref", "", "ref to measure (default: the repo's only ref)")
+	f.StringSliceVar(&o.RTT, "rtt", []string{"25ms"}, "round-trip times to emulate, each added to every request and every new connection")
+	f.StringSliceVar(&o.Bandwidth, "bandwidth", []string{"100Mbit"}, "link rates (bit/s, shared by all connections): 20Mbit, 1Gbit, unlimited")
+	f.StringSliceVar(&o.Strategy, "strategy", []string{"none", "metadata"}, "prefetch modes to compare")
+	f.StringSliceVar(&o.Workload, "workload", []string{"builtin:start"}, "workloads: builtin:start, builtin:ls-lR, builtin:first-read, builtin:read-all, or a JSON file")
+	f.StringSliceVar(&o.Peer, "peer", []string{"ostree"}, "peers to compare with: ostree, flatpak (empty: none)")
+	f.IntVar(&o.Runs, "runs", 1, "runs per cell (medians, min and max)")
+	f.BoolVar(&o.JSON, "json", false, "print the report as JSON instead of a table")
+	f.StringVar(&o.SVG, "svg", "", "write the charts as SVG to FILE (one file per workload: FILE, or NAME-WORKLOAD.svg when there are several)")
+	f.StringVar(&o.HTML, "html", "", "write a self-contained HTML report to FILE")
+	f.StringArrayVar(&o.GPGImport, "gpg-import", nil, "trust the GPG public key(s) in FILE for --repo")
+	f.StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE for --repo")
+	f.BoolVar(&o.HTTP2, "http2", false, "also offer cleartext HTTP/2 (lazytree uses it, ostree and flatpak do not: off is equal settings)")
+	f.IntVar(&o.Concurrency, "concurrency", 0, "the daemon's requests in flight (default: its own; ostree uses 8)")
+	f.StringVar(&o.Work, "work", "", "keep the sample and runs' state under DIR (default: a temporary directory, removed)")
+	return c
+}
+
+// parseRate reads "100Mbit", "1Gbit", "500kbit", "unlimited" as bits per
+// second.
+func parseRate(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "unlimited" || t == "0" {
+		return 0, nil
+	}
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
+	t = strings.TrimSuffix(t, "bit")
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(t, "g"):
+		mult, t = 1e9, t[:len(t)-1]
+	case strings.HasSuffix(t, "m"):
+		mult, t = 1e6, t[:len(t)-1]
+	case strings.HasSuffix(t, "k"):
+		mult, t = 1e3, t[:len(t)-1]
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v <= 0 || v*float64(mult) > 1e12 {
+		return 0, fmt.Errorf("bandwidth %q: want a rate such as 20Mbit, 1Gbit or unlimited", s)
+	}
+	return int64(v * float64(mult)), nil
+}
+
+func (o *benchOptions) config(bin string) (bench.Config, error) {
+	cfg := bench.Config{Binary: bin, Repo: o.Repo, Ref: o.Ref, Runs: o.Runs, GPGKeys: o.GPGImport, SignKeys: o.SignPubkey,
+		HTTP2: o.HTTP2, Concurrency: o.Concurrency}
+	if o.Runs < 1 || o.Runs > 100 {
+		return cfg, usageError{fmt.Errorf("--runs %d: want 1 to 100", o.Runs)}
+	}
+	for _, r := range o.RTT {
+		d, err := time.ParseDuration(strings.TrimSpace(r))
+		if err != nil || d < 0 || d > time.Minute {
+			return cfg, usageError{fmt.Errorf("--rtt %q: want a duration from 0 to 1m, such as 25ms", r)}
+		}
+		for _, b := range o.Bandwidth {
+			bps, err := parseRate(b)
+			if err != nil {
+				return cfg, usageError{err}
+			}
+			cfg.Networks = append(cfg.Networks, bench.Network{RTT: d, Bandwidth: bps})
+		}
+	}
+	cfg.Strategies = append(cfg.Strategies, o.Strategy...)
+	for _, p := range o.Peer {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Strategies = append(cfg.Strategies, "peer:"+strings.TrimPrefix(p, "peer:"))
+		}
+	}
+	for _, w := range o.Workload {
+		wl, err := bench.ParseWorkload(w)
+		if err != nil {
+			return cfg, usageError{err}
+		}
+		cfg.Workloads = append(cfg.Workloads, wl)
+	}
+	return cfg, nil
+}
+
+func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw io.Writer) error {
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config(bin)
+	if err != nil {
+		return err
+	}
+	work := o.Work
+	if work == "" {
+		if work, err = os.MkdirTemp("", "lazytree-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	cfg.Work = filepath.Join(work, "runs")
+	if cfg.Repo == "" {
+		fmt.Fprintf(errw, "bench: building the %s sample from this host's programs\n", o.Sample)
+		if cfg.Repo, cfg.SignKeys, err = buildBenchSample(ctx, filepath.Join(work, "sample"), o.Sample); err != nil {
+			return err
+		}
+	}
+	cfg.Progress = benchProgress(errw)
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if o.SVG != "" {
+		if err := writeBenchSVGs(rep, o.SVG); err != nil {
+			return err
+		}
+	}
+	if o.HTML != "" {
+		if err := writeFileWith(o.HTML, rep.WriteHTML); err != nil {
+			return err
+		}
+	}
+	if o.JSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteTable(out)
+}
+
+func writeFileWith(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// writeBenchSVGs writes one chart per workload: path itself for one, or
+// path's name with the workload's appended for several.
+func writeBenchSVGs(rep *bench.Report, path string) error {
+	var names []string
+	for _, c := range rep.Cells {
+		if !contains(names, c.Workload) {
+			names = append(names, c.Workload)
+		}
+	}
+	for _, w := range names {
+		p := path
+		if len(names) > 1 {
+			p = strings.TrimSuffix(path, ".svg") + "-" + safeName(w) + ".svg"
+		}
+		if err := writeFileWith(p, func(f io.Writer) error { return rep.WriteSVG(f, w) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// safeName keeps a workload's name usable in a file name.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// benchProgress shows the matrix's progress: a bar on a terminal, a line
+// per run elsewhere.
+func benchProgress(w io.Writer) func(done, total int, what string) {
+	if !isTerminal(w) {
+		return func(done, total int, what string) {
+			if done < total {
+				fmt.Fprintf(w, "bench: [%d/%d] %s\n", done+1, total, what)
+			}
+		}
+	}
+	var bar *progressbar.ProgressBar
+	return func(done, total int, what string) {
+		if bar == nil {
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionShowCount(),
+				progressbar.OptionClearOnFinish(), progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true))
+		}
+		bar.Describe(what)
+		bar.Set(done)
+		if done >= total {
+			bar.Finish()
+		}
+	}
+}
+
+// buildBenchSample lays out a sample runtime from host programs under dir
+// and publishes it as a Flatpak runtime would be: committed and exported
+// signed with a throwaway ed25519 key, with static deltas (what ostree
+// and flatpak pull) and a tree index (what lazytree reads first). It
+// returns the repo and the public key file.
+func buildBenchSample(ctx context.Context, dir, kind string) (string, []string, error) {
+	rt := filepath.Join(dir, "runtime")
+	var name string
+	switch kind {
+	case sampleDemo:
+		name = "org.lazytree.Demo"
+		if _, err := buildDemoRuntime(rt); err != nil {
+			return "", nil, err
+		}
+	case samplePython:
+		name = "org.lazytree.Python"
+		if _, err := sample.BuildPythonRuntime(rt); err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(filepath.Join(rt, "metadata"), []byte("[Runtime]\nname="+name+"\nruntime="+name+"/x86_64/1\n"), 0o644); err != nil {
+			return "", nil, err
+		}
+	default:
+		return "", nil, usageError{fmt.Errorf("--sample %q: want %s or %s", kind, sampleDemo, samplePython)}
+	}
+	signer, pubFile, err := throwawayKey(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	pub := filepath.Join(dir, "repo")
+	r, err := repo.Init(pub, "")
+	if err != nil {
+		return "", nil, err
+	}
+	ref := "runtime/" + name + "/x86_64/1"
+	if _, err := r.CommitDir(ctx, rt, repo.CommitOptions{Branch: ref, Subject: "lazytree bench sample", Signer: signer}); err != nil {
+		return "", nil, err
+	}
+	if _, err := r.Export(ctx, repo.ExportOptions{Signer: signer, Deltas: generateDelta, TreeIndex: true}); err != nil {
+		return "", nil, err
+	}
+	if err := os.RemoveAll(rt); err != nil {
+		return "", nil, err
+	}
+	return pub, []string{pubFile}, nil
+}
+
