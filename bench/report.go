@@ -201,3 +201,57 @@ func FormatRate(bps int64) string {
 	}
 	return fmt.Sprintf("%dbit", bps)
 }
+
+// Workloads returns the workloads of r's cells in the order they first
+// appear.
+func (r *Report) Workloads() []string {
+	var out []string
+	for _, c := range r.Cells {
+		if !slices.Contains(out, c.Workload) {
+			out = append(out, c.Workload)
+		}
+	}
+	return out
+}
+
+// Networks returns the networks of r's cells in the order they first
+// appear.
+func (r *Report) Networks() []Network {
+	var out []Network
+	for _, c := range r.Cells {
+		if !slices.Contains(out, c.Network) {
+			out = append(out, c.Network)
+		}
+	}
+	return out
+}
+
+// Strategies returns the strategies of r's cells in the order they first
+// appear, the lazy ones before the peers, so that every table and chart
+// shows the mount's strategies first and the baselines last.
+func (r *Report) Strategies() []string {
+	var lazy, peers []string
+	for _, c := range r.Cells {
+		if slices.Contains(lazy, c.Strategy) || slices.Contains(peers, c.Strategy) {
+			continue
+		}
+		if IsPeer(c.Strategy) {
+			peers = append(peers, c.Strategy)
+		} else {
+			lazy = append(lazy, c.Strategy)
+		}
+	}
+	return append(lazy, peers...)
+}
+
+// Cell returns the first cell of r for workload, network and strategy, or
+// nil.
+func (r *Report) Cell(workload string, n Network, strategy string) *Cell {
+	for i := range r.Cells {
+		c := &r.Cells[i]
+		if c.Workload == workload && c.Network == n && c.Strategy == strategy {
+			return c
+		}
+	}
+	return nil
+}
