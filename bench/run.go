@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,9 +336,12 @@ func (r *runner) lazyRun(ctx context.Context, dir, strategy string, w Workload) 
 	}
 	sm.FirstByte, sm.Done = tm.first.Seconds(), tm.done.Seconds()
 	r.server(&sm)
-	var st fetch.Status
-	if b, err := os.ReadFile(filepath.Join(mp, ".lazytree", "status.json")); err == nil && json.Unmarshal(b, &st) == nil {
-		if n := st.CacheHits + st.ObjectsFetched; n > 0 {
+	var doc struct {
+		Source fetch.Status `json:"source"`
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, ".lazytree", "status.json")); err == nil && json.Unmarshal(b, &doc) == nil {
+		if st := doc.Source; st.CacheHits+st.ObjectsFetched > 0 {
+			n := st.CacheHits + st.ObjectsFetched
 			sm.CacheHitRatio = float64(st.CacheHits) / float64(n)
 		}
 	}
@@ -585,19 +587,3 @@ func (r *runner) flatpakRun(ctx context.Context, dir string, w Workload) (Sample
 }
 
 var _ io.Writer = (*daemon)(nil)
-
-// Sorted strategies: lazy modes in the order given, then peers.
-func sortStrategies(s []string) []string {
-	out := slices.Clone(s)
-	slices.SortStableFunc(out, func(a, b string) int {
-		pa, pb := IsPeer(a), IsPeer(b)
-		switch {
-		case pa == pb:
-			return 0
-		case pa:
-			return 1
-		}
-		return -1
-	})
-	return out
-}

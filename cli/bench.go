@@ -317,4 +317,3 @@ func buildBenchSample(ctx context.Context, dir, kind string) (string, []string, 
 	}
 	return pub, []string{pubFile}, nil
 }
-

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/index"
+	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/treeindex"
 )
@@ -139,6 +141,14 @@ func runProfileImport(ctx context.Context, g *globalOptions, r io.Reader, w io.W
 		return err
 	}
 	s, release, err := acquireCache(ctx, g.HomeDir())
+	if errors.Is(err, errNoCache) {
+		// A new machine's first step may well be the import: make the
+		// cache that will use it.
+		var st *objcache.Store
+		if st, err = objcache.Open(ctx, g.HomeDir(), objcache.Options{}); err == nil {
+			s, release = st, st.Close
+		}
+	}
 	if err != nil {
 		return err
 	}

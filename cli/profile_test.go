@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -66,6 +67,15 @@ func TestProfileExportImport(t *testing.T) {
 		if err := runProfileImport(ctx, &globalOptions{Home: to}, strings.NewReader(bad), &msg); err == nil {
 			t.Fatalf("imported a hostile profile: %.80s", bad)
 		}
+	}
+	// A new machine imports before anything made its cache.
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if err := runProfileImport(ctx, &globalOptions{Home: fresh}, bytes.NewReader(out.Bytes()), &msg); err != nil {
+		t.Fatalf("import into a home without a cache: %v", err)
+	}
+	var again bytes.Buffer
+	if err := runProfileExport(ctx, &globalOptions{Home: fresh}, c.String(), &again); err != nil || again.String() != out.String() {
+		t.Fatalf("export after import into a fresh home: %v\n%s", err, again.String())
 	}
 	// A commit with nothing recorded is an error, not an empty profile.
 	if err := runProfileExport(ctx, &globalOptions{Home: to}, ostree.Checksum{9}.String(), &out); err == nil {
