@@ -43,6 +43,7 @@ type benchOptions struct {
 	HTTP2       bool
 	Concurrency int
 	Work        string
+	Compare     string
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -83,6 +84,7 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 	f.StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE for --repo")
 	f.BoolVar(&o.HTTP2, "http2", false, "also offer cleartext HTTP/2 (lazytree uses it, ostree and flatpak do not: off is equal settings)")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "the daemon's requests in flight (default: its own; ostree uses 8)")
+	f.StringVar(&o.Compare, "compare", "", "a report (--json) of an earlier run on the same inputs: note every cell whose median moved more than 15%")
 	f.StringVar(&o.Work, "work", "", "keep the sample and runs' state under DIR (default: a temporary directory, removed)")
 	return c
 }
@@ -172,10 +174,31 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 			return err
 		}
 	}
+	var before *bench.Report
+	if o.Compare != "" {
+		f, err := os.Open(o.Compare)
+		if err != nil {
+			return usageError{err}
+		}
+		before, err = bench.ReadReport(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--compare %s: %w", o.Compare, err)
+		}
+	}
 	cfg.Progress = benchProgress(errw)
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if before != nil {
+		drift := bench.Compare(before, rep)
+		for _, d := range drift {
+			rep.Notes = append(rep.Notes, "against "+o.Compare+": "+d.String())
+		}
+		if len(drift) == 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("against %s: every median within %.0f%%", o.Compare, 100*bench.NoiseLimit))
+		}
 	}
 	if o.SVG != "" {
 		if err := writeBenchSVGs(rep, o.SVG); err != nil {
