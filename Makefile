@@ -4,7 +4,7 @@ GO ?= go
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 2m
 
-.PHONY: build test fuzz-short fuzz-long demo bench
+.PHONY: build test fuzz-short fuzz-long demo bench bench-go
 
 build:
 	$(GO) build -o lazytree .
@@ -23,5 +23,14 @@ fuzz-long:
 demo: build
 	./lazytree demo
 
-bench:
+# The default matrix of `lazytree bench` on the host-Python sample (5,000+
+# files): report.json, report.html and the charts go to BENCH_OUT.
+BENCH_OUT ?= bench-out
+bench: build
+	./lazytree bench --sample python --rtt 25ms,50ms --bandwidth 100Mbit \
+	  --strategy none,metadata,profile --peer ostree --workload builtin:start,builtin:first-read \
+	  --out $(BENCH_OUT)
+
+# Every Go benchmark of the module (long; see README.md for the figures).
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

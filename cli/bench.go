@@ -44,6 +44,7 @@ type benchOptions struct {
 	Concurrency int
 	Work        string
 	Compare     string
+	Out         string
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -84,6 +85,7 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 	f.StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE for --repo")
 	f.BoolVar(&o.HTTP2, "http2", false, "also offer cleartext HTTP/2 (lazytree uses it, ostree and flatpak do not: off is equal settings)")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "the daemon's requests in flight (default: its own; ostree uses 8)")
+	f.StringVar(&o.Out, "out", "", "write report.json, report.html and one chart-WORKLOAD.svg per workload into DIR (and still print the table)")
 	f.StringVar(&o.Compare, "compare", "", "a report (--json) of an earlier run on the same inputs: note every cell whose median moved more than 15%")
 	f.StringVar(&o.Work, "work", "", "keep the sample and runs' state under DIR (default: a temporary directory, removed)")
 	return c
@@ -200,6 +202,11 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 			rep.Notes = append(rep.Notes, fmt.Sprintf("against %s: every median within %.0f%%", o.Compare, 100*bench.NoiseLimit))
 		}
 	}
+	if o.Out != "" {
+		if err := writeBenchOut(rep, o.Out); err != nil {
+			return err
+		}
+	}
 	if o.SVG != "" {
 		if err := writeBenchSVGs(rep, o.SVG); err != nil {
 			return err
@@ -218,6 +225,30 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 	return rep.WriteTable(out)
 }
 
+// writeBenchOut writes everything a report makes into dir.
+func writeBenchOut(rep *bench.Report, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	err := writeFileWith(filepath.Join(dir, "report.json"), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeFileWith(filepath.Join(dir, "report.html"), rep.WriteHTML); err != nil {
+		return err
+	}
+	for _, wl := range rep.Workloads() {
+		if err := writeFileWith(filepath.Join(dir, "chart-"+safeName(wl)+".svg"), func(w io.Writer) error { return rep.WriteSVG(w, wl) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func writeFileWith(path string, write func(io.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -233,12 +264,7 @@ func writeFileWith(path string, write func(io.Writer) error) error {
 // writeBenchSVGs writes one chart per workload: path itself for one, or
 // path's name with the workload's appended for several.
 func writeBenchSVGs(rep *bench.Report, path string) error {
-	var names []string
-	for _, c := range rep.Cells {
-		if !contains(names, c.Workload) {
-			names = append(names, c.Workload)
-		}
-	}
+	names := rep.Workloads()
 	for _, w := range names {
 		p := path
 		if len(names) > 1 {
@@ -249,15 +275,6 @@ func writeBenchSVGs(rep *bench.Report, path string) error {
 		}
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // safeName keeps a workload's name usable in a file name.
