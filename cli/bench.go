@@ -68,10 +68,15 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 			return runBench(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	pf := c.PersistentFlags()
+	pf.StringVar(&o.Repo, "repo", "", "archive repository to serve (default: build --sample)")
+	pf.StringVar(&o.Sample, "sample", sampleDemo, "built-in sample when there is no --repo: "+sampleDemo+" (host programs) or "+samplePython+" (host Python, 5,000+ files)")
+	pf.StringVar(&o.Ref, "ref", "", "ref to measure (default: the repo's only ref)")
+	pf.StringArrayVar(&o.GPGImport, "gpg-import", nil, "trust the GPG public key(s) in FILE for --repo")
+	pf.StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE for --repo")
+	pf.StringVar(&o.Work, "work", "", "keep the sample and runs' state under DIR (default: a temporary directory, removed)")
+	c.AddCommand(newBenchRecordCmd(o))
 	f := c.Flags()
-	f.StringVar(&o.Repo, "repo", "", "archive repository to serve (default: build --sample)")
-	f.StringVar(&o.Sample, "sample", sampleDemo, "built-in sample when there is no --repo: "+sampleDemo+" (host programs) or "+samplePython+" (host Python, 5,000+ files)")
-	f.StringVar(&o.Ref, "ref", "", "ref to measure (default: the repo's only ref)")
 	f.StringSliceVar(&o.RTT, "rtt", []string{"25ms"}, "round-trip times to emulate, each added to every request and every new connection")
 	f.StringSliceVar(&o.Bandwidth, "bandwidth", []string{"100Mbit"}, "link rates (bit/s, shared by all connections): 20Mbit, 1Gbit, unlimited")
 	f.StringSliceVar(&o.Strategy, "strategy", []string{"none", "metadata"}, "prefetch modes to compare")
@@ -81,13 +86,10 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 	f.BoolVar(&o.JSON, "json", false, "print the report as JSON instead of a table")
 	f.StringVar(&o.SVG, "svg", "", "write the charts as SVG to FILE (one file per workload: FILE, or NAME-WORKLOAD.svg when there are several)")
 	f.StringVar(&o.HTML, "html", "", "write a self-contained HTML report to FILE")
-	f.StringArrayVar(&o.GPGImport, "gpg-import", nil, "trust the GPG public key(s) in FILE for --repo")
-	f.StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE for --repo")
 	f.BoolVar(&o.HTTP2, "http2", false, "also offer cleartext HTTP/2 (lazytree uses it, ostree and flatpak do not: off is equal settings)")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "the daemon's requests in flight (default: its own; ostree uses 8)")
 	f.StringVar(&o.Out, "out", "", "write report.json, report.html and one chart-WORKLOAD.svg per workload into DIR (and still print the table)")
 	f.StringVar(&o.Compare, "compare", "", "a report (--json) of an earlier run on the same inputs: note every cell whose median moved more than 15%")
-	f.StringVar(&o.Work, "work", "", "keep the sample and runs' state under DIR (default: a temporary directory, removed)")
 	return c
 }
 
@@ -151,6 +153,78 @@ func (o *benchOptions) config(bin string) (bench.Config, error) {
 	return cfg, nil
 }
 
+// source makes cfg's repo: --repo, or the sample built under work.
+func (o *benchOptions) source(ctx context.Context, cfg *bench.Config, work string, errw io.Writer) error {
+	if cfg.Repo != "" {
+		return nil
+	}
+	fmt.Fprintf(errw, "bench: building the %s sample from this host's programs\n", o.Sample)
+	var err error
+	cfg.Repo, cfg.SignKeys, err = buildBenchSample(ctx, filepath.Join(work, "sample"), o.Sample)
+	return err
+}
+
+// workDir returns o.Work (made) or a new temporary directory, and what
+// removes it.
+func (o *benchOptions) workDir() (string, func(), error) {
+	if o.Work != "" {
+		return o.Work, func() {}, os.MkdirAll(o.Work, 0o755)
+	}
+	d, err := os.MkdirTemp("", "lazytree-bench-")
+	return d, func() { os.RemoveAll(d) }, err
+}
+
+func newBenchRecordCmd(o *benchOptions) *cobra.Command {
+	var output, name string
+	c := &cobra.Command{
+		Use:   "record [--repo DIR | --sample S] [--ref REF] [-o FILE] -- CMD [ARGS...]",
+		Short: "Make a workload from a real run: the files CMD opens from the lazily mounted ref, in order",
+		Long: `record mounts the ref from a fresh cache, runs CMD with every "{root}" in its arguments
+replaced by the ref's directory in the mount (also in $LAZYTREE_ROOT), and writes the files
+it opened, in the order it opened them, as a workload that bench --workload FILE replays.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			work, cleanup, err := o.workDir()
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			cfg := bench.Config{Binary: bin, Repo: o.Repo, Ref: o.Ref, GPGKeys: o.GPGImport, SignKeys: o.SignPubkey, Work: filepath.Join(work, "record")}
+			if err := o.source(cmd.Context(), &cfg, work, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			if name == "" {
+				name = "recorded"
+			}
+			w, err := bench.Record(cmd.Context(), cfg, name, args)
+			if err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(w, "", "  ")
+			if err != nil {
+				return err
+			}
+			b = append(b, '\n')
+			if output == "" {
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			if err := os.WriteFile(output, b, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "recorded %d files opened by %s into %s\n", len(w.Ops), Escape(args[0]), output)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "", "write the workload to FILE instead of standard output")
+	c.Flags().StringVar(&name, "name", "", "the workload's name (default: recorded)")
+	return c
+}
+
 func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw io.Writer) error {
 	bin, err := os.Executable()
 	if err != nil {
@@ -160,21 +234,14 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 	if err != nil {
 		return err
 	}
-	work := o.Work
-	if work == "" {
-		if work, err = os.MkdirTemp("", "lazytree-bench-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(work)
-	} else if err := os.MkdirAll(work, 0o755); err != nil {
+	work, cleanup, err := o.workDir()
+	if err != nil {
 		return err
 	}
+	defer cleanup()
 	cfg.Work = filepath.Join(work, "runs")
-	if cfg.Repo == "" {
-		fmt.Fprintf(errw, "bench: building the %s sample from this host's programs\n", o.Sample)
-		if cfg.Repo, cfg.SignKeys, err = buildBenchSample(ctx, filepath.Join(work, "sample"), o.Sample); err != nil {
-			return err
-		}
+	if err := o.source(ctx, &cfg, work, errw); err != nil {
+		return err
 	}
 	var before *bench.Report
 	if o.Compare != "" {

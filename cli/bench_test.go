@@ -175,3 +175,38 @@ func checkChart(t *testing.T, rep *bench.Report, path, wl string) {
 		}
 	}
 }
+
+// TestBenchRecord records a workload from a real start of the demo
+// sample's bash and replays it: the files bash and its loader open must be
+// in it, in the loader's order, and bench must run it.
+func TestBenchRecord(t *testing.T) {
+	requireFuse(t)
+	bin := testutil.BuildLazytree(t)
+	dir := t.TempDir()
+	work, wl := filepath.Join(dir, "work"), filepath.Join(dir, "start.json")
+	runBenchBin(t, bin, "--home", filepath.Join(dir, "home"), "bench", "record", "--work", work, "--name", "bash-start", "-o", wl, "--",
+		"{root}/files/lib64/ld-linux-x86-64.so.2", "--library-path", "{root}/files/lib", "{root}/files/bin/bash", "-c", "echo hi")
+	w, err := bench.ParseWorkload(wl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, op := range w.Ops {
+		paths = append(paths, op.Path)
+	}
+	got := strings.Join(paths, " ")
+	if w.Name != "bash-start" || !strings.Contains(got, "files/bin/bash") || !strings.Contains(got, "files/lib/libc.so.6") ||
+		strings.Index(got, "files/bin/bash") > strings.Index(got, "files/lib/libc.so.6") {
+		t.Fatalf("recorded %q: %s", w.Name, got)
+	}
+	out := runBenchBin(t, bin, "--home", filepath.Join(dir, "home"), "bench", "--repo", filepath.Join(work, "sample", "repo"),
+		"--sign-pubkey-file", filepath.Join(work, "sample", "throwaway.pub"), "--rtt", "5ms", "--strategy", "none",
+		"--peer", "", "--workload", wl, "--json")
+	rep, err := bench.ReadReport(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Cells) != 1 || rep.Cells[0].Error != "" || rep.Cells[0].Workload != "bash-start" || rep.Cells[0].Samples[0].Requests < len(w.Ops) {
+		t.Fatalf("replay: %+v", rep.Cells)
+	}
+}

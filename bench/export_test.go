@@ -1,0 +1,5 @@
+package bench
+
+import "time"
+
+var timeNow = time.Now
