@@ -57,7 +57,8 @@ type exchange struct {
 
 func (x *exchange) serve() {
 	s, cfg, r, rw, p := x.s, x.cfg, x.r, x.rw, x.r.URL.Path
-	if !s.sleep(r.Context(), cfg.delay(p, x.attempt)) {
+	// Counted from arrival, so that the log and lookups do not add to it.
+	if !s.sleep(r.Context(), cfg.delay(p, x.attempt)-time.Since(x.start)) {
 		abort()
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -9,20 +9,29 @@ import (
 )
 
 // link is a token bucket kept as the time at which the bytes reserved so
-// far will have crossed it: a FIFO line of a given rate. It carries no
-// burst, so a transfer of n bytes takes at least n/rate.
+// far will have crossed it: a FIFO line of a given rate. Its only burst
+// is maxLag, so a transfer of n bytes takes at least n/rate - maxLag.
 type link struct {
 	mu   sync.Mutex
 	next time.Time
 }
+
+// maxLag is how far the line may have fallen idle behind the clock and
+// still be owed the time. A writer wakes late from every wait (timer
+// slack, a busy machine) and books its next chunk late; without this
+// credit a single flow would lose that slack on every chunk and get
+// several percent less than the rate, while concurrent flows, which keep
+// the line booked ahead, would not. It is one chunk's worth at the
+// default chunk size.
+const maxLag = 10 * time.Millisecond
 
 // reserve books n bytes at rate bytes/s and returns when they will have
 // been sent.
 func (l *link) reserve(now time.Time, n int, rate int64) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.next.Before(now) {
-		l.next = now
+	if floor := now.Add(-maxLag); l.next.Before(floor) {
+		l.next = floor
 	}
 	l.next = l.next.Add(time.Duration(int64(n) * int64(time.Second) / rate))
 	return l.next
