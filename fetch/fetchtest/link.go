@@ -9,33 +9,33 @@ import (
 )
 
 // link is a token bucket kept as the time at which the bytes reserved so
-// far will have crossed it: a FIFO line of a given rate. Its only burst
-// is maxLag, so a transfer of n bytes takes at least n/rate - maxLag.
+// far will have crossed it: a FIFO line of a given rate. It carries no
+// burst, so a transfer of n bytes takes at least n/rate.
 type link struct {
 	mu   sync.Mutex
 	next time.Time
 }
 
-// maxLag is how far the line may have fallen idle behind the clock and
-// still be owed the time. A writer wakes late from every wait (timer
-// slack, a busy machine) and books its next chunk late; without this
-// credit a single flow would lose that slack on every chunk and get
-// several percent less than the rate, while concurrent flows, which keep
-// the line booked ahead, would not. It is one chunk's worth at the
-// default chunk size.
-const maxLag = 10 * time.Millisecond
-
-// reserve books n bytes at rate bytes/s and returns when they will have
-// been sent.
+// reserve books n bytes at rate bytes/s from now and returns when they
+// will have been sent.
 func (l *link) reserve(now time.Time, n int, rate int64) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if floor := now.Add(-maxLag); l.next.Before(floor) {
-		l.next = floor
+	if l.next.Before(now) {
+		l.next = now
 	}
 	l.next = l.next.Add(time.Duration(int64(n) * int64(time.Second) / rate))
 	return l.next
 }
+
+// maxLag is how late a connection may book its next chunk and still be
+// owed the time. A writer wakes late from every wait (timer slack, a busy
+// machine); if its next chunk were booked from when it woke, a single
+// flow would lose that slack on every chunk and get several percent less
+// than the rate, while concurrent flows, which keep the line booked
+// ahead, would not. A connection that was idle longer (between
+// responses, or while a lost chunk waits) starts afresh: no burst.
+const maxLag = 10 * time.Millisecond
 
 // chunk is how many bytes a throttled write books at once: about 10 ms of
 // the slower limit, so that concurrent connections interleave finely.
@@ -76,6 +76,8 @@ type conn struct {
 	s         *Server
 	id        uint64
 	own       link
+	dueMu     sync.Mutex // held by Write while it throttles
+	due       time.Time  // when the last throttled chunk was to be sent
 	handshake sync.Once
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -101,9 +103,15 @@ func (c *conn) Write(b []byte) (int, error) {
 	}
 	size := chunk(cfg.Bandwidth, cfg.ConnBandwidth)
 	written := 0
+	c.dueMu.Lock()
+	defer c.dueMu.Unlock()
 	for written < len(b) {
 		k := min(len(b)-written, size)
 		now := time.Now()
+		if c.due.After(now.Add(-maxLag)) && c.due.Before(now) {
+			// The flow goes on from where its last chunk was due.
+			now = c.due
+		}
 		until := now
 		if cfg.Bandwidth > 0 {
 			until = c.s.link.reserve(now, k, cfg.Bandwidth)
@@ -113,6 +121,7 @@ func (c *conn) Write(b []byte) (int, error) {
 				until = t
 			}
 		}
+		c.due = until
 		if !c.sleep(time.Until(until)) {
 			return written, errConnClosed
 		}
