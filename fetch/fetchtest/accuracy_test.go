@@ -97,7 +97,12 @@ func TestAccuracyRTT(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range conns {
 				c := newClient(t, 10*time.Second) // its own pool: its own connection
-				wg.Go(func() { samples[i], errs[i] = rtts(t, c, s.URL()+"/a.txt", each) })
+				wg.Go(func() {
+					// Independent clients: their requests overlap but do
+					// not all wake on the same tick.
+					time.Sleep(time.Duration(i) * accLatency / conns)
+					samples[i], errs[i] = rtts(t, c, s.URL()+"/a.txt", each)
+				})
 			}
 			wg.Wait()
 			var all []time.Duration
