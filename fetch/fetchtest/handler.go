@@ -1,17 +1,12 @@
 package fetchtest
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -55,13 +50,15 @@ type exchange struct {
 	attempt    int
 	start      time.Time
 	fault      Fault
+	lost       int
 	overridden bool
 	completed  bool
 }
 
 func (x *exchange) serve() {
 	s, cfg, r, rw, p := x.s, x.cfg, x.r, x.rw, x.r.URL.Path
-	if !s.sleep(r.Context(), cfg.delay(p, x.attempt)) {
+	// Counted from arrival, so that the log and lookups do not add to it.
+	if !s.sleep(r.Context(), cfg.delay(p, x.attempt)-time.Since(x.start)) {
 		abort()
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -103,66 +100,49 @@ func (x *exchange) serve() {
 		x.strike()
 	}
 
-	content, size, release, overridden, status := s.open(cfg, p)
-	if status != http.StatusOK {
-		if status == http.StatusNotFound {
-			http.NotFound(rw, r)
-		} else {
-			http.Error(rw, http.StatusText(status), status)
-		}
-		return
+	c, overridden := overrideContent(cfg, r, p)
+	if !overridden {
+		c = s.src.open(x, p)
 	}
-	defer release()
+	defer c.release()
 	x.overridden = overridden
-	off, n := int64(0), size
-	if rh := r.Header.Get("Range"); rh != "" {
-		switch o, l, res := parseRange(rh, size); res {
-		case rangeOK:
-			off, n, status = o, l, http.StatusPartialContent
-		case rangeUnsatisfiable:
-			rw.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-			http.Error(rw, http.StatusText(http.StatusRequestedRangeNotSatisfiable), http.StatusRequestedRangeNotSatisfiable)
-			return
-		}
-	}
 	hdr := rw.Header()
-	hdr.Set("Content-Type", "application/octet-stream")
-	hdr.Set("Accept-Ranges", "bytes")
-	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
-	if status == http.StatusPartialContent {
-		hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+	for k, v := range c.header {
+		hdr[k] = v
 	}
 
-	body := n
+	body := c.n
 	if r.Method == http.MethodHead {
 		body = 0
 	}
 	cut, flip := int64(-1), int64(-1)
-	switch {
-	case resetHit:
-		x.fault, cut = FaultReset, cfg.reset.cut(cfg, p, x.attempt, body)
-	case stallHit:
-		x.fault, cut = FaultStall, cfg.stall.cut(cfg, p, x.attempt, body)
-	case truncateHit && body > 0:
-		x.fault, cut = FaultTruncate, cfg.truncate.cut(cfg, p, x.attempt, body)
-	case corruptHit && body > 0:
-		x.fault, flip = FaultCorrupt, int64(cfg.draw(string(FaultCorrupt)+"/at", p, x.attempt)%uint64(body))
+	if c.bodyFaults() {
+		switch {
+		case resetHit:
+			x.fault, cut = FaultReset, cfg.reset.cut(cfg, p, x.attempt, body)
+		case stallHit:
+			x.fault, cut = FaultStall, cfg.stall.cut(cfg, p, x.attempt, body)
+		case truncateHit && body > 0:
+			x.fault, cut = FaultTruncate, cfg.truncate.cut(cfg, p, x.attempt, body)
+		case corruptHit && body > 0:
+			x.fault, flip = FaultCorrupt, int64(cfg.draw(string(FaultCorrupt)+"/at", p, x.attempt)%uint64(body))
+		}
 	}
 	// With no body to cut, a Reset or Stall after the headers would look
 	// like a complete response (and the connection would be reused while
 	// the handler still holds it): strike before the headers instead.
 	if cut < 0 || body > 0 {
-		rw.WriteHeader(status)
+		rw.WriteHeader(c.status)
 	}
 	if cut < 0 {
-		if err := copyBody(rw, content, off, body, flip, x.complete); err != nil {
+		if err := x.copyBody(c.body, body, flip, x.complete); err != nil {
 			// The response is short of its Content-Length; make sure the
 			// client sees an error rather than a short body.
 			abort()
 		}
 		return
 	}
-	if err := copyBody(rw, content, off, cut, -1, nil); err != nil {
+	if err := x.copyBody(c.body, cut, -1, nil); err != nil {
 		abort()
 	}
 	if body > 0 {
@@ -217,6 +197,7 @@ func (x *exchange) complete(pending int64) {
 		q.Bytes = x.rw.bytes + pending
 		q.Fault = x.fault
 		q.Overridden = x.overridden
+		q.Lost = x.lost
 		q.Duration = time.Since(x.start)
 		q.Done = true
 	})
@@ -236,72 +217,73 @@ func (x *exchange) finish() {
 // abort ends the response abruptly; see http.ErrAbortHandler.
 func abort() { panic(http.ErrAbortHandler) }
 
-// open finds what to serve at p: the override or the file. It returns a
-// status other than 200 when there is nothing to serve, and otherwise a
-// function that releases the content.
-func (s *Server) open(cfg *config, p string) (content io.ReaderAt, size int64, release func(), overridden bool, status int) {
-	if cfg.Override != nil {
-		if b, ok := cfg.Override(p); ok {
-			return bytes.NewReader(b), int64(len(b)), func() {}, true, http.StatusOK
-		}
-	}
-	f, err := s.root.Open(strings.TrimPrefix(p, "/"))
-	if err != nil {
-		if notFound(err) {
-			return nil, 0, nil, false, http.StatusNotFound
-		}
-		return nil, 0, nil, false, http.StatusInternalServerError
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, nil, false, http.StatusInternalServerError
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, nil, false, http.StatusNotFound
-	}
-	return f, st.Size(), func() { f.Close() }, false, http.StatusOK
-}
-
-// notFound reports errors that mean "no such file here" to a client:
-// missing, unreadable, a file where a directory was expected, a symlink
-// loop, or a path that os.Root refuses because it leads outside the root
-// (that error has no exported sentinel).
-func notFound(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
-		errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ELOOP) ||
-		strings.Contains(err.Error(), "escapes from parent")
-}
-
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyBody writes n bytes of src from off, flipping the byte at flip
-// (relative to off) when flip >= 0, and calling last (when set) with the
-// size of the final write just before it.
-func copyBody(w io.Writer, src io.ReaderAt, off, n, flip int64, last func(pending int64)) error {
+// lossChunk is the stretch of body that Options.Loss holds back or lets
+// through at once: about what a TCP sender has in flight when a loss
+// makes it wait for a retransmission timeout.
+const lossChunk = 64 << 10
+
+// lost reports whether Options.Loss holds back the i-th lossChunk of the
+// response to the attempt-th request for p.
+func (c *config) lost(p string, attempt int, i int64) bool {
+	if c.Loss <= 0 {
+		return false
+	}
+	return c.Loss >= 1 || unit(c.draw("loss/"+strconv.FormatInt(i, 10), p, attempt)) < c.Loss
+}
+
+// copyBody writes n bytes of src (all of it, to EOF, when n < 0),
+// flipping the byte at flip when flip >= 0, holding back the chunks that
+// Options.Loss hits, and calling last (when set) with the size of the
+// final write just before it.
+func (x *exchange) copyBody(src io.Reader, n, flip int64, last func(pending int64)) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	for done := int64(0); done < n; {
-		k := int(min(int64(len(buf)), n-done))
-		got, err := src.ReadAt(buf[:k], off+done)
-		if got < k {
-			if err == nil || err == io.EOF {
+	p := x.r.URL.Path
+	for done := int64(0); n < 0 || done < n; {
+		// Reads never straddle a loss chunk, so that a hit holds back
+		// the chunk from its first byte.
+		k := int(min(int64(len(buf)), lossChunk-done%lossChunk))
+		if n >= 0 {
+			k = int(min(int64(k), n-done))
+		}
+		var got int
+		var err error
+		if n < 0 {
+			got, err = io.ReadAtLeast(src, buf[:k], 1)
+			if err == io.EOF {
+				return nil
+			}
+		} else {
+			got, err = io.ReadFull(src, buf[:k])
+		}
+		if err != nil {
+			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return err
 		}
-		if flip >= done && flip < done+int64(k) {
+		if flip >= done && flip < done+int64(got) {
 			buf[flip-done] ^= 0xff
 		}
-		if last != nil && done+int64(k) == n {
-			last(int64(k))
+		if done%lossChunk == 0 && x.cfg.lost(p, x.attempt, done/lossChunk) {
+			x.lost++
+			// What was written before the loss reaches the client; the
+			// chunk itself waits.
+			_ = http.NewResponseController(x.rw).Flush()
+			if !x.s.sleep(x.r.Context(), x.cfg.lossStall) {
+				return errConnClosed
+			}
 		}
-		if _, err := w.Write(buf[:k]); err != nil {
+		if last != nil && done+int64(got) == n {
+			last(int64(got))
+		}
+		if _, err := x.rw.Write(buf[:got]); err != nil {
 			return err
 		}
-		done += int64(k)
+		done += int64(got)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package fetchtest
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -166,5 +167,42 @@ func TestChunk(t *testing.T) {
 		if got := chunk(tc.rates...); got != tc.want {
 			t.Errorf("chunk(%v) = %d, want %d", tc.rates, got, tc.want)
 		}
+	}
+}
+
+func TestLostChunks(t *testing.T) {
+	hit := func(o Options) []int64 {
+		c, err := compile(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for i := range int64(2000) {
+			if c.lost("/objects/ab/cd.filez", 3, i) {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	a := hit(Options{Loss: 0.3, Seed: 1})
+	if b := hit(Options{Loss: 0.3, Seed: 1}); !slices.Equal(a, b) {
+		t.Fatal("the same seed lost other chunks")
+	}
+	if b := hit(Options{Loss: 0.3, Seed: 2}); slices.Equal(a, b) {
+		t.Fatal("another seed lost the same chunks")
+	}
+	// 600 expected; the bounds are about 5 standard deviations wide.
+	if len(a) < 500 || len(a) > 700 {
+		t.Fatalf("lost %d of 2000 chunks at 0.3", len(a))
+	}
+	if n := len(hit(Options{Loss: 1})); n != 2000 {
+		t.Fatalf("lost %d of 2000 chunks at 1", n)
+	}
+	if n := len(hit(Options{})); n != 0 {
+		t.Fatalf("lost %d chunks at 0", n)
+	}
+	c, _ := compile(Options{Loss: 0.1})
+	if c.lossStall != defaultLossStall {
+		t.Fatalf("LossStall 0 means %v, want %v", c.lossStall, defaultLossStall)
 	}
 }

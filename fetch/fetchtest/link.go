@@ -16,8 +16,8 @@ type link struct {
 	next time.Time
 }
 
-// reserve books n bytes at rate bytes/s and returns when they will have
-// been sent.
+// reserve books n bytes at rate bytes/s from now and returns when they
+// will have been sent.
 func (l *link) reserve(now time.Time, n int, rate int64) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -27,6 +27,15 @@ func (l *link) reserve(now time.Time, n int, rate int64) time.Time {
 	l.next = l.next.Add(time.Duration(int64(n) * int64(time.Second) / rate))
 	return l.next
 }
+
+// maxLag is how late a connection may book its next chunk and still be
+// owed the time. A writer wakes late from every wait (timer slack, a busy
+// machine); if its next chunk were booked from when it woke, a single
+// flow would lose that slack on every chunk and get several percent less
+// than the rate, while concurrent flows, which keep the line booked
+// ahead, would not. A connection that was idle longer (between
+// responses, or while a lost chunk waits) starts afresh: no burst.
+const maxLag = 10 * time.Millisecond
 
 // chunk is how many bytes a throttled write books at once: about 10 ms of
 // the slower limit, so that concurrent connections interleave finely.
@@ -67,6 +76,8 @@ type conn struct {
 	s         *Server
 	id        uint64
 	own       link
+	dueMu     sync.Mutex // held by Write while it throttles
+	due       time.Time  // when the last throttled chunk was to be sent
 	handshake sync.Once
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -92,9 +103,15 @@ func (c *conn) Write(b []byte) (int, error) {
 	}
 	size := chunk(cfg.Bandwidth, cfg.ConnBandwidth)
 	written := 0
+	c.dueMu.Lock()
+	defer c.dueMu.Unlock()
 	for written < len(b) {
 		k := min(len(b)-written, size)
 		now := time.Now()
+		if c.due.After(now.Add(-maxLag)) && c.due.Before(now) {
+			// The flow goes on from where its last chunk was due.
+			now = c.due
+		}
 		until := now
 		if cfg.Bandwidth > 0 {
 			until = c.s.link.reserve(now, k, cfg.Bandwidth)
@@ -104,6 +121,7 @@ func (c *conn) Write(b []byte) (int, error) {
 				until = t
 			}
 		}
+		c.due = until
 		if !c.sleep(time.Until(until)) {
 			return written, errConnClosed
 		}

@@ -32,6 +32,8 @@ type Request struct {
 	Fault Fault
 	// Overridden reports that Options.Override supplied the content.
 	Overridden bool
+	// Lost is the number of body chunks that Options.Loss held back.
+	Lost int
 	// Start is when the request arrived; Duration how long it took to
 	// answer, until the last byte or the fault. Done is false while the
 	// request is still being answered (a slow link, a stall until the

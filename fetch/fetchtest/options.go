@@ -1,6 +1,7 @@
 package fetchtest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,22 @@ type Options struct {
 	// ConnBandwidth limits the bytes per second of each connection on its
 	// own (a per-flow limit); both limits apply when both are set.
 	ConnBandwidth int64
+	// Loss is the probability that a stretch of 64 KiB of a response
+	// body is lost on the way and must wait LossStall before it goes out,
+	// as a TCP sender waits for a retransmission timeout. It applies per
+	// response, chunk by chunk from the first body byte, with or without
+	// a bandwidth limit (the link is free for other connections while a
+	// chunk waits), and is seeded like the faults. Request.Lost counts
+	// the chunks held back.
+	Loss float64
+	// LossStall is how long a lost chunk waits; 0 means 200 ms, a
+	// typical minimum retransmission timeout.
+	LossStall time.Duration
+	// UpstreamTimeout bounds, in proxy mode (NewProxy), the wait for the
+	// upstream's response headers; the request then fails with 504. 0
+	// means 30 s. The body has no bound of its own: it ends when the
+	// client goes away or the Server closes.
+	UpstreamTimeout time.Duration
 	// HTTP2 also serves HTTP/2 over cleartext TCP to clients that speak it
 	// with prior knowledge (h2c without Upgrade), beside HTTP/1.1. It is
 	// read by New only; SetOptions refuses to change it.
@@ -152,7 +169,14 @@ type config struct {
 	notFound, status, reset, stall, truncate, corrupt rule
 	failFirst                                         *pattern
 	statuses                                          []int
+	lossStall, upstreamTimeout                        time.Duration
 }
+
+// Defaults of the durations that 0 leaves to the Server.
+const (
+	defaultLossStall       = 200 * time.Millisecond
+	defaultUpstreamTimeout = 30 * time.Second
+)
 
 type rule struct {
 	Rule
@@ -168,7 +192,8 @@ func compile(o Options) (*config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"Latency", o.Latency}, {"Jitter", o.Jitter}, {"ConnLatency", o.ConnLatency}} {
+	}{{"Latency", o.Latency}, {"Jitter", o.Jitter}, {"ConnLatency", o.ConnLatency},
+		{"LossStall", o.LossStall}, {"UpstreamTimeout", o.UpstreamTimeout}} {
 		if d.v < 0 {
 			return bad("%s %v is negative", d.name, d.v)
 		}
@@ -176,6 +201,11 @@ func compile(o Options) (*config, error) {
 	if o.Bandwidth < 0 || o.ConnBandwidth < 0 {
 		return bad("bandwidth %d/%d bytes/s is negative", o.Bandwidth, o.ConnBandwidth)
 	}
+	if math.IsNaN(o.Loss) || o.Loss < 0 || o.Loss > 1 {
+		return bad("Loss: probability %v is not in [0, 1]", o.Loss)
+	}
+	c.lossStall = cmp.Or(o.LossStall, defaultLossStall)
+	c.upstreamTimeout = cmp.Or(o.UpstreamTimeout, defaultUpstreamTimeout)
 	if o.FailFirstN < 0 {
 		return bad("FailFirstN %d is negative", o.FailFirstN)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -232,6 +233,11 @@ func TestInvalidOptions(t *testing.T) {
 		"not a 5xx":              {ErrorStatuses: []int{404}},
 		"BeforeHeaders on stall": {Stall: fetchtest.Rule{P: 1, After: fetchtest.BeforeHeaders}},
 		"negative After":         {Truncate: fetchtest.Rule{P: 1, After: -7}},
+		"loss above 1":           {Loss: 1.5},
+		"negative loss":          {Loss: -0.1},
+		"NaN loss":               {Loss: math.NaN()},
+		"negative loss stall":    {Loss: 0.1, LossStall: -1},
+		"negative upstream wait": {UpstreamTimeout: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s, err := fetchtest.New(dir, o)

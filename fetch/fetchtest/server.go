@@ -13,11 +13,12 @@ import (
 	"time"
 )
 
-// Server serves a directory over HTTP on 127.0.0.1 through an emulated
-// network with injectable faults, and logs every request. It is safe for
+// Server serves a directory (New) or forwards to an upstream (NewProxy)
+// over HTTP on 127.0.0.1 through an emulated network with injectable
+// faults, and logs every request. It is safe for
 // concurrent use; its options can change while it serves.
 type Server struct {
-	root  *os.Root
+	src   source
 	url   string
 	http2 bool
 	srv   *http.Server
@@ -49,23 +50,33 @@ func New(dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetchtest: serve %s: %w", dir, err)
 	}
-	// tcp4 on purpose: clients and sandboxes in tests rely on 127.0.0.1,
-	// never ::1.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	s, err := start(&dirSource{root: root}, cfg)
 	if err != nil {
 		root.Close()
 		return nil, fmt.Errorf("fetchtest: serve %s: %w", dir, err)
 	}
+	return s, nil
+}
+
+// start listens and serves src until Close; it takes src over only when
+// it succeeds.
+func start(src source, cfg *config) (*Server, error) {
+	// tcp4 on purpose: clients and sandboxes in tests rely on 127.0.0.1,
+	// never ::1.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		root:   root,
+		src:    src,
 		url:    "http://" + ln.Addr().String(),
-		http2:  opts.HTTP2,
+		http2:  cfg.HTTP2,
 		done:   make(chan struct{}),
 		served: make(chan struct{}),
 		conns:  make(map[*conn]struct{}),
 	}
 	s.cfg.Store(cfg)
-	logger := opts.Logger
+	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -79,7 +90,7 @@ func New(dir string, opts Options) (*Server, error) {
 	}
 	s.srv.Protocols = new(http.Protocols)
 	s.srv.Protocols.SetHTTP1(true)
-	s.srv.Protocols.SetUnencryptedHTTP2(opts.HTTP2)
+	s.srv.Protocols.SetUnencryptedHTTP2(cfg.HTTP2)
 	go func() {
 		defer close(s.served)
 		_ = s.srv.Serve(&listener{Listener: ln, s: s})
@@ -111,7 +122,7 @@ func (s *Server) Close() {
 		}
 		<-s.served
 		s.handlers.Wait()
-		s.root.Close()
+		s.src.close()
 	})
 }
 
