@@ -40,15 +40,19 @@ func Record(ctx context.Context, cfg Config, name string, argv []string) (Worklo
 		work = d
 	}
 	r := &runner{cfg: cfg, work: work}
-	if _, err := r.survey(); err != nil {
-		return Workload{}, err
-	}
-	srv, err := fetchtest.New(cfg.Repo, fetchtest.Options{})
+	srv, err := newServer(cfg.Repo, fetchtest.Options{})
 	if err != nil {
 		return Workload{}, err
 	}
 	defer srv.Close()
 	r.srv = srv
+	if isURL(cfg.Repo) {
+		if cfg.Ref == "" {
+			return Workload{}, errors.New("bench record: --ref is needed with a repository URL")
+		}
+	} else if _, err := r.survey(); err != nil {
+		return Workload{}, err
+	}
 	home, mp := filepath.Join(work, "record-home"), filepath.Join(work, "record-mnt")
 	if err := r.addRemote(ctx, home); err != nil {
 		return Workload{}, err

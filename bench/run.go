@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +61,10 @@ type Config struct {
 	// Concurrency is the daemon's requests in flight (mount
 	// --concurrency); 0 is its default.
 	Concurrency int
+	// Loss holds back each 64 KiB of a response with this probability,
+	// for LossStall (fetchtest.Options): a lossy link's retransmissions.
+	Loss      float64
+	LossStall time.Duration
 	// Timeout bounds each run; 0 is 10 minutes.
 	Timeout time.Duration
 	// Work is where runs keep their state; empty is a temporary directory.
@@ -100,22 +105,29 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		work = d
 	}
 	r := &runner{cfg: cfg, work: work}
-	rep, err := r.survey()
-	if err != nil {
-		return nil, err
-	}
-	srv, err := fetchtest.New(cfg.Repo, fetchtest.Options{HTTP2: cfg.HTTP2, ErrorStatuses: []int{500}})
+	srv, err := newServer(cfg.Repo, fetchtest.Options{HTTP2: cfg.HTTP2, ErrorStatuses: []int{500}})
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Close()
 	r.srv = srv
+	var rep *Report
+	if isURL(cfg.Repo) {
+		rep, err = r.surveyURL(ctx)
+	} else {
+		rep, err = r.survey()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg = r.cfg
+	rep.Notes = append(rep.Notes, r.settings())
 	peerNoted := map[string]bool{}
 	total := len(cfg.Networks) * len(cfg.Strategies) * len(cfg.Workloads) * cfg.Runs
 	done := 0
 	for _, n := range cfg.Networks {
 		if err := srv.SetOptions(fetchtest.Options{HTTP2: cfg.HTTP2, ErrorStatuses: []int{500},
-			Latency: n.RTT, ConnLatency: n.RTT, Bandwidth: n.Bandwidth / 8}); err != nil {
+			Latency: n.RTT, ConnLatency: n.RTT, Bandwidth: n.Bandwidth / 8, Loss: cfg.Loss, LossStall: cfg.LossStall, Seed: 1}); err != nil {
 			return nil, err
 		}
 		for _, w := range cfg.Workloads {
@@ -156,6 +168,94 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Progress != nil {
 		cfg.Progress(total, total, "done")
+	}
+	return rep, nil
+}
+
+// isURL tells a repository URL from a directory.
+func isURL(repo string) bool {
+	return strings.HasPrefix(repo, "http://") || strings.HasPrefix(repo, "https://")
+}
+
+// newServer serves a directory through the emulated link, or proxies a
+// URL through it.
+func newServer(repo string, o fetchtest.Options) (*fetchtest.Server, error) {
+	if isURL(repo) {
+		return fetchtest.NewProxy(repo, o)
+	}
+	return fetchtest.New(repo, o)
+}
+
+// settings says how the clients were set up, where they differ.
+func (r *runner) settings() string {
+	proto := "HTTP/1.1 for every client (equal settings)"
+	if r.cfg.HTTP2 {
+		proto = "cleartext HTTP/2 offered: lazytree uses it, ostree and flatpak speak HTTP/1.1 (unequal settings)"
+	}
+	conc := "its default"
+	if r.cfg.Concurrency > 0 {
+		conc = strconv.Itoa(r.cfg.Concurrency)
+	}
+	s := fmt.Sprintf("link: %s; lazytree's requests in flight: %s, the peers' their own; peers do not verify signatures", proto, conc)
+	if r.cfg.Loss > 0 {
+		s += fmt.Sprintf("; loss: %.3g of each 64 KiB stalls %s", r.cfg.Loss, r.cfg.LossStall)
+	}
+	return s
+}
+
+// surveyURL learns the ref of a remote repository through a mount of it
+// (unmeasured, unshaped, metadata prefetch): its commit, files, deepest
+// file and, for want of the archived sizes, the bytes of its files.
+func (r *runner) surveyURL(ctx context.Context) (*Report, error) {
+	if r.cfg.Ref == "" {
+		return nil, errors.New("bench: --ref is needed with a repository URL")
+	}
+	dir := filepath.Join(r.work, "survey")
+	defer os.RemoveAll(dir)
+	home, mp := filepath.Join(dir, "home"), filepath.Join(dir, "mnt")
+	if err := r.addRemote(ctx, home); err != nil {
+		return nil, err
+	}
+	d, err := r.startDaemon(ctx, home, mp, fetch.PrefetchMetadata)
+	if err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	root := filepath.Join(mp, remoteName, r.cfg.Ref)
+	rep := &Report{Version: ReportVersion, Started: time.Now().UTC(), Repo: r.cfg.Repo, Ref: r.cfg.Ref, Runs: r.cfg.Runs,
+		Host: Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), Kernel: kernel()}}
+	depth := -1
+	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		rep.RefFiles++
+		if n := strings.Count(rel, "/"); n > depth && e.Type().IsRegular() {
+			r.deep, depth = rel, n
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			rep.RefBytes += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: survey %s: %w%s", r.cfg.Ref, err, d.stderrTail())
+	}
+	var doc struct {
+		Source fetch.Status `json:"source"`
+	}
+	if b, err := os.ReadFile(filepath.Join(mp, ".lazytree", "status.json")); err == nil && json.Unmarshal(b, &doc) == nil {
+		rep.Commit = doc.Source.Refs[remoteName+":"+r.cfg.Ref].Commit
+	}
+	rep.Notes = append(rep.Notes, "the repository is a URL: bytes in the ref are its files' sizes, not its archived objects'")
+	for i := range r.cfg.Workloads {
+		if w := &r.cfg.Workloads[i]; w.Builtin == WorkloadFirstRead && w.Deep == "" {
+			w.Deep = r.deep
+		}
 	}
 	return rep, nil
 }
@@ -376,6 +476,11 @@ func (r *runner) recordProfile(ctx context.Context, dir, home string, w Workload
 	}
 	prof := filepath.Join(dir, "profile")
 	if err := r.lt(ctx, rec, "profile", "export", remoteName+":"+r.cfg.Ref, "-o", prof); err != nil {
+		if strings.Contains(err.Error(), "no access profile recorded") {
+			// The workload opened no file (ls -lR): there is nothing
+			// to replay, and the strategy runs as it would for a user.
+			return nil
+		}
 		return err
 	}
 	return r.lt(ctx, home, "profile", "import", prof)

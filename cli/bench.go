@@ -23,6 +23,10 @@ import (
 const (
 	sampleDemo   = "demo"   // host programs and their libraries (the demo's runtime): small, quick
 	samplePython = "python" // the host's Python with its standard library and shared libraries: 5,000+ files, 100+ MB
+	// sampleRuntime is the python sample topped up with the host's
+	// libraries, programs and data to the size of a real Flatpak runtime.
+	sampleRuntime      = "runtime"
+	sampleRuntimeBytes = 200e6
 )
 
 type benchOptions struct {
@@ -45,6 +49,8 @@ type benchOptions struct {
 	Work        string
 	Compare     string
 	Out         string
+	Loss        float64
+	LossStall   time.Duration
 }
 
 func newBenchCmd(g *globalOptions) *cobra.Command {
@@ -69,8 +75,8 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 		},
 	}
 	pf := c.PersistentFlags()
-	pf.StringVar(&o.Repo, "repo", "", "archive repository to serve (default: build --sample)")
-	pf.StringVar(&o.Sample, "sample", sampleDemo, "built-in sample when there is no --repo: "+sampleDemo+" (host programs) or "+samplePython+" (host Python, 5,000+ files)")
+	pf.StringVar(&o.Repo, "repo", "", "archive repository to serve: a directory, or an http(s) URL to proxy (default: build --sample)")
+	pf.StringVar(&o.Sample, "sample", sampleDemo, "built-in sample when there is no --repo: "+sampleDemo+" (host programs), "+samplePython+" (host Python, 5,000+ files) or "+sampleRuntime+" (host Python, libraries, programs and data: 200 MB)")
 	pf.StringVar(&o.Ref, "ref", "", "ref to measure (default: the repo's only ref)")
 	pf.StringArrayVar(&o.GPGImport, "gpg-import", nil, "trust the GPG public key(s) in FILE for --repo")
 	pf.StringArrayVar(&o.SignPubkey, "sign-pubkey-file", nil, "trust the ed25519 public keys in FILE for --repo")
@@ -88,6 +94,8 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 	f.StringVar(&o.HTML, "html", "", "write a self-contained HTML report to FILE")
 	f.BoolVar(&o.HTTP2, "http2", false, "also offer cleartext HTTP/2 (lazytree uses it, ostree and flatpak do not: off is equal settings)")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "the daemon's requests in flight (default: its own; ostree uses 8)")
+	f.Float64Var(&o.Loss, "loss", 0, "probability that each 64 KiB of a response stalls (a lossy link), 0 to 1")
+	f.DurationVar(&o.LossStall, "loss-stall", 200*time.Millisecond, "how long a lost 64 KiB stalls")
 	f.StringVar(&o.Out, "out", "", "write report.json, report.html and one chart-WORKLOAD.svg per workload into DIR (and still print the table)")
 	f.StringVar(&o.Compare, "compare", "", "a report (--json) of an earlier run on the same inputs: note every cell whose median moved more than 15%")
 	return c
@@ -120,7 +128,10 @@ func parseRate(s string) (int64, error) {
 
 func (o *benchOptions) config(bin string) (bench.Config, error) {
 	cfg := bench.Config{Binary: bin, Repo: o.Repo, Ref: o.Ref, Runs: o.Runs, GPGKeys: o.GPGImport, SignKeys: o.SignPubkey,
-		HTTP2: o.HTTP2, Concurrency: o.Concurrency}
+		HTTP2: o.HTTP2, Concurrency: o.Concurrency, Loss: o.Loss, LossStall: o.LossStall}
+	if o.Loss < 0 || o.Loss > 1 || o.LossStall < 0 {
+		return cfg, usageError{fmt.Errorf("--loss %v, --loss-stall %v: want a probability from 0 to 1 and a positive duration", o.Loss, o.LossStall)}
+	}
 	if o.Runs < 1 || o.Runs > 100 {
 		return cfg, usageError{fmt.Errorf("--runs %d: want 1 to 100", o.Runs)}
 	}
@@ -160,7 +171,7 @@ func (o *benchOptions) source(ctx context.Context, cfg *bench.Config, work strin
 	}
 	fmt.Fprintf(errw, "bench: building the %s sample from this host's programs\n", o.Sample)
 	var err error
-	cfg.Repo, cfg.SignKeys, err = buildBenchSample(ctx, filepath.Join(work, "sample"), o.Sample)
+	cfg.Repo, cfg.SignKeys, err = buildBenchSample(ctx, filepath.Join(work, "sample"), o.Sample, errw)
 	return err
 }
 
@@ -383,7 +394,7 @@ func benchProgress(w io.Writer) func(done, total int, what string) {
 // signed with a throwaway ed25519 key, with static deltas (what ostree
 // and flatpak pull) and a tree index (what lazytree reads first). It
 // returns the repo and the public key file.
-func buildBenchSample(ctx context.Context, dir, kind string) (string, []string, error) {
+func buildBenchSample(ctx context.Context, dir, kind string, errw io.Writer) (string, []string, error) {
 	rt := filepath.Join(dir, "runtime")
 	var name string
 	switch kind {
@@ -392,16 +403,23 @@ func buildBenchSample(ctx context.Context, dir, kind string) (string, []string, 
 		if _, err := buildDemoRuntime(rt); err != nil {
 			return "", nil, err
 		}
-	case samplePython:
+	case samplePython, sampleRuntime:
 		name = "org.lazytree.Python"
-		if _, err := sample.BuildPythonRuntime(rt); err != nil {
+		var err error
+		if kind == sampleRuntime {
+			name = "org.lazytree.Runtime"
+			_, err = sample.BuildHostRuntime(rt, sampleRuntimeBytes)
+		} else {
+			_, err = sample.BuildPythonRuntime(rt)
+		}
+		if err != nil {
 			return "", nil, err
 		}
 		if err := os.WriteFile(filepath.Join(rt, "metadata"), []byte("[Runtime]\nname="+name+"\nruntime="+name+"/x86_64/1\n"), 0o644); err != nil {
 			return "", nil, err
 		}
 	default:
-		return "", nil, usageError{fmt.Errorf("--sample %q: want %s or %s", kind, sampleDemo, samplePython)}
+		return "", nil, usageError{fmt.Errorf("--sample %q: want %s, %s or %s", kind, sampleDemo, samplePython, sampleRuntime)}
 	}
 	signer, pubFile, err := throwawayKey(dir)
 	if err != nil {
@@ -413,12 +431,14 @@ func buildBenchSample(ctx context.Context, dir, kind string) (string, []string, 
 		return "", nil, err
 	}
 	ref := "runtime/" + name + "/x86_64/1"
-	if _, err := r.CommitDir(ctx, rt, repo.CommitOptions{Branch: ref, Subject: "lazytree bench sample", Signer: signer}); err != nil {
+	res, err := r.CommitDir(ctx, rt, repo.CommitOptions{Branch: ref, Subject: "lazytree bench sample", Signer: signer})
+	if err != nil {
 		return "", nil, err
 	}
 	if _, err := r.Export(ctx, repo.ExportOptions{Signer: signer, Deltas: generateDelta, TreeIndex: true}); err != nil {
 		return "", nil, err
 	}
+	fmt.Fprintf(errw, "bench: sample %s: %s of content, committed as %s with static deltas and a tree index\n", kind, formatBytes(res.Bytes), ref)
 	if err := os.RemoveAll(rt); err != nil {
 		return "", nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lazytree/lazytree/bench"
+	"github.com/lazytree/lazytree/fetch/fetchtest"
 	"github.com/lazytree/lazytree/internal/testutil"
 )
 
@@ -199,14 +200,28 @@ func TestBenchRecord(t *testing.T) {
 		strings.Index(got, "files/bin/bash") > strings.Index(got, "files/lib/libc.so.6") {
 		t.Fatalf("recorded %q: %s", w.Name, got)
 	}
-	out := runBenchBin(t, bin, "--home", filepath.Join(dir, "home"), "bench", "--repo", filepath.Join(work, "sample", "repo"),
+	// Replayed through the proxy in front of a URL (a plain server of the
+	// same repo), with the first-read built-in beside it.
+	origin, err := fetchtest.New(filepath.Join(work, "sample", "repo"), fetchtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	out := runBenchBin(t, bin, "--home", filepath.Join(dir, "home"), "bench", "--repo", origin.URL(), "--ref", "runtime/org.lazytree.Demo/x86_64/1",
 		"--sign-pubkey-file", filepath.Join(work, "sample", "throwaway.pub"), "--rtt", "5ms", "--strategy", "none",
-		"--peer", "", "--workload", wl, "--json")
+		"--peer", "", "--workload", wl+",builtin:first-read", "--json")
 	rep, err := bench.ReadReport(bytes.NewReader(out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Cells) != 1 || rep.Cells[0].Error != "" || rep.Cells[0].Workload != "bash-start" || rep.Cells[0].Samples[0].Requests < len(w.Ops) {
+	if len(rep.Cells) != 2 || rep.Cells[0].Error != "" || rep.Cells[0].Workload != "bash-start" || rep.Cells[0].Samples[0].Requests < len(w.Ops) ||
+		rep.Cells[1].Error != "" || rep.Cells[1].Workload != "first-read" {
 		t.Fatalf("replay: %+v", rep.Cells)
+	}
+	if rep.RefFiles < 50 || rep.Commit == "" || rep.RefBytes < 1e6 {
+		t.Errorf("survey through the URL: %d files, %d bytes, commit %q", rep.RefFiles, rep.RefBytes, rep.Commit)
+	}
+	if n := origin.Stats().Requests; n < int64(rep.Cells[0].Samples[0].Requests) {
+		t.Errorf("the origin saw %d requests, the proxy %d", n, rep.Cells[0].Samples[0].Requests)
 	}
 }
