@@ -73,9 +73,63 @@ type Config struct {
 	Progress func(done, total int, what string)
 }
 
+// ValidStrategy checks a strategy: a prefetch mode or a peer.
+func ValidStrategy(s string) error {
+	if IsPeer(s) {
+		if s != PeerOstree && s != PeerFlatpak {
+			return fmt.Errorf("bench: no peer %q (have %s, %s)", s, PeerOstree, PeerFlatpak)
+		}
+		return nil
+	}
+	if !fetch.ValidPrefetch(s) {
+		return fmt.Errorf("bench: strategy %q is neither a prefetch mode (%s) nor a peer (%s, %s)",
+			s, strings.Join(fetch.PrefetchModes, ", "), PeerOstree, PeerFlatpak)
+	}
+	return nil
+}
+
+// Validate checks the matrix before anything runs: known strategies, each
+// once; workload names, each once; a valid ref.
+func (cfg *Config) Validate() error {
+	if len(cfg.Networks) == 0 || len(cfg.Strategies) == 0 || len(cfg.Workloads) == 0 {
+		return errors.New("bench: need at least one network, strategy and workload")
+	}
+	seen := map[string]bool{}
+	for _, s := range cfg.Strategies {
+		if err := ValidStrategy(s); err != nil {
+			return err
+		}
+		if seen[s] {
+			return fmt.Errorf("bench: strategy %s given twice", s)
+		}
+		seen[s] = true
+	}
+	names := map[string]bool{}
+	for _, w := range cfg.Workloads {
+		if names[w.Name] {
+			return fmt.Errorf("bench: two workloads named %q", w.Name)
+		}
+		names[w.Name] = true
+	}
+	nets := map[Network]bool{}
+	for _, n := range cfg.Networks {
+		if nets[n] {
+			return fmt.Errorf("bench: network %s given twice", n)
+		}
+		nets[n] = true
+	}
+	if cfg.Ref != "" {
+		if err := ostree.ValidateRef(cfg.Ref); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	return nil
+}
+
 // Run measures the matrix and returns the report. It fails only when
-// nothing can be measured (no repo, no ref, a daemon that cannot start);
-// a cell that fails keeps its error and the others go on.
+// nothing can be measured (no repo, no ref); a cell that fails keeps its
+// error and the others go on. When ctx ends it returns what it measured
+// so far, with a note, and ctx's error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Runs <= 0 {
 		cfg.Runs = 1
@@ -83,17 +137,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Minute
 	}
-	for _, s := range cfg.Strategies {
-		if !IsPeer(s) && !fetch.ValidPrefetch(s) {
-			return nil, fmt.Errorf("bench: strategy %q is neither a prefetch mode (%s) nor a peer (%s, %s)",
-				s, strings.Join(fetch.PrefetchModes, ", "), PeerOstree, PeerFlatpak)
-		}
-		if IsPeer(s) && s != PeerOstree && s != PeerFlatpak {
-			return nil, fmt.Errorf("bench: no peer %q (have %s, %s)", s, PeerOstree, PeerFlatpak)
-		}
-	}
-	if len(cfg.Networks) == 0 || len(cfg.Strategies) == 0 || len(cfg.Workloads) == 0 {
-		return nil, errors.New("bench: need at least one network, strategy and workload")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	work := cfg.Work
 	if work == "" {
@@ -139,12 +184,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					}
 					done++
 					if err := ctx.Err(); err != nil {
-						return nil, err
+						return r.interrupted(rep, c), err
 					}
 					sm, err := r.measure(ctx, s, w)
 					if err != nil {
 						if ctx.Err() != nil {
-							return nil, ctx.Err()
+							return r.interrupted(rep, c), ctx.Err()
 						}
 						c.Error = err.Error()
 						if errors.Is(err, errPeerMissing) && !peerNoted[s] {
@@ -170,6 +215,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Progress(total, total, "done")
 	}
 	return rep, nil
+}
+
+// interrupted closes a report whose run was cut short in cell c.
+func (r *runner) interrupted(rep *Report, c Cell) *Report {
+	if len(c.Samples) > 0 {
+		c.Summarize()
+		rep.Cells = append(rep.Cells, c)
+	}
+	rep.Notes = append(rep.Notes, "interrupted: the matrix is not complete")
+	return rep
 }
 
 // isURL tells a repository URL from a directory.
@@ -493,6 +548,7 @@ type daemon struct {
 	mu     sync.Mutex
 	stderr strings.Builder
 	done   chan struct{}
+	unhook func() bool
 }
 
 func (d *daemon) Write(p []byte) (int, error) {
@@ -536,6 +592,8 @@ func (r *runner) startDaemon(ctx context.Context, home, mp, prefetch string) (*d
 		return nil, err
 	}
 	go func() { d.cmd.Wait(); close(d.done) }()
+	// A read stuck in the mount ends when its daemon does.
+	d.unhook = context.AfterFunc(ctx, func() { d.cmd.Process.Kill() })
 	mounted := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -566,6 +624,7 @@ func (r *runner) startDaemon(ctx context.Context, home, mp, prefetch string) (*d
 // stop ends the daemon (SIGTERM, then SIGKILL after 15 s) and makes sure
 // its mount point is gone.
 func (d *daemon) stop() {
+	d.unhook()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.done:

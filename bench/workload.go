@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -64,8 +66,12 @@ type Op struct {
 	AtMS float64 `json:"at_ms,omitempty"`
 }
 
-// maxOps bounds a workload file.
-const maxOps = 1 << 20
+// Bounds of a workload file.
+const (
+	maxOps          = 1 << 20
+	maxWorkloadFile = 16 << 20
+	maxAtMS         = 24 * 3600 * 1000
+)
 
 // ParseWorkload resolves a --workload word: builtin:NAME, a bare built-in
 // name, or a JSON file.
@@ -85,10 +91,13 @@ func ParseWorkload(spec string) (Workload, error) {
 	}
 	defer f.Close()
 	var w Workload
-	dec := json.NewDecoder(io.LimitReader(f, 256<<20))
+	dec := json.NewDecoder(io.LimitReader(f, maxWorkloadFile))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
 		return Workload{}, fmt.Errorf("workload %s: %w", spec, err)
+	}
+	if dec.More() {
+		return Workload{}, fmt.Errorf("workload %s: data after the workload", spec)
 	}
 	if err := w.validate(); err != nil {
 		return Workload{}, fmt.Errorf("workload %s: %w", spec, err)
@@ -113,6 +122,12 @@ func (w *Workload) validate() error {
 	if n != 1 {
 		return errors.New("needs exactly one of builtin, command, ops")
 	}
+	if w.Builtin != "" && !slices.Contains(Builtins, w.Builtin) {
+		return fmt.Errorf("no built-in %q (have %s)", w.Builtin, strings.Join(Builtins, ", "))
+	}
+	if w.Deep != "" && !filepath.IsLocal(w.Deep) {
+		return fmt.Errorf("deep %q is not inside the tree", w.Deep)
+	}
 	if len(w.Ops) > maxOps {
 		return fmt.Errorf("%d operations, at most %d", len(w.Ops), maxOps)
 	}
@@ -125,8 +140,8 @@ func (w *Workload) validate() error {
 		if !filepath.IsLocal(op.Path) && op.Path != "." {
 			return fmt.Errorf("operation %d: path %q is not inside the tree", i, op.Path)
 		}
-		if op.Offset < 0 || op.Length < 0 || op.AtMS < 0 {
-			return fmt.Errorf("operation %d: negative offset, length or time", i)
+		if op.Offset < 0 || op.Length < 0 || op.AtMS < 0 || op.AtMS > maxAtMS {
+			return fmt.Errorf("operation %d: negative offset or length, or a time not within a day", i)
 		}
 	}
 	return nil
@@ -136,7 +151,10 @@ func (w *Workload) validate() error {
 // from the run's start.
 type timing struct{ first, done time.Duration }
 
-// run performs w on the tree at root; t0 is the run's start.
+// run performs w on the tree at root; t0 is the run's start. Every file
+// is opened through an os.Root at root, so that no path or symlink of the
+// tree (or of a workload file) reaches outside it, and non-blocking, so
+// that a FIFO cannot hold it; only regular files are read.
 func (w *Workload) run(ctx context.Context, root string, t0 time.Time) (timing, error) {
 	var t timing
 	firstByte := func() {
@@ -144,10 +162,14 @@ func (w *Workload) run(ctx context.Context, root string, t0 time.Time) (timing, 
 			t.first = time.Since(t0)
 		}
 	}
-	var err error
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		return t, err
+	}
+	defer rt.Close()
 	switch {
 	case w.Builtin == WorkloadStart:
-		argv, env, e := startCommand(root)
+		argv, env, e := startCommand(rt, root)
 		if e != nil {
 			return t, e
 		}
@@ -155,17 +177,17 @@ func (w *Workload) run(ctx context.Context, root string, t0 time.Time) (timing, 
 	case w.Builtin == WorkloadLsLR:
 		err = walk(ctx, root, func(string, fs.DirEntry) error { firstByte(); return nil })
 	case w.Builtin == WorkloadReadAll:
-		err = walk(ctx, root, func(p string, d fs.DirEntry) error {
+		err = walk(ctx, root, func(rel string, d fs.DirEntry) error {
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			return readFile(p, 0, 0, firstByte)
+			return readFile(ctx, rt, rel, 0, 0, firstByte)
 		})
 	case w.Builtin == WorkloadFirstRead:
 		if w.Deep == "" {
 			return t, errors.New("first-read: no file chosen")
 		}
-		err = readFile(filepath.Join(root, w.Deep), 0, 0, firstByte)
+		err = readFile(ctx, rt, w.Deep, 0, 0, firstByte)
 	case len(w.Command) > 0:
 		argv := make([]string, len(w.Command))
 		for i, a := range w.Command {
@@ -177,7 +199,7 @@ func (w *Workload) run(ctx context.Context, root string, t0 time.Time) (timing, 
 		}
 		t.first, err = runCommand(ctx, argv, env, t0)
 	default:
-		err = w.runOps(ctx, root, t0, firstByte)
+		err = w.runOps(ctx, rt, t0, firstByte)
 	}
 	t.done = time.Since(t0)
 	if t.first == 0 {
@@ -186,7 +208,7 @@ func (w *Workload) run(ctx context.Context, root string, t0 time.Time) (timing, 
 	return t, err
 }
 
-func (w *Workload) runOps(ctx context.Context, root string, t0 time.Time, firstByte func()) error {
+func (w *Workload) runOps(ctx context.Context, rt *os.Root, t0 time.Time, firstByte func()) error {
 	for i, op := range w.Ops {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -200,20 +222,23 @@ func (w *Workload) runOps(ctx context.Context, root string, t0 time.Time, firstB
 				}
 			}
 		}
-		p := filepath.Join(root, op.Path)
 		var err error
 		switch op.Op {
 		case "stat":
-			_, err = os.Lstat(p)
+			_, err = rt.Lstat(op.Path)
 		case "open":
 			var f *os.File
-			if f, err = os.Open(p); err == nil {
+			if f, err = rt.OpenFile(op.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
 				f.Close()
 			}
 		case "readdir":
-			_, err = os.ReadDir(p)
+			var f *os.File
+			if f, err = rt.Open(op.Path); err == nil {
+				_, err = f.ReadDir(-1)
+				f.Close()
+			}
 		case "read":
-			err = readFile(p, op.Offset, op.Length, firstByte)
+			err = readFile(ctx, rt, op.Path, op.Offset, op.Length, firstByte)
 		}
 		if err != nil {
 			return fmt.Errorf("operation %d (%s %s): %w", i, op.Op, op.Path, err)
@@ -223,7 +248,8 @@ func (w *Workload) runOps(ctx context.Context, root string, t0 time.Time, firstB
 	return nil
 }
 
-// walk visits every entry under root, lstat'ing each as ls -lR does.
+// walk visits every entry under root, lstat'ing each as ls -lR does; it
+// never follows a symlink. visit gets the path relative to root.
 func walk(ctx context.Context, root string, visit func(string, fs.DirEntry) error) error {
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -235,24 +261,36 @@ func walk(ctx context.Context, root string, visit func(string, fs.DirEntry) erro
 		if _, err := d.Info(); err != nil {
 			return err
 		}
-		return visit(p, d)
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		return visit(rel, d)
 	})
 }
 
-// readFile reads length bytes at off (to the end when 0) and calls first
-// when the first bytes arrived.
-func readFile(p string, off, length int64, first func()) error {
-	f, err := os.Open(p)
+// readFile reads length bytes at off (to the end when 0) of the regular
+// file name under rt, and calls first when the first bytes arrived.
+func readFile(ctx context.Context, rt *os.Root, name string, off, length int64, first func()) error {
+	f, err := rt.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return err
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file (%s)", name, fi.Mode().Type())
+	}
 	var r io.Reader = io.NewSectionReader(f, off, 1<<62)
 	if length > 0 {
 		r = io.LimitReader(r, length)
 	}
 	buf := make([]byte, 128<<10)
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, err := r.Read(buf)
 		if n > 0 {
 			first()
@@ -270,40 +308,48 @@ func readFile(p string, off, length int64, first func()) error {
 // root, through the tree's own loader and libraries so that nothing of the
 // host's /lib is used: Python importing PythonImports when the tree has
 // it, else bash or sh echoing a line. Flatpak runtimes keep their tree in
-// files/, OS commits in usr/.
-func startCommand(root string) (argv, env []string, err error) {
+// files/, OS commits in usr/. The files are looked up through rt, so a
+// symlink out of the tree (an absolute one to the host's loader) is not
+// taken for the tree's.
+//
+// The program is the tree's own and runs on this host as the caller,
+// outside any sandbox: bench only trees whose programs you would run.
+func startCommand(rt *os.Root, root string) (argv, env []string, err error) {
+	regular := func(name string) bool {
+		fi, err := rt.Stat(name)
+		return err == nil && fi.Mode().IsRegular()
+	}
 	for _, prefix := range []string{"files", "usr"} {
-		base := filepath.Join(root, prefix)
-		loader := filepath.Join(base, "lib64", "ld-linux-x86-64.so.2")
-		if _, err := os.Stat(loader); err != nil {
+		loader := filepath.Join(prefix, "lib64", "ld-linux-x86-64.so.2")
+		if !regular(loader) {
 			continue
 		}
+		base := filepath.Join(root, prefix)
 		libs := filepath.Join(base, "lib", "x86_64-linux-gnu") + ":" + filepath.Join(base, "lib")
 		env = []string{"LC_ALL=C", "PATH=/nonexistent"}
-		if py := filepath.Join(base, "bin", "python3"); exists(py) {
-			return []string{loader, "--library-path", libs, py, "-c", PythonImports},
+		if py := filepath.Join(prefix, "bin", "python3"); regular(py) {
+			return []string{filepath.Join(root, loader), "--library-path", libs, filepath.Join(root, py), "-c", PythonImports},
 				append(env, "PYTHONHOME="+base, "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"), nil
 		}
 		for _, sh := range []string{"bash", "sh"} {
-			if p := filepath.Join(base, "bin", sh); exists(p) {
-				return []string{loader, "--library-path", libs, p, "-c", "echo started"}, env, nil
+			if p := filepath.Join(prefix, "bin", sh); regular(p) {
+				return []string{filepath.Join(root, loader), "--library-path", libs, filepath.Join(root, p), "-c", "echo started"}, env, nil
 			}
 		}
 	}
 	return nil, nil, fmt.Errorf("start: no python3, bash or sh with a loader under files/ or usr/ of %s", root)
 }
 
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
 // runCommand runs argv and returns when its first line of output came,
 // from t0. The program may live in a FUSE mount: a host shell execs it, so
-// that the kernel reads it in the child.
+// that the kernel reads it in the child. It runs in a process group of its
+// own, killed whole when ctx ends and after the program exits, so that
+// nothing it started outlives the run.
 func runCommand(ctx context.Context, argv, env []string, t0 time.Time) (first time.Duration, err error) {
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
 	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -314,14 +360,17 @@ func runCommand(ctx context.Context, argv, env []string, t0 time.Time) (first ti
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
-	br := bufio.NewReader(stdout)
-	_, rerr := br.ReadString('\n')
+	defer syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	// The first line, or the first 4 KiB without a newline: a program
+	// that prints without end must not fill memory.
+	br := bufio.NewReaderSize(stdout, 4096)
+	_, rerr := br.ReadSlice('\n')
 	first = time.Since(t0)
 	io.Copy(io.Discard, br)
 	if err := cmd.Wait(); err != nil {
 		return first, fmt.Errorf("%s: %v: %s", filepath.Base(argv[len(argv)-1]), err, strings.TrimSpace(stderr.String()))
 	}
-	if rerr != nil && rerr != io.EOF {
+	if rerr != nil && rerr != io.EOF && rerr != bufio.ErrBufferFull {
 		return first, rerr
 	}
 	return first, nil

@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParseWorkload(t *testing.T) {
@@ -28,6 +31,10 @@ func TestParseWorkload(t *testing.T) {
 		"none":     `{"name": "x"}`,
 		"unknown":  `{"ops": [{"op": "stat", "path": "a"}], "shell": "rm -rf /"}`,
 		"garbage":  `not json`,
+		"trailing": `{"ops": [{"op": "stat", "path": "a"}]} {"ops": []}`,
+		"builtin":  `{"builtin": "bogus"}`,
+		"deep":     `{"builtin": "first-read", "deep": "../../../../etc/shadow"}`,
+		"at":       `{"ops": [{"op": "stat", "path": "a", "at_ms": 1e300}]}`,
 	} {
 		p := filepath.Join(dir, name+".json")
 		os.WriteFile(p, []byte(body), 0o644)
@@ -74,7 +81,59 @@ func TestWorkloadOps(t *testing.T) {
 			t.Errorf("%s: %v", b, err)
 		}
 	}
-	if _, _, err := startCommand(root); err == nil {
+	rt, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if _, _, err := startCommand(rt, root); err == nil {
 		t.Error("start found a program in a tree without one")
+	}
+	// The host's loader through an absolute symlink is not the tree's.
+	os.MkdirAll(filepath.Join(root, "files", "lib64"), 0o755)
+	os.MkdirAll(filepath.Join(root, "files", "bin"), 0o755)
+	os.Symlink("/lib64/ld-linux-x86-64.so.2", filepath.Join(root, "files", "lib64", "ld-linux-x86-64.so.2"))
+	os.WriteFile(filepath.Join(root, "files", "bin", "sh"), []byte("#!/bin/sh\n"), 0o755)
+	if argv, _, err := startCommand(rt, root); err == nil {
+		t.Errorf("start took a symlink out of the tree for its loader: %q", argv)
+	}
+}
+
+// TestWorkloadConfined: nothing a workload reads leaves its tree, and
+// nothing blocks it.
+func TestWorkloadConfined(t *testing.T) {
+	root := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("secret"), 0o644)
+	os.Symlink(outside, filepath.Join(root, "abs"))
+	os.Symlink("../../../../../../.."+outside, filepath.Join(root, "rel"))
+	os.Symlink(filepath.Dir(outside), filepath.Join(root, "dir"))
+	if err := syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"abs", "rel", "dir/secret", "fifo"} {
+		for _, op := range []string{"read", "open"} {
+			w := Workload{Name: "w", Ops: []Op{{Op: op, Path: p}}}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			_, err := w.run(ctx, root, timeNow())
+			cancel()
+			if err == nil && !(op == "open" && p == "fifo") {
+				t.Errorf("%s %s: read outside the tree or a FIFO", op, p)
+			}
+		}
+		w := Workload{Name: "deep", Builtin: WorkloadFirstRead, Deep: p}
+		if _, err := w.run(t.Context(), root, timeNow()); err == nil {
+			t.Errorf("first-read %s: read outside the tree or a FIFO", p)
+		}
+	}
+	w := Workload{Name: "all", Builtin: WorkloadReadAll}
+	if _, err := w.run(t.Context(), root, timeNow()); err != nil {
+		t.Errorf("read-all over symlinks and a FIFO: %v", err)
+	}
+	if err := (&Workload{Builtin: WorkloadFirstRead, Deep: "../x"}).validate(); err == nil {
+		t.Error("a deep path outside the tree validated")
+	}
+	if err := (&Workload{Builtin: "bogus"}).validate(); err == nil {
+		t.Error("an unknown built-in validated")
 	}
 }

@@ -56,7 +56,7 @@ type benchOptions struct {
 func newBenchCmd(g *globalOptions) *cobra.Command {
 	o := &benchOptions{}
 	c := &cobra.Command{
-		Use:   "bench [--repo DIR | --sample demo|python]",
+		Use:   "bench [--repo DIR|URL | --sample demo|python|runtime]",
 		Short: "Compare fetch strategies (and ostree, flatpak) on a repo under emulated networks",
 		Long: `bench serves an archive repository on 127.0.0.1 through an emulated link (latency per
 request and per connection, bandwidth shared by all connections) and measures, for every
@@ -67,8 +67,16 @@ through the same link: ostree pull (bare-user, static deltas) + checkout, flatpa
 the workload then runs on their tree. Without --repo it builds a sample from this host's
 programs and publishes it with static deltas and a tree index.
 
-Strategies are the mount's --prefetch modes. Workloads are built in (start, ls-lR,
-first-read, read-all) or a JSON file (see the bench package). Peers do not verify signatures.`,
+Strategies are the mount's --prefetch modes: none, metadata, profile (an unmeasured run
+records the profile first), delta, full, all. Workloads are built in (start: the tree's
+Python importing a script's modules, else its shell; ls-lR; first-read: the deepest file;
+read-all) or a JSON file, one of:
+  {"name": "N", "command": ["{root}/files/bin/sh", "-c", "echo hi"], "env": ["K=V"]}
+  {"name": "N", "ops": [{"op": "read", "path": "files/lib/libc.so.6", "offset": 0, "length": 4096, "at_ms": 10}]}
+with ops open, read, stat, readdir on paths inside the tree; "bench record -- CMD" writes
+one. start and command workloads run the tree's programs on this host as you, outside any
+sandbox: bench only repositories whose programs you would run. Peers do not verify
+signatures.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBench(cmd.Context(), g, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -85,7 +93,7 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 	f := c.Flags()
 	f.StringSliceVar(&o.RTT, "rtt", []string{"25ms"}, "round-trip times to emulate, each added to every request and every new connection")
 	f.StringSliceVar(&o.Bandwidth, "bandwidth", []string{"100Mbit"}, "link rates (bit/s, shared by all connections): 20Mbit, 1Gbit, unlimited")
-	f.StringSliceVar(&o.Strategy, "strategy", []string{"none", "metadata"}, "prefetch modes to compare")
+	f.StringSliceVar(&o.Strategy, "strategy", []string{"none", "metadata"}, "prefetch modes to compare: none, metadata, profile, delta, full, all")
 	f.StringSliceVar(&o.Workload, "workload", []string{"builtin:start"}, "workloads: builtin:start, builtin:ls-lR, builtin:first-read, builtin:read-all, or a JSON file")
 	f.StringSliceVar(&o.Peer, "peer", []string{"ostree"}, "peers to compare with: ostree, flatpak (empty: none)")
 	f.IntVar(&o.Runs, "runs", 1, "runs per cell (medians, min and max)")
@@ -101,16 +109,25 @@ first-read, read-all) or a JSON file (see the bench package). Peers do not verif
 	return c
 }
 
-// parseRate reads "100Mbit", "1Gbit", "500kbit", "unlimited" as bits per
-// second.
+// parseRate reads "100Mbit", "1Gbit", "500kbit", "20Mbps", "unlimited" as
+// bits per second; a unit is required.
 func parseRate(s string) (int64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
-	if t == "unlimited" || t == "0" {
+	if t == "unlimited" {
 		return 0, nil
 	}
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
-	t = strings.TrimSuffix(t, "bit")
-	mult := int64(1)
+	bad := fmt.Errorf("bandwidth %q: want a rate such as 20Mbit, 1Gbit or unlimited", s)
+	unit := ""
+	for _, u := range []string{"bit/s", "bps", "bit"} {
+		if strings.HasSuffix(t, u) {
+			t, unit = strings.TrimSuffix(t, u), u
+			break
+		}
+	}
+	if unit == "" {
+		return 0, bad
+	}
+	mult := 1.0
 	switch {
 	case strings.HasSuffix(t, "g"):
 		mult, t = 1e9, t[:len(t)-1]
@@ -120,10 +137,10 @@ func parseRate(s string) (int64, error) {
 		mult, t = 1e3, t[:len(t)-1]
 	}
 	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v <= 0 || v*float64(mult) > 1e12 {
-		return 0, fmt.Errorf("bandwidth %q: want a rate such as 20Mbit, 1Gbit or unlimited", s)
+	if err != nil || !(v*mult >= 1000) || v*mult > 1e12 {
+		return 0, bad
 	}
-	return int64(v * float64(mult)), nil
+	return int64(v * mult), nil
 }
 
 func (o *benchOptions) config(bin string) (bench.Config, error) {
@@ -161,6 +178,9 @@ func (o *benchOptions) config(bin string) (bench.Config, error) {
 		}
 		cfg.Workloads = append(cfg.Workloads, wl)
 	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
 	return cfg, nil
 }
 
@@ -192,7 +212,8 @@ func newBenchRecordCmd(o *benchOptions) *cobra.Command {
 		Short: "Make a workload from a real run: the files CMD opens from the lazily mounted ref, in order",
 		Long: `record mounts the ref from a fresh cache, runs CMD with every "{root}" in its arguments
 replaced by the ref's directory in the mount (also in $LAZYTREE_ROOT), and writes the files
-it opened, in the order it opened them, as a workload that bench --workload FILE replays.`,
+it opened, in the order it opened them, as a workload that bench --workload FILE replays:
+each file is read whole (the mount records which files, not which bytes, nor when).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bin, err := os.Executable()
@@ -245,15 +266,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 	if err != nil {
 		return err
 	}
-	work, cleanup, err := o.workDir()
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	cfg.Work = filepath.Join(work, "runs")
-	if err := o.source(ctx, &cfg, work, errw); err != nil {
-		return err
-	}
+	// Everything that can be wrong is found before the measuring starts.
 	var before *bench.Report
 	if o.Compare != "" {
 		f, err := os.Open(o.Compare)
@@ -263,14 +276,36 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 		before, err = bench.ReadReport(f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("--compare %s: %w", o.Compare, err)
+			return usageError{fmt.Errorf("--compare %s: %w", o.Compare, err)}
 		}
 	}
-	cfg.Progress = benchProgress(errw)
-	rep, err := bench.Run(ctx, cfg)
+	for _, p := range []string{o.SVG, o.HTML} {
+		if p != "" {
+			if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {
+				return usageError{fmt.Errorf("%s: no directory to write it in", p)}
+			}
+		}
+	}
+	if o.Out != "" {
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			return usageError{err}
+		}
+	}
+	work, cleanup, err := o.workDir()
 	if err != nil {
 		return err
 	}
+	defer cleanup()
+	cfg.Work = filepath.Join(work, "runs")
+	if err := o.source(ctx, &cfg, work, errw); err != nil {
+		return err
+	}
+	cfg.Progress = benchProgress(errw)
+	rep, runErr := bench.Run(ctx, cfg)
+	if rep == nil {
+		return runErr
+	}
+	// An interrupted run still reports what it measured.
 	if before != nil {
 		drift := bench.Compare(before, rep)
 		for _, d := range drift {
@@ -279,6 +314,16 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 		if len(drift) == 0 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("against %s: every median within %.0f%%", o.Compare, 100*bench.NoiseLimit))
 		}
+	}
+	if o.JSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteTable(out)
+	}
+	if err != nil {
+		return err
 	}
 	if o.Out != "" {
 		if err := writeBenchOut(rep, o.Out); err != nil {
@@ -295,12 +340,7 @@ func runBench(ctx context.Context, g *globalOptions, o *benchOptions, out, errw 
 			return err
 		}
 	}
-	if o.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	return rep.WriteTable(out)
+	return runErr
 }
 
 // writeBenchOut writes everything a report makes into dir.
@@ -371,7 +411,7 @@ func benchProgress(w io.Writer) func(done, total int, what string) {
 	if !isTerminal(w) {
 		return func(done, total int, what string) {
 			if done < total {
-				fmt.Fprintf(w, "bench: [%d/%d] %s\n", done+1, total, what)
+				fmt.Fprintf(w, "bench: [%d/%d] %s\n", done+1, total, EscapeLine(what))
 			}
 		}
 	}
@@ -381,7 +421,7 @@ func benchProgress(w io.Writer) func(done, total int, what string) {
 			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionShowCount(),
 				progressbar.OptionClearOnFinish(), progressbar.OptionSetElapsedTime(true), progressbar.OptionSetPredictTime(true))
 		}
-		bar.Describe(what)
+		bar.Describe(EscapeLine(what))
 		bar.Set(done)
 		if done >= total {
 			bar.Finish()

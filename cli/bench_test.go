@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lazytree/lazytree/bench"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
@@ -223,5 +224,44 @@ func TestBenchRecord(t *testing.T) {
 	}
 	if n := origin.Stats().Requests; n < int64(rep.Cells[0].Samples[0].Requests) {
 		t.Errorf("the origin saw %d requests, the proxy %d", n, rep.Cells[0].Samples[0].Requests)
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]int64{"100Mbit": 100e6, "1Gbit": 1e9, "500kbit": 500e3, "20Mbps": 20e6, "2.5Mbit/s": 2.5e6, "unlimited": 0} {
+		if got, err := parseRate(in); err != nil || got != want {
+			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"100", "0.5bit", "fast", "-1Mbit", "Mbit", "NaNMbit", "1e20Gbit"} {
+		if got, err := parseRate(in); err == nil {
+			t.Errorf("parseRate(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+// TestBenchUsage: a wrong flag is a one-line usage error (exit 2) before
+// anything is built or measured.
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--strategy", "bogus"},
+		{"--peer", "bogus"},
+		{"--strategy", "none,none"},
+		{"--strategy", "peer:ostree"}, // and the default --peer ostree
+		{"--workload", "builtin:start,builtin:start"},
+		{"--rtt", "fast"},
+		{"--bandwidth", "100"},
+		{"--runs", "0"},
+		{"--loss", "2"},
+		{"--ref", "../../etc"},
+		{"--workload", "builtin:nope"},
+		{"--compare", "/nonexistent/report.json"},
+		{"--svg", "/nonexistent/dir/chart.svg"},
+	} {
+		start := time.Now()
+		_, errOut, code := ltCode(t, append([]string{"--home", t.TempDir(), "bench"}, args...)...)
+		if code != ExitUsage || strings.Count(strings.TrimSpace(errOut), "\n") > 0 || time.Since(start) > 5*time.Second {
+			t.Errorf("bench %q: exit %d after %s: %q", args, code, time.Since(start), errOut)
+		}
 	}
 }
