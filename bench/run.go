@@ -651,20 +651,63 @@ func peakRSS(pid int) int64 {
 	return 0
 }
 
-// tool runs a peer's command; its peak RSS (from wait4) raises *rss.
+// tool runs a peer's command and raises *rss to its peak resident set.
+// That is read from /proc (VmHWM) while it runs, not from wait4: a child
+// that the kernel made by vfork from this process inherits this process's
+// peak there (ru_maxrss carries the pre-exec image's), which is not the
+// peer's.
 func tool(ctx context.Context, env []string, rss *int64, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			*rss = max(*rss, ru.Maxrss<<10)
-		}
+	var out limitedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
 	}
+	done := make(chan struct{})
+	polled := make(chan int64, 1)
+	go func() {
+		var peak int64
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, peakRSS(cmd.Process.Pid))
+			select {
+			case <-done:
+				polled <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	*rss = max(*rss, <-polled)
 	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", filepath.Base(name), args[0], err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s %s: %v: %s", filepath.Base(name), args[0], err, strings.TrimSpace(out.String()))
 	}
 	return nil
+}
+
+// limitedBuffer keeps the first 64 KiB written to it.
+type limitedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := 64<<10 - l.b.Len(); n > 0 {
+		l.b.Write(p[:min(len(p), n)])
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func lookTool(name string) (string, error) {
