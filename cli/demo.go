@@ -22,6 +22,7 @@ import (
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
 	"github.com/lazytree/lazytree/fusefs"
+	"github.com/lazytree/lazytree/internal/sample"
 	"github.com/lazytree/lazytree/ostree/repo"
 )
 
@@ -234,7 +235,7 @@ func buildDemoRuntime(dir string) (int, error) {
 			}
 		}
 		f.Close()
-		if err := copyFile(real, filepath.Join(bin, b), 0o755); err != nil {
+		if err := sample.CopyRegular(real, filepath.Join(bin, b), 0o755); err != nil {
 			return 0, err
 		}
 		n++
@@ -246,7 +247,7 @@ func buildDemoRuntime(dir string) (int, error) {
 		return 0, errors.New("demo: no dynamically linked host programs found")
 	}
 	for l := range libs {
-		if err := copyFile(l, filepath.Join(lib, filepath.Base(l)), 0o755); err != nil {
+		if err := sample.CopyRegular(l, filepath.Join(lib, filepath.Base(l)), 0o755); err != nil {
 			return 0, err
 		}
 		n++
@@ -255,7 +256,7 @@ func buildDemoRuntime(dir string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := copyFile(real, filepath.Join(lib64, filepath.Base(interp)), 0o755); err != nil {
+	if err := sample.CopyRegular(real, filepath.Join(lib64, filepath.Base(interp)), 0o755); err != nil {
 		return 0, err
 	}
 	return n + 1, nil
@@ -293,23 +294,6 @@ func addLibs(needed []string, seen map[string]bool) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	outf, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(outf, in); err != nil {
-		outf.Close()
-		return err
-	}
-	return outf.Close()
 }
 
 func dirSize(dir string) (int64, error) {
