@@ -401,7 +401,7 @@ func (r *runner) treeFiles(rp *repo.Repo, commit *ostree.Commit) (int, string, e
 		}
 		for _, f := range dt.Files {
 			n++
-			if d > depth {
+			if d > depth && r.regularFile(f.Checksum) {
 				deep, depth = filepath.Join(dir, f.Name), d
 			}
 		}
@@ -414,6 +414,18 @@ func (r *runner) treeFiles(rp *repo.Repo, commit *ostree.Commit) (int, string, e
 	}
 	err := visit(commit.RootTree, "", 0)
 	return n, deep, err
+}
+
+// regularFile reports whether the content object c of the repo is a
+// regular file (not a symlink), from its archive header.
+func (r *runner) regularFile(c ostree.Checksum) bool {
+	f, err := os.Open(filepath.Join(r.cfg.Repo, ostree.ObjectPath(c, ostree.ObjFile, true)))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h, err := ostree.ReadArchiveHeader(io.LimitReader(f, 1<<20))
+	return err == nil && !h.IsSymlink()
 }
 
 func kernel() string {
