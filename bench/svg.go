@@ -138,8 +138,15 @@ func (r *Report) svg(b *bytes.Buffer, wi int, wl string) {
 			}
 		}
 	}
-	groupW := float64(len(strats)) * svgSlot
-	plotW := float64(len(nets))*groupW + float64(max(len(nets)-1, 0))*svgGroupGap
+	// Few bars spread over the least width, up to twice their slot, so a
+	// one-network chart does not leave half of itself empty.
+	gaps := float64(max(len(nets)-1, 0)) * svgGroupGap
+	slot := svgSlot
+	if n := float64(len(nets) * len(strats)); n > 0 {
+		slot = min(2*svgSlot, max(svgSlot, (svgMinWidth-svgLeft-svgRight-gaps)/n))
+	}
+	groupW := float64(len(strats)) * slot
+	plotW := float64(len(nets))*groupW + gaps
 	width := max(svgLeft+plotW+svgRight, svgMinWidth)
 
 	// Colours follow the report's strategies, not this workload's, so a
@@ -218,7 +225,7 @@ func (r *Report) svg(b *bytes.Buffer, wi int, wl string) {
 				if c == nil {
 					continue
 				}
-				cx := gx + float64(si)*svgSlot + svgSlot/2
+				cx := gx + float64(si)*slot + slot/2
 				st, ok := c.Summary[p.metric]
 				if !ok {
 					if c.Error != "" {
