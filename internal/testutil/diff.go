@@ -317,10 +317,25 @@ func dirNames(p string) ([]string, error) {
 	return names, nil
 }
 
+// noEINTR retries a system call that a signal interrupted. Go's os
+// package does this for its own calls, x/sys does not; a FUSE mount
+// answers an interrupted request (a SIGCHLD or the runtime's preemption
+// signal reaching the thread that waits on a slow lookup) with EINTR, and
+// the walk must not take that for a difference. The interrupted fetch
+// goes on, so a retry joins it; 1,000 tries bound the loop.
+func noEINTR(call func() (int, error)) (int, error) {
+	for i := 0; ; i++ {
+		n, err := call()
+		if !errors.Is(err, unix.EINTR) || i == 1000 {
+			return n, err
+		}
+	}
+}
+
 // userXattrs renders the user.* xattrs of p (not following symlinks) as
 // one sorted, quoted string; file systems without xattrs give "".
 func userXattrs(p string) (string, error) {
-	size, err := unix.Llistxattr(p, nil)
+	size, err := noEINTR(func() (int, error) { return unix.Llistxattr(p, nil) })
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
 			return "", nil
@@ -331,7 +346,7 @@ func userXattrs(p string) (string, error) {
 		return "", nil
 	}
 	buf := make([]byte, size)
-	size, err = unix.Llistxattr(p, buf)
+	size, err = noEINTR(func() (int, error) { return unix.Llistxattr(p, buf) })
 	if err != nil {
 		return "", fmt.Errorf("listxattr %s: %w", p, err)
 	}
@@ -358,12 +373,12 @@ func userXattrs(p string) (string, error) {
 
 func getxattr(p, name string) ([]byte, error) {
 	for {
-		size, err := unix.Lgetxattr(p, name, nil)
+		size, err := noEINTR(func() (int, error) { return unix.Lgetxattr(p, name, nil) })
 		if err != nil {
 			return nil, fmt.Errorf("getxattr %s %s: %w", p, name, err)
 		}
 		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, name, buf)
+		n, err := noEINTR(func() (int, error) { return unix.Lgetxattr(p, name, buf) })
 		if errors.Is(err, unix.ERANGE) {
 			continue // grew in between
 		}
