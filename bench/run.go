@@ -165,6 +165,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i := range r.cfg.Workloads {
+		if w := &r.cfg.Workloads[i]; w.Builtin == WorkloadFirstRead && w.Deep == "" {
+			w.Deep = r.deep
+		}
+	}
 	cfg = r.cfg
 	rep.Notes = append(rep.Notes, r.settings())
 	peerNoted := map[string]bool{}
@@ -300,18 +305,10 @@ func (r *runner) surveyURL(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: survey %s: %w%s", r.cfg.Ref, err, d.stderrTail())
 	}
-	var doc struct {
-		Source fetch.Status `json:"source"`
-	}
-	if b, err := os.ReadFile(filepath.Join(mp, ".lazytree", "status.json")); err == nil && json.Unmarshal(b, &doc) == nil {
-		rep.Commit = doc.Source.Refs[remoteName+":"+r.cfg.Ref].Commit
+	if st, ok := mountStatus(mp); ok {
+		rep.Commit = st.Refs[remoteName+":"+r.cfg.Ref].Commit
 	}
 	rep.Notes = append(rep.Notes, "the repository is a URL: bytes in the ref are its files' sizes, not its archived objects'")
-	for i := range r.cfg.Workloads {
-		if w := &r.cfg.Workloads[i]; w.Builtin == WorkloadFirstRead && w.Deep == "" {
-			w.Deep = r.deep
-		}
-	}
 	return rep, nil
 }
 
@@ -377,11 +374,6 @@ func (r *runner) survey() (*Report, error) {
 		return nil, fmt.Errorf("bench: walk %s: %w", r.cfg.Ref, err)
 	}
 	rep.RefFiles, r.deep = files, deep
-	for i := range r.cfg.Workloads {
-		if w := &r.cfg.Workloads[i]; w.Builtin == WorkloadFirstRead && w.Deep == "" {
-			w.Deep = deep
-		}
-	}
 	return rep, nil
 }
 
@@ -503,17 +495,23 @@ func (r *runner) lazyRun(ctx context.Context, dir, strategy string, w Workload) 
 	}
 	sm.FirstByte, sm.Done = tm.first.Seconds(), tm.done.Seconds()
 	r.server(&sm)
-	var doc struct {
-		Source fetch.Status `json:"source"`
-	}
-	if b, err := os.ReadFile(filepath.Join(mp, ".lazytree", "status.json")); err == nil && json.Unmarshal(b, &doc) == nil {
-		if st := doc.Source; st.CacheHits+st.ObjectsFetched > 0 {
+	if st, ok := mountStatus(mp); ok {
+		if st.CacheHits+st.ObjectsFetched > 0 {
 			n := st.CacheHits + st.ObjectsFetched
 			sm.CacheHitRatio = float64(st.CacheHits) / float64(n)
 		}
 	}
 	sm.PeakRSS = peakRSS(d.cmd.Process.Pid)
 	return sm, nil
+}
+
+// mountStatus reads the fetch section of a mount's status.json.
+func mountStatus(mp string) (fetch.Status, bool) {
+	var doc struct {
+		Source fetch.Status `json:"source"`
+	}
+	b, err := os.ReadFile(filepath.Join(mp, ".lazytree", "status.json"))
+	return doc.Source, err == nil && json.Unmarshal(b, &doc) == nil
 }
 
 // server fills in what the server saw since its last Reset.

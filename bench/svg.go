@@ -99,9 +99,9 @@ func (r *Report) WriteSVG(w io.Writer, workload string) error {
 func (r *Report) WriteSVGs(dir string) ([]string, error) {
 	var paths []string
 	for i, wl := range r.Workloads() {
-		name := "bench-" + fileSafe(wl) + ".svg"
+		name := "chart-" + FileSafe(wl) + ".svg"
 		if slices.Contains(paths, filepath.Join(dir, name)) {
-			name = fmt.Sprintf("bench-%s-%d.svg", fileSafe(wl), i)
+			name = fmt.Sprintf("chart-%s-%d.svg", FileSafe(wl), i)
 		}
 		p := filepath.Join(dir, name)
 		var b bytes.Buffer
@@ -114,7 +114,10 @@ func (r *Report) WriteSVGs(dir string) ([]string, error) {
 	return paths, nil
 }
 
-func fileSafe(s string) string {
+// FileSafe keeps a name (a workload's, from a user's file) usable as
+// one file name: ASCII letters, digits, ".", "-" and "_", no leading dot,
+// at most 60 characters.
+func FileSafe(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if r < utf8.RuneSelf && (r == '.' || r == '-' || r == '_' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
 			return r

@@ -359,12 +359,8 @@ func writeBenchOut(rep *bench.Report, dir string) error {
 	if err := writeFileWith(filepath.Join(dir, "report.html"), rep.WriteHTML); err != nil {
 		return err
 	}
-	for _, wl := range rep.Workloads() {
-		if err := writeFileWith(filepath.Join(dir, "chart-"+safeName(wl)+".svg"), func(w io.Writer) error { return rep.WriteSVG(w, wl) }); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = rep.WriteSVGs(dir)
+	return err
 }
 
 func writeFileWith(path string, write func(io.Writer) error) error {
@@ -386,23 +382,13 @@ func writeBenchSVGs(rep *bench.Report, path string) error {
 	for _, w := range names {
 		p := path
 		if len(names) > 1 {
-			p = strings.TrimSuffix(path, ".svg") + "-" + safeName(w) + ".svg"
+			p = strings.TrimSuffix(path, ".svg") + "-" + bench.FileSafe(w) + ".svg"
 		}
 		if err := writeFileWith(p, func(f io.Writer) error { return rep.WriteSVG(f, w) }); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// safeName keeps a workload's name usable in a file name.
-func safeName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
-			return r
-		}
-		return '_'
-	}, s)
 }
 
 // benchProgress shows the matrix's progress: a bar on a terminal, a line
