@@ -12,6 +12,9 @@
 //
 //	objects/xx/<62 hex>.file   uncompressed content of a verified content
 //	                           object; its header is in the index
+//	partial/<64 hex>.part      verified chunks of a large content object
+//	                           being filled in, at their offsets (sparse);
+//	                           see partial.go
 //	tmp/                       writes in progress; emptied by Open
 //	index/                     Badger (package index)
 //

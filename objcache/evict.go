@@ -71,6 +71,9 @@ func (s *Store) evictLocked(ctx context.Context, target int64) (r GCResult, err 
 	if err = s.db.FlushAccess(); err != nil {
 		return r, err
 	}
+	// Partial files first: they are incomplete, and what they hold is
+	// refetched by the range.
+	r = s.evictPartialsLocked(target)
 	for s.used.Load() > target {
 		need := s.used.Load() - target
 		var ids []index.ObjectID

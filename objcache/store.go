@@ -98,6 +98,8 @@ type Store struct {
 	// object in it has a present record (set after the record is
 	// written, deleted before or with its removal, under its busy entry).
 	verified       map[index.ObjectID]fileID // fileID{} for metadata
+	partMu         sync.Mutex
+	partials       map[index.Sum]*Partial // open partial files (partial.go)
 	lifeMu         sync.RWMutex
 	closed         bool
 	ops            sync.WaitGroup
@@ -190,7 +192,7 @@ func Open(ctx context.Context, home string, opts Options) (*Store, error) {
 }
 
 func (s *Store) mkdirs() error {
-	for _, d := range []string{s.home, s.objDir, s.tmpDir} {
+	for _, d := range []string{s.home, s.objDir, s.tmpDir, filepath.Join(s.home, partialDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -317,7 +319,7 @@ func (s *Store) recount(ctx context.Context) error {
 		}
 		return nil
 	})
-	s.used.Store(used)
+	s.used.Store(used + s.PartialBytes())
 	s.count.Store(count)
 	return err
 }

@@ -296,8 +296,11 @@ func scan(ctx context.Context, src Source, f *File, opts BuildOptions) ([]Access
 		if len(points) >= MaxPoints {
 			return fmt.Errorf("more than %d access points", MaxPoints)
 		}
-		if p.Out <= 0 {
-			return nil // the stream start needs no point
+		if p.Out <= 0 || p.Out >= int64(f.Header.Size) {
+			// The stream start needs no point, and one at the end (an
+			// empty final block, which Go's and klauspost's deflate
+			// write) starts nothing.
+			return nil
 		}
 		// Keep the last min(Out, WindowSize) bytes: a scanner may pad
 		// the window of an early point or hand it a longer buffer.
