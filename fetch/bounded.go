@@ -181,7 +181,7 @@ func (f *Fetcher) getChecked(ctx context.Context, rs *remoteState, path string, 
 	// work: urgent work may be waiting for that token.
 	ctx = context.WithValue(ctx, unpausableKey{}, true)
 	var data []byte
-	err := rs.c.fetch(ctx, path, limit, 0, func(r io.Reader) error {
+	err := rs.c.fetch(ctx, path, limit, func(r io.Reader) error {
 		b, err := readBounded(ctx, r, rs.large, limit, want, path)
 		if err == nil && check != nil {
 			err = check(b)

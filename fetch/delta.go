@@ -318,7 +318,7 @@ func (f *Fetcher) openPart(ctx context.Context, rs *remoteState, path string, hd
 		defer close(dlDone)
 		defer downloads.Release(1)
 		defer pf.downloaded.Store(true)
-		err := rs.c.fetch(dctx, path, int64(hdr.Size), 0, func(r io.Reader) error {
+		err := rs.c.fetch(dctx, path, int64(hdr.Size), func(r io.Reader) error {
 			if err := sp.start(); err != nil {
 				return err
 			}

@@ -27,7 +27,14 @@ type env struct {
 // newEnv opens a fresh cache with one remote named "r" at url.
 func newEnv(t *testing.T, url string, add fetch.AddOptions, opts fetch.Options) *env {
 	t.Helper()
-	home := t.TempDir()
+	return newEnvAt(t, t.TempDir(), url, add, opts)
+}
+
+// newEnvAt is newEnv in home, which may hold a cache already (the remote
+// is added again).
+func newEnvAt(t *testing.T, home, url string, add fetch.AddOptions, opts fetch.Options) *env {
+	t.Helper()
+	os.Remove(filepath.Join(home, "config"))
 	cfg, err := fetch.LoadConfig(home)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +55,14 @@ func newEnv(t *testing.T, url string, add fetch.AddOptions, opts fetch.Options) 
 		opts.HTTP.Backoff = 5 * time.Millisecond
 	}
 	return &env{home: home, cfg: cfg, store: store, fetcher: fetch.New(store, cfg, opts)}
+}
+
+// close closes the cache (a process ending).
+func (e *env) close(t *testing.T) {
+	t.Helper()
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func vectorKey(t *testing.T) []byte {

@@ -41,7 +41,10 @@ type Options struct {
 	BackgroundBandwidth int64
 	// NoDeltas makes Pull fetch loose objects only, never static deltas.
 	NoDeltas bool
-	Logger   *slog.Logger
+	// NoPartial makes OpenContent fetch every object whole before its
+	// first byte, even where a tree index chunks it (partial.go).
+	NoPartial bool
+	Logger    *slog.Logger
 	// Now is the clock (tests).
 	Now func() time.Time
 }
@@ -94,6 +97,11 @@ type Fetcher struct {
 	tindex sync.Map // remote name -> *remoteIndexes: the tree indexes loaded (tindex.go)
 	parts  sync.Map // ostree.Checksum -> *partFlight: content in delta parts on their way in
 
+	partMu     sync.Mutex
+	partials   map[ostree.Checksum]*partialObj // chunked objects open (partial.go)
+	partialBad sync.Map                        // ostree.Checksum -> true: chunks matched, the object did not
+	spans      *semaphore.Weighted             // span requests of partial files (maxSpans)
+
 	stats Stats
 }
 
@@ -123,7 +131,8 @@ type remoteState struct {
 func New(store *objcache.Store, cfg *Config, opts Options) *Fetcher {
 	opts = opts.withDefaults()
 	return &Fetcher{store: store, db: store.Index(), cfg: cfg, opts: opts, remotes: map[string]*remoteState{},
-		sched: newScheduler(opts.BackgroundConcurrency, opts.SpeculativeConcurrency, opts.BackgroundBandwidth)}
+		sched: newScheduler(opts.BackgroundConcurrency, opts.SpeculativeConcurrency, opts.BackgroundBandwidth),
+		spans: semaphore.NewWeighted(maxSpans)}
 }
 
 // Store returns the object cache.

@@ -197,7 +197,7 @@ type client struct {
 	preferred int
 	switched  time.Time
 
-	requests, bytes, retries, failovers counter
+	requests, bytes, retries, failovers, resumes counter
 }
 
 // endpoint is one URL of a remote and what happened there.
@@ -353,12 +353,34 @@ func joinURL(base, path string) string {
 // failures with backoff and moving to the next URL when one keeps
 // failing, gives a permanent error (a corrupt object, a refused
 // redirect) or, being a mirror, does not have the file. consume must read
-// the body from the start each time it is called. maxSize caps the body;
-// rangeEnd > 0 asks for bytes [0, rangeEnd).
+// the body from the start each time it is called. maxSize caps the body.
+// A body that breaks part-way is resumed where it broke (see stream), so
+// consume sees one unbroken stream.
 //
 // The error returned is the origin's when the origin was asked: a
 // mirror's answer is never the last word.
-func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+func (c *client) fetch(ctx context.Context, path string, maxSize int64, consume func(io.Reader) error) error {
+	return c.fetchSpan(ctx, path, maxSize, byteRange{}, consume)
+}
+
+// fetchRange fetches bytes [off, end) of path (end > off >= 0) and hands
+// them to consume as one stream of exactly end-off bytes. A server that
+// ignores Range (200) is handled by skipping the first off bytes and
+// stopping at end. Interrupted transfers resume as fetch's do.
+func (c *client) fetchRange(ctx context.Context, path string, off, end int64, consume func(io.Reader) error) error {
+	if off < 0 || end <= off {
+		return fmt.Errorf("GET %s: bad range [%d, %d)", path, off, end)
+	}
+	return c.fetchSpan(ctx, path, end-off, byteRange{off: off, end: end}, consume)
+}
+
+// byteRange is a part of a file: [off, end), or from off to the end of
+// the file when end is 0.
+type byteRange struct{ off, end int64 }
+
+func (r byteRange) whole() bool { return r.off == 0 && r.end == 0 }
+
+func (c *client) fetchSpan(ctx context.Context, path string, maxSize int64, rng byteRange, consume func(io.Reader) error) error {
 	origin := len(c.urls) - 1
 	first, start := origin, origin
 	if c.trustMirrors || mirrorable(path) {
@@ -368,7 +390,7 @@ func (c *client) fetch(ctx context.Context, path string, maxSize, rangeEnd int64
 	var last, originErr error
 	for k := 0; k < n; k++ {
 		i := first + (start-first+k)%n
-		err := c.tryURL(ctx, i, path, maxSize, rangeEnd, consume)
+		err := c.tryURL(ctx, i, path, maxSize, rng, consume)
 		if err == nil {
 			return nil
 		}
@@ -410,7 +432,7 @@ func guessRefused(err error) bool {
 
 // tryURL fetches path from c.urls[i], retrying transient failures with
 // backoff, and counts the failures against that URL.
-func (c *client) tryURL(ctx context.Context, i int, path string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
+func (c *client) tryURL(ctx context.Context, i int, path string, maxSize int64, rng byteRange, consume func(io.Reader) error) error {
 	ep := c.urls[i]
 	delay := c.opts.Backoff
 	var err error
@@ -428,7 +450,7 @@ func (c *client) tryURL(ctx context.Context, i int, path string, maxSize, rangeE
 				delay *= 2
 			}
 		}
-		err = c.once(ctx, ep, joinURL(ep.url, path), maxSize, rangeEnd, consume)
+		err = c.once(ctx, ep, path, joinURL(ep.url, path), maxSize, rng, consume)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
@@ -441,10 +463,9 @@ func (c *client) tryURL(ctx context.Context, i int, path string, maxSize, rangeE
 	}
 }
 
-// once makes one request. Its errors name u without userinfo: see
-// RedactURL.
-func (c *client) once(ctx context.Context, ep *endpoint, u string, maxSize, rangeEnd int64, consume func(io.Reader) error) error {
-	ru := RedactURL(u)
+// once makes one request (and the requests that resume it). Its errors
+// name u without userinfo: see RedactURL.
+func (c *client) once(ctx context.Context, ep *endpoint, path, u string, maxSize int64, rng byteRange, consume func(io.Reader) error) error {
 	prio := OnDemand
 	if c.sched != nil {
 		p, done, err := c.sched.start(ctx)
@@ -470,66 +491,322 @@ func (c *client) once(ctx context.Context, ep *endpoint, u string, maxSize, rang
 	defer func() { <-c.sem }()
 	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.RequestTimeout, fmt.Errorf("%w: request deadline", errStalled))
 	defer cancel()
-	wctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	req, err := http.NewRequestWithContext(wctx, http.MethodGet, u, nil)
-	if err != nil {
-		return redactErr(err)
+	st := &stream{c: c, ep: ep, ctx: ctx, path: path, u: u, ru: RedactURL(u), max: maxSize, rng: rng, want: -1, start: time.Now()}
+	defer st.close()
+	if err := st.open(); err != nil {
+		return err
 	}
-	req.Header.Set("User-Agent", "lazytree/0.1")
-	if lim, ok := speculativeCap(ctx); ok {
-		req.Header.Set(serve.GuessLimitHeader, strconv.FormatInt(lim, 10))
-	}
-	if rangeEnd > 0 {
-		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", rangeEnd-1))
-	}
-	c.requests.add(1)
-	ep.requests.add(1)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
-			return fmt.Errorf("GET %s: %w", ru, cause)
-		}
-		return redactErr(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return &HTTPError{URL: ru, Status: resp.StatusCode}
-	}
-	if maxSize > 0 && resp.ContentLength > maxSize {
-		return fmt.Errorf("GET %s: %d bytes, more than the %d allowed: %w", ru, resp.ContentLength, maxSize, errTooLarge)
-	}
-	body := &watchedReader{r: resp.Body, max: maxSize, start: time.Now(), opts: &c.opts, cancel: stop, c: c, ep: ep}
-	body.arm()
-	defer body.disarm()
-	var r io.Reader = body
+	var r io.Reader = st
 	// Only background bodies yield: speculative ones that paused for the
 	// on-demand chain they guess ahead of were measured to lengthen it
 	// (issue 10 note).
 	if prio == Background && c.sched != nil && !unpausable(ctx) {
 		_, fl := requestPriority(ctx)
-		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, level: prio, r: body}
+		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, level: prio, r: st}
 	}
-	err = consume(r)
-	if err == nil && body.n < resp.ContentLength {
-		err = fmt.Errorf("GET %s: %w after %d of %d bytes", ru, io.ErrUnexpectedEOF, body.n, resp.ContentLength)
+	err := consume(r)
+	if err == nil && st.want >= 0 && st.n < st.want {
+		err = fmt.Errorf("GET %s: %w after %d of %d bytes", st.ru, io.ErrUnexpectedEOF, st.n, st.want)
 	}
-	if err != nil && body.err != nil && !errors.Is(body.err, io.EOF) {
-		// The transfer broke (reset, truncation, stall): whatever the
-		// consumer made of the partial bytes, the cause is the network.
-		err = fmt.Errorf("GET %s: %w after %d bytes", ru, body.err, body.n)
+	if err != nil && st.bodyErr != nil && !errors.Is(st.bodyErr, io.EOF) {
+		// The transfer broke (reset, truncation, stall) and could not be
+		// resumed: whatever the consumer made of the partial bytes, the
+		// cause is the network.
+		err = fmt.Errorf("GET %s: %w after %d bytes", st.ru, st.bodyErr, st.n)
 	}
 	if err != nil {
-		if cause := context.Cause(wctx); cause != nil && errors.Is(cause, errStalled) {
-			return fmt.Errorf("GET %s: %w", ru, cause)
+		if cause := st.stallCause(); cause != nil {
+			return fmt.Errorf("GET %s: %w", st.ru, cause)
 		}
-		if body.tooBig {
-			return fmt.Errorf("GET %s: more than the %d bytes allowed: %w", ru, maxSize, errTooLarge)
+		if st.tooBig {
+			return fmt.Errorf("GET %s: more than the %d bytes allowed: %w", st.ru, maxSize, errTooLarge)
 		}
 		return err
 	}
 	return nil
+}
+
+// immutablePath reports whether path names a file whose bytes never
+// change and are verified by checksum when read (objects, deltas,
+// lazytree's indexes and profiles): such a transfer may be resumed
+// without a validator from the server.
+func immutablePath(path string) bool {
+	path = strings.TrimLeft(path, "/")
+	return strings.HasPrefix(path, "objects/") || strings.HasPrefix(path, "deltas/") || strings.HasPrefix(path, "lazytree/")
+}
+
+// stream is the body of one GET as consume reads it: when the
+// connection breaks part-way (a reset, a truncated body, a stall), it
+// asks the same URL for the rest (Range: bytes=N-, with If-Range when
+// the first response had a validator) and carries on, so the consumer
+// (an inflater and a hash, typically) never notices and nothing is
+// fetched twice. It resumes only files that do not change or that the
+// server names with a validator, at most Retries times, after the same
+// backoff as retries. A 206 must start exactly where asked; a 200 to a
+// resume (a server that ignores Range, or an If-Range that no longer
+// matched) is read past the bytes already had when its validator is the
+// first one's, and fails otherwise (the caller's retry starts over).
+// The size cap, the stall timer and the minimum throughput apply to the
+// whole stream.
+type stream struct {
+	c       *client
+	ep      *endpoint
+	ctx     context.Context
+	path    string
+	u, ru   string
+	max     int64     // cap on the bytes delivered (0: none)
+	rng     byteRange // what the caller asked for
+	want    int64     // bytes the stream should deliver, -1 unknown
+	n       int64     // bytes delivered
+	start   time.Time // for the minimum throughput
+	resumes int
+
+	validator string // strong ETag or Last-Modified of the first response
+	resp      *http.Response
+	body      *watchedReader
+	stop      context.CancelCauseFunc
+	bodyErr   error // the last error a body returned
+	tooBig    bool
+	lastStall error
+}
+
+// open sends the request for what is still wanted: the first, or a
+// resume after st.n bytes.
+func (st *stream) open() error {
+	c := st.c
+	wctx, stop := context.WithCancelCause(st.ctx)
+	req, err := http.NewRequestWithContext(wctx, http.MethodGet, st.u, nil)
+	if err != nil {
+		stop(nil)
+		return redactErr(err)
+	}
+	req.Header.Set("User-Agent", "lazytree/0.1")
+	if lim, ok := speculativeCap(st.ctx); ok {
+		req.Header.Set(serve.GuessLimitHeader, strconv.FormatInt(lim, 10))
+	}
+	from := st.rng.off + st.n
+	if from > 0 || st.rng.end > 0 {
+		if st.rng.end > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, st.rng.end-1))
+		} else {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))
+		}
+		if st.n > 0 && st.validator != "" {
+			req.Header.Set("If-Range", st.validator)
+		}
+	}
+	c.requests.add(1)
+	st.ep.requests.add(1)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		cause := context.Cause(wctx)
+		stop(nil)
+		if cause != nil && errors.Is(cause, errStalled) {
+			return fmt.Errorf("GET %s: %w", st.ru, cause)
+		}
+		return redactErr(err)
+	}
+	fail := func(err error) error {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		stop(nil)
+		return err
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		return fail(&HTTPError{URL: st.ru, Status: resp.StatusCode})
+	}
+	validator := resp.Header.Get("ETag")
+	if strings.HasPrefix(validator, "W/") {
+		validator = ""
+	}
+	if validator == "" {
+		validator = resp.Header.Get("Last-Modified")
+	}
+	if st.n > 0 && st.validator != "" && validator != st.validator {
+		return fail(fmt.Errorf("GET %s: resume after %d bytes: the file changed (validator %q, was %q)", st.ru, st.n, validator, st.validator))
+	}
+	// skip is what this body has before the bytes wanted next.
+	var skip, length int64 = 0, resp.ContentLength
+	if resp.StatusCode == http.StatusPartialContent {
+		first, last, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || first != from || (resp.ContentLength >= 0 && resp.ContentLength != last-first+1) {
+			return fail(fmt.Errorf("GET %s: asked for bytes from %d, got Content-Range %q", st.ru, from, resp.Header.Get("Content-Range")))
+		}
+		if st.rng.end > 0 && last+1 > st.rng.end || st.n > 0 && st.want >= 0 && first+(last-first+1) != st.rng.off+st.want {
+			if !(st.rng.end == 0 && total >= 0 && last+1 == total) {
+				return fail(fmt.Errorf("GET %s: Content-Range %q does not fit what was asked", st.ru, resp.Header.Get("Content-Range")))
+			}
+		}
+		length = last - first + 1
+	} else if from > 0 {
+		skip = from // a whole file for a range
+		if length >= 0 {
+			length -= from
+			if length < 0 {
+				return fail(fmt.Errorf("GET %s: %d bytes, asked for bytes from %d", st.ru, resp.ContentLength, from))
+			}
+		}
+	}
+	if st.rng.end > 0 && (length < 0 || length > st.rng.end-from) {
+		length = st.rng.end - from
+	}
+	if st.n == 0 {
+		st.validator = validator
+		if length >= 0 {
+			st.want = length
+		}
+		if st.max > 0 && length > st.max {
+			return fail(fmt.Errorf("GET %s: %d bytes, more than the %d allowed: %w", st.ru, length, st.max, errTooLarge))
+		}
+	}
+	left := int64(0)
+	if st.max > 0 {
+		left = skip + st.max - st.n
+	}
+	st.resp, st.stop = resp, stop
+	st.body = &watchedReader{r: resp.Body, max: left, start: st.start, opts: &c.opts, cancel: stop, c: c, ep: st.ep}
+	st.body.arm()
+	if skip > 0 {
+		if _, err := io.CopyN(io.Discard, st.body, skip); err != nil {
+			return fmt.Errorf("GET %s: skipping %d bytes a server sent again: %w", st.ru, skip, err)
+		}
+		st.body.n -= skip
+	}
+	return nil
+}
+
+func (st *stream) close() {
+	if st.body != nil {
+		st.body.disarm()
+		st.start = st.body.start
+	}
+	if st.resp != nil {
+		st.resp.Body.Close()
+		st.resp = nil
+	}
+	if st.stop != nil {
+		if c := st.stallCause(); c != nil {
+			st.lastStall = c
+		}
+		st.stop(nil)
+		st.stop = nil
+	}
+}
+
+// stallCause is the stall (or deadline) that cut the current body, if
+// that is what happened.
+func (st *stream) stallCause() error {
+	if st.body != nil {
+		if cause := context.Cause(st.ctx); cause != nil && errors.Is(cause, errStalled) {
+			return cause
+		}
+	}
+	if st.lastStall != nil && st.bodyErr != nil {
+		return st.lastStall
+	}
+	return nil
+}
+
+// Pause is the current body's (see watchedReader.Pause).
+func (st *stream) Pause() (resume func()) { return st.body.Pause() }
+
+func (st *stream) Read(p []byte) (int, error) {
+	for {
+		if st.want >= 0 && st.n >= st.want {
+			return 0, io.EOF
+		}
+		if st.want >= 0 && int64(len(p)) > st.want-st.n {
+			p = p[:st.want-st.n]
+		}
+		n, err := st.body.Read(p)
+		st.n += int64(n)
+		if err == nil {
+			return n, nil
+		}
+		st.bodyErr = err
+		if st.body.tooBig {
+			st.tooBig = true
+		}
+		if errors.Is(err, io.EOF) && (st.want < 0 || st.n >= st.want) {
+			return n, err
+		}
+		if !st.resumable(err) {
+			return n, err
+		}
+		if rerr := st.resume(); rerr != nil {
+			st.bodyErr = fmt.Errorf("%w (resume: %v)", err, rerr)
+			return n, st.bodyErr
+		}
+		st.bodyErr = nil
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// resumable reports whether a body that failed with err may be
+// continued by a new request.
+func (st *stream) resumable(err error) bool {
+	if st.tooBig || st.n == 0 || st.resumes >= st.c.opts.Retries || st.ctx.Err() != nil {
+		return false
+	}
+	if st.validator == "" && !immutablePath(st.path) {
+		return false
+	}
+	if cause := context.Cause(st.ctx); cause != nil {
+		return false // the request's own deadline
+	}
+	return errors.Is(err, io.EOF) || transient(err) || errors.Is(err, context.Canceled)
+}
+
+// resume waits the backoff and asks for the rest.
+func (st *stream) resume() error {
+	st.close()
+	st.lastStall = nil
+	st.resumes++
+	st.c.resumes.add(1)
+	delay := st.c.opts.Backoff << min(st.resumes-1, 6)
+	t := time.NewTimer(min(delay, 5*time.Second))
+	select {
+	case <-st.ctx.Done():
+		t.Stop()
+		return st.ctx.Err()
+	case <-t.C:
+	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if err = st.open(); err == nil || !transient(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// parseContentRange reads "bytes first-last/total" (total may be "*").
+func parseContentRange(h string) (first, last, total int64, ok bool) {
+	rest, found := strings.CutPrefix(h, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	span, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(span, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	first, err1 = strconv.ParseInt(a, 10, 64)
+	last, err2 = strconv.ParseInt(b, 10, 64)
+	total = -1
+	if tot != "*" {
+		total, err3 = strconv.ParseInt(tot, 10, 64)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || first < 0 || last < first || (total >= 0 && last >= total) {
+		return 0, 0, 0, false
+	}
+	return first, last, total, true
 }
 
 // watchedReader cancels the request when the body stalls or crawls, and
@@ -620,7 +897,7 @@ func (w *watchedReader) Read(p []byte) (int, error) {
 // getAll fetches a small file completely.
 func (c *client) getAll(ctx context.Context, path string, maxSize int64) ([]byte, error) {
 	var data []byte
-	err := c.fetch(ctx, path, maxSize, 0, func(r io.Reader) error {
+	err := c.fetch(ctx, path, maxSize, func(r io.Reader) error {
 		b, err := io.ReadAll(r)
 		data = b
 		return err

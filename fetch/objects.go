@@ -187,7 +187,7 @@ func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Chec
 			}
 		}
 		var received int64
-		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), maxArchived, 0, func(r io.Reader) error {
+		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), maxArchived, func(r io.Reader) error {
 			cr := &countingReader{r: r}
 			content, err := ostree.NewContentReader(cr)
 			if err != nil {

@@ -260,7 +260,13 @@ type gatedReader struct {
 	s     *scheduler
 	fl    *flight
 	level Priority
-	r     *watchedReader
+	r     pausableReader
+}
+
+// pausableReader is a body whose stall timer can be paused.
+type pausableReader interface {
+	io.Reader
+	Pause() (resume func())
 }
 
 func (g *gatedReader) Read(p []byte) (int, error) {

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
-	"github.com/lazytree/lazytree/objcache"
 	"github.com/lazytree/lazytree/ostree"
 )
 
@@ -280,9 +279,10 @@ func (s *MountSource) PeekFileHeader(remote string, c ostree.Checksum) (*ostree.
 	return s.f.PeekHeaderVia(remote, c)
 }
 
-// Open returns the verified, cached content of a file.
-func (s *MountSource) Open(ctx context.Context, remote string, c ostree.Checksum) (*objcache.Handle, error) {
-	return s.f.Content(ctx, remote, c)
+// Open returns the verified content of a file: the cached object, or a
+// PartialFile when remote's tree index chunks it (partial.go).
+func (s *MountSource) Open(ctx context.Context, remote string, c ostree.Checksum) (File, error) {
+	return s.f.OpenContent(ctx, remote, c)
 }
 
 // RefNames returns the known refs of a remote, sorted (for listings).

@@ -132,6 +132,8 @@ type HTTPStats struct {
 	Bytes     int64 `json:"bytes"`
 	Retries   int64 `json:"retries"`
 	Failovers int64 `json:"failovers"`
+	// Resumes counts broken transfers continued with a Range request.
+	Resumes int64 `json:"resumes"`
 }
 
 // HTTPStats sums the HTTP counters of every remote.
@@ -143,6 +145,7 @@ func (f *Fetcher) HTTPStats() HTTPStats {
 		out.Requests += rs.c.requests.get()
 		out.Bytes += rs.c.bytes.get()
 		out.Retries += rs.c.retries.get()
+		out.Resumes += rs.c.resumes.get()
 		out.Failovers += rs.c.failovers.get()
 	}
 	return out

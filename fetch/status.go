@@ -29,6 +29,11 @@ type Status struct {
 	Prefetches     []PrefetchStatus    `json:"prefetches"`
 	Scheduler      SchedulerStatus     `json:"scheduler"`
 	Speculation    SpeculationStatus   `json:"speculation"`
+	// PartialFiles are the large files being served before they are
+	// whole (partial.go); PartialBytes what partial files hold in the
+	// cache, open or not.
+	PartialFiles []PartialStatus `json:"partial_files"`
+	PartialBytes int64           `json:"partial_bytes"`
 }
 
 // Status returns the counters for status.json.
@@ -73,6 +78,8 @@ func (s *MountSource) Status() any {
 		Prefetches:     jobs,
 		Scheduler:      s.f.sched.status(),
 		Speculation:    s.spec.status(),
+		PartialFiles:   s.f.partialStatus(),
+		PartialBytes:   s.f.Store().PartialBytes(),
 	}
 }
 

@@ -68,8 +68,8 @@
 //
 // # Reads, and when the first byte is served
 //
-// Open asks the Source for the file's content, which the Source returns
-// only after verifying the whole object: nothing is served before the
+// Open asks the Source for the file's content. Usually the Source returns
+// it only after verifying the whole object: nothing is served before the
 // SHA-256 over header and content matches the name. OSTree has no
 // per-chunk digests, so a prefix of a content object cannot be verified on
 // its own; serving it speculatively would let a program read, or the
@@ -79,13 +79,22 @@
 // large files on a cold cache: the first byte of a file waits for its
 // whole object, which is bounded by Options.RequestTimeout and is paid
 // once (then it is cached); an open that times out leaves the Source's
-// shared fetch running, so a retry picks it up. Prefetch (profiles,
-// deltas) hides the wait for known workloads. Serving early safely needs
-// authenticated chunk digests, e.g. per-64-KiB hashes in lazytree's tree
-// index, whose checksum is in the signed summary; with those a Source
-// could return a File whose ReadAt waits per verified chunk, and this
-// package would only have to skip passthrough for such files.
+// shared fetch running, so a retry picks it up.
 //
+// The exception is a large file whose chunks have authenticated digests
+// (lazytree's tree index, named by the signed summary): the Source may
+// return a StreamingFile, whose ReadAtContext waits, under the request's
+// deadline and interrupt, only for the chunks a read covers, and returns
+// only bytes verified against their digests (fetch/partial.go). Such a
+// file is read through the daemon (never passed through: its descriptor
+// is not the whole content), mmap included, so a mapped page of a chunk
+// that failed its digest is a SIGBUS, never forged bytes; FOPEN_KEEP_CACHE
+// is safe because only verified bytes ever reach the page cache. While
+// one is open on an inode, no open of that inode asks for passthrough
+// (the kernel does not mix the two modes on one inode); the next open
+// after the last one closed passes the then whole object through.
+// status.json counts streaming_opens.
+
 // # Passthrough (what we found)
 //
 // On this machine (Linux 6.18, root) the kernel offers FUSE passthrough

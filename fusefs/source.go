@@ -100,6 +100,19 @@ type File interface {
 	Close() error
 }
 
+// StreamingFile is an optional interface of a File that is served before
+// it is whole (a large file whose chunks have authenticated digests):
+// ReadAtContext waits, under ctx (the request's deadline and interrupt),
+// for the chunks a read covers and returns only bytes that were verified
+// against their digests. Such a file is never passed through (its Fd is
+// not the whole content), and while one is open on an inode no open of
+// that inode asks for passthrough (the kernel does not mix the two modes
+// on one inode). Read goes to ReadAtContext, never to ReadAt.
+type StreamingFile interface {
+	File
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
 // HeaderPeeker is an optional interface of a Source: PeekFileHeader
 // returns a verified header only if the Source has it at hand (in memory
 // or in a local index), without any network I/O. fusefs uses it to fill in

@@ -52,6 +52,9 @@ type Stats struct {
 	Opens            uint64            `json:"opens"`
 	OpenFiles        int64             `json:"open_files"`
 	PassthroughFiles uint64            `json:"passthrough_files"`
+	// StreamingOpens counts opens of files served before they were whole
+	// (StreamingFile), which are read through the daemon.
+	StreamingOpens uint64 `json:"streaming_opens"`
 	// PassthroughKernel says whether the kernel offered FUSE passthrough
 	// when the mount started.
 	PassthroughKernel bool          `json:"passthrough_kernel"`
@@ -78,6 +81,7 @@ type stats struct {
 	opens            atomic.Uint64
 	openFiles        atomic.Int64
 	passthroughFiles atomic.Uint64
+	streamingOpens   atomic.Uint64
 	inflight         atomic.Int64
 
 	mu   sync.Mutex
@@ -122,6 +126,7 @@ func (s *stats) snapshot() Stats {
 		Opens:            s.opens.Load(),
 		OpenFiles:        s.openFiles.Load(),
 		PassthroughFiles: s.passthroughFiles.Load(),
+		StreamingOpens:   s.streamingOpens.Load(),
 		SourceInFlight:   s.inflight.Load(),
 	}
 	for i := range s.ops {

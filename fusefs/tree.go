@@ -305,6 +305,9 @@ type fileNode struct {
 	attr   fuse.Attr
 	target string
 	xattrs []ostree.Xattr
+	// streaming counts open StreamingFile handles: no passthrough for
+	// the inode meanwhile.
+	streaming atomic.Int32
 }
 
 func newFileNode(f *fsys, via Via, sum ostree.Checksum, h *ostree.FileHeader) *fileNode {
@@ -392,14 +395,21 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	}
 	n.f.st.opens.Add(1)
 	n.f.st.openFiles.Add(1)
-	return &fileHandle{n: n, file: file}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	h := &fileHandle{n: n, file: file}
+	if sf, ok := file.(StreamingFile); ok {
+		h.stream = sf
+		n.streaming.Add(1)
+		n.f.st.streamingOpens.Add(1)
+	}
+	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 // fileHandle is an open regular file. With passthrough the kernel reads
 // the Source's file itself and Read is never called.
 type fileHandle struct {
-	n    *fileNode
-	file File
+	n      *fileNode
+	file   File
+	stream StreamingFile // file, when it is served before it is whole
 }
 
 // PassthroughFd hands the kernel the cached file, for files of at least
@@ -408,7 +418,7 @@ type fileHandle struct {
 // go-fuse asks once per inode while it has no backing file registered,
 // and falls back to Read for the whole mount if the kernel refuses.
 func (h *fileHandle) PassthroughFd() (int, bool) {
-	if h.n.f.opts.NoPassthrough || int64(h.n.attr.Size) < h.n.f.opts.PassthroughMin {
+	if h.n.f.opts.NoPassthrough || int64(h.n.attr.Size) < h.n.f.opts.PassthroughMin || h.stream != nil || h.n.streaming.Load() > 0 {
 		return 0, false
 	}
 	h.n.f.st.passthroughFiles.Add(1)
@@ -418,7 +428,15 @@ func (h *fileHandle) PassthroughFd() (int, bool) {
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f := h.n.f
 	f.st.count(opRead)
-	n, err := h.file.ReadAt(dest, off)
+	var n int
+	var err error
+	if h.stream != nil {
+		rctx, cancel := f.request(ctx)
+		n, err = h.stream.ReadAtContext(rctx, dest, off)
+		cancel()
+	} else {
+		n, err = h.file.ReadAt(dest, off)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, f.failure(opRead, h.n.where(), ostree.ObjectName(h.n.sum, ostree.ObjFile), err)
 	}
@@ -428,6 +446,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	h.n.f.st.openFiles.Add(-1)
+	if h.stream != nil {
+		h.n.streaming.Add(-1)
+	}
 	h.file.Close()
 	return 0
 }
