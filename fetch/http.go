@@ -116,6 +116,10 @@ func transient(err error) bool {
 var (
 	errStalled  = errors.New("transfer stalled or below the minimum throughput")
 	errRedirect = errors.New("redirect refused")
+	// errEnough, returned by a consumer, ends a transfer early as a
+	// success: the consumer has what it needed (fetchRange's caller
+	// that asked for a little more than it might need).
+	errEnough = errors.New("consumer has enough")
 	// errTooLarge is a body larger than the caller allowed.
 	errTooLarge = errors.New("larger than allowed")
 )
@@ -505,6 +509,9 @@ func (c *client) once(ctx context.Context, ep *endpoint, path, u string, maxSize
 		r = &gatedReader{ctx: ctx, s: c.sched, fl: fl, level: prio, r: st}
 	}
 	err := consume(r)
+	if errors.Is(err, errEnough) {
+		return nil // the consumer has what it wanted; the rest is not read
+	}
 	if err == nil && st.want >= 0 && st.n < st.want {
 		err = fmt.Errorf("GET %s: %w after %d of %d bytes", st.ru, io.ErrUnexpectedEOF, st.n, st.want)
 	}
