@@ -29,6 +29,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newMountCmd, newUnmountCmd,
 	newPinsCmd,
 	newCacheCmd,
+	newStatusCmd,
 	newProfileCmd,
 	newInitCmd, newCommitCmd, newExportCmd, newServeCmd,
 	newRunCmd, newInfoCmd,
