@@ -4,10 +4,23 @@ GO ?= go
 FUZZTIME_SHORT ?= 5s
 FUZZTIME ?= 2m
 
-.PHONY: build test fuzz-short fuzz-long demo bench bench-go
+.PHONY: build install test fuzz-short fuzz-long demo bench bench-go
 
 build:
 	$(GO) build -o lazytree .
+
+# The binary, its man pages and bash/zsh/fish completions, under
+# DESTDIR/PREFIX (man pages and completions come from `lazytree docs`).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 lazytree $(DESTDIR)$(PREFIX)/bin/lazytree
+	rm -rf .docs-out && ./lazytree docs --man .docs-out/man --completions .docs-out/comp
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 .docs-out/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -D -m 0644 .docs-out/comp/lazytree.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lazytree
+	install -D -m 0644 .docs-out/comp/_lazytree $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_lazytree
+	install -D -m 0644 .docs-out/comp/lazytree.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/lazytree.fish
+	rm -rf .docs-out
 
 test:
 	$(GO) vet ./...

@@ -30,6 +30,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newPinsCmd,
 	newCacheCmd,
 	newStatusCmd,
+	newDocsCmd,
 	newProfileCmd,
 	newInitCmd, newCommitCmd, newExportCmd, newServeCmd,
 	newRunCmd, newInfoCmd,
