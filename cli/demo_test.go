@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lazytree/lazytree/fusefs"
+	"github.com/lazytree/lazytree/internal/testutil"
 )
 
 // TestDemo runs `lazytree demo` and checks that it prints its figures and
@@ -21,11 +23,12 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	start := time.Now()
-	if err := runDemo(ctx, &demoOptions{Latency: 25 * time.Millisecond, Prefetch: "none"}, &out); err != nil {
+	if err := runDemo(ctx, &demoOptions{Latency: 25 * time.Millisecond, Prefetch: "metadata", Binary: testutil.BuildLazytree(t)}, &out); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	t.Logf("demo took %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
-	for _, want := range []string{"cold start: first output after", "warm start: first output after", "hello from bash"} {
+	for _, want := range []string{"cold start: first output after", "warm start: first output after", "hello from org.lazytree.DemoApp: bash",
+		"ostree: \"hello from org.lazytree.DemoApp", "ostree pull + checkout + start:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("demo output lacks %q", want)
 		}
@@ -45,7 +48,17 @@ func TestDemo(t *testing.T) {
 	if share == nil {
 		t.Fatal("no fetched share in the output")
 	}
-	if share[1] == "100.0" {
-		t.Fatal("the cold start fetched the whole ref")
+	if pct, err := strconv.ParseFloat(share[1], 64); err != nil || pct > 50 {
+		t.Fatalf("the cold start fetched %s%% of the repo", share[1])
+	}
+	ratio := regexp.MustCompile(`lazytree run cold was ([0-9.]+)x faster`).FindStringSubmatch(out.String())
+	if ratio == nil {
+		t.Fatal("no comparison ratio in the output")
+	}
+	if r, err := strconv.ParseFloat(ratio[1], 64); err != nil || r <= 1 {
+		t.Fatalf("lazytree run cold was %sx the ostree path", ratio[1])
+	}
+	if time.Since(start) > time.Minute {
+		t.Errorf("the demo took %s, more than a minute", time.Since(start))
 	}
 }
