@@ -495,7 +495,7 @@ func (c *client) once(ctx context.Context, ep *endpoint, path, u string, maxSize
 	defer func() { <-c.sem }()
 	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.RequestTimeout, fmt.Errorf("%w: request deadline", errStalled))
 	defer cancel()
-	st := &stream{c: c, ep: ep, ctx: ctx, path: path, u: u, ru: RedactURL(u), max: maxSize, rng: rng, want: -1, start: time.Now()}
+	st := &stream{c: c, ep: ep, ctx: ctx, path: path, u: u, ru: RedactURL(u), max: maxSize, rng: rng, want: -1}
 	defer st.close()
 	if err := st.open(); err != nil {
 		return err
@@ -565,12 +565,12 @@ type stream struct {
 	rng     byteRange // what the caller asked for
 	want    int64     // bytes the stream should deliver, -1 unknown
 	n       int64     // bytes delivered
-	start   time.Time // for the minimum throughput
 	resumes int
 
 	validator string // strong ETag or Last-Modified of the first response
 	resp      *http.Response
 	body      *watchedReader
+	wctx      context.Context // the current response's, which its stall timer cancels
 	stop      context.CancelCauseFunc
 	bodyErr   error // the last error a body returned
 	tooBig    bool
@@ -670,14 +670,19 @@ func (st *stream) open() error {
 	if st.max > 0 {
 		left = skip + st.max - st.n
 	}
-	st.resp, st.stop = resp, stop
-	st.body = &watchedReader{r: resp.Body, max: left, start: st.start, opts: &c.opts, cancel: stop, c: c, ep: st.ep}
+	st.resp, st.stop, st.wctx = resp, stop, wctx
+	// Each response has its own stall timer and throughput clock: a
+	// resume late in a long transfer starts a fresh measurement.
+	st.body = &watchedReader{r: resp.Body, max: left, start: time.Now(), opts: &c.opts, cancel: stop, c: c, ep: st.ep}
 	st.body.arm()
 	if skip > 0 {
 		if _, err := io.CopyN(io.Discard, st.body, skip); err != nil {
 			return fmt.Errorf("GET %s: skipping %d bytes a server sent again: %w", st.ru, skip, err)
 		}
 		st.body.n -= skip
+		if st.body.max > 0 {
+			st.body.max -= skip
+		}
 	}
 	return nil
 }
@@ -685,7 +690,6 @@ func (st *stream) open() error {
 func (st *stream) close() {
 	if st.body != nil {
 		st.body.disarm()
-		st.start = st.body.start
 	}
 	if st.resp != nil {
 		st.resp.Body.Close()
@@ -703,8 +707,11 @@ func (st *stream) close() {
 // stallCause is the stall (or deadline) that cut the current body, if
 // that is what happened.
 func (st *stream) stallCause() error {
-	if st.body != nil {
-		if cause := context.Cause(st.ctx); cause != nil && errors.Is(cause, errStalled) {
+	for _, c := range []context.Context{st.wctx, st.ctx} {
+		if c == nil {
+			continue
+		}
+		if cause := context.Cause(c); cause != nil && errors.Is(cause, errStalled) {
 			return cause
 		}
 	}
