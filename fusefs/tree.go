@@ -431,8 +431,14 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	var n int
 	var err error
 	if h.stream != nil {
+		// The deadline, and the kernel's INTERRUPT (go-fuse's ctx): the
+		// read waits for the network, so it must stop at either.
 		rctx, cancel := f.request(ctx)
-		n, err = h.stream.ReadAtContext(rctx, dest, off)
+		ictx, icancel := context.WithCancel(rctx)
+		stop := context.AfterFunc(ctx, icancel)
+		n, err = h.stream.ReadAtContext(ictx, dest, off)
+		stop()
+		icancel()
 		cancel()
 	} else {
 		n, err = h.file.ReadAt(dest, off)
