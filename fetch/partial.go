@@ -115,6 +115,8 @@ type partialObj struct {
 	store  *objcache.Partial
 	ctx    context.Context // span fetches; cancelled when the last handle closes
 	cancel context.CancelFunc
+	spanWG sync.WaitGroup // span goroutines
+	gone   chan struct{}  // closed when the last handle has closed everything
 
 	mu       sync.Mutex
 	refs     int
@@ -128,6 +130,7 @@ type partialObj struct {
 	ra       int   // span length in chunks for the next sequential span
 	left     int   // chunks not yet had
 	done     bool  // promoted to a normal object
+	closing  bool  // the last reference is gone; set once
 }
 
 // chunkedEntry returns remote's index entry for c when c is served
@@ -164,7 +167,7 @@ func (f *Fetcher) OpenContent(ctx context.Context, remote string, c ostree.Check
 			return f.Content(ctx, remote, c)
 		}
 		if fl, ok := f.chunkedEntry(remote, c); ok {
-			if p, err := f.partial(remote, fl); err == nil {
+			if p, err := f.partial(ctx, remote, fl); err == nil {
 				return &PartialFile{p: p}, nil
 			} else if !errors.Is(err, errOtherDigests) {
 				return nil, err
@@ -186,28 +189,51 @@ type File interface {
 // another remote's index, which disagrees with this one's.
 var errOtherDigests = errors.New("chunked on other digests")
 
-func (f *Fetcher) partial(remote string, fl *treeindex.File) (*partialObj, error) {
+func (f *Fetcher) partial(ctx context.Context, remote string, fl *treeindex.File) (*partialObj, error) {
+	for {
+		p, closing, err := f.joinPartial(remote, fl)
+		if err != nil || !closing {
+			return p, err
+		}
+		// The last handle of the one before is closing: its spans may
+		// still write into the file. Wait until they have stopped.
+		select {
+		case <-p.gone:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// joinPartial returns the open partialObj of fl's object with one more
+// reference, a closing one (closing true, to wait for; no reference
+// taken), or a new one.
+func (f *Fetcher) joinPartial(remote string, fl *treeindex.File) (*partialObj, bool, error) {
 	f.partMu.Lock()
 	defer f.partMu.Unlock()
 	if p := f.partials[fl.Checksum]; p != nil {
-		if p.remote != remote && (p.fl.ChunkSize != fl.ChunkSize || !bytes.Equal(p.fl.Digests, fl.Digests)) {
-			return nil, errOtherDigests
-		}
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closing {
+			return p, true, nil
+		}
+		if p.remote != remote && (p.fl.ChunkSize != fl.ChunkSize || !bytes.Equal(p.fl.Digests, fl.Digests)) {
+			return nil, false, errOtherDigests
+		}
 		p.refs++
-		p.mu.Unlock()
-		return p, nil
+		return p, false, nil
 	}
 	size := int64(fl.Header.Size)
 	st, err := f.store.OpenPartial(fl.Checksum, size)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	n := fl.Chunks()
 	ctx, cancel := context.WithCancel(WithPriority(context.Background(), OnDemand))
 	p := &partialObj{
 		f: f, remote: remote, sum: fl.Checksum, name: ostree.ObjectName(fl.Checksum, ostree.ObjFile),
 		fl: *fl, size: size, cs: int64(fl.ChunkSize), n: n, store: st, ctx: ctx, cancel: cancel,
+		gone: make(chan struct{}),
 		refs: 1, have: make([]bool, n), checked: make([]bool, n), inflight: make([]bool, n), failed: make([]error, n),
 		changed: make(chan struct{}), ra: 1, left: n,
 	}
@@ -220,24 +246,34 @@ func (f *Fetcher) partial(remote string, fl *treeindex.File) (*partialObj, error
 		f.partials = map[ostree.Checksum]*partialObj{}
 	}
 	f.partials[fl.Checksum] = p
-	return p, nil
+	return p, false, nil
 }
 
+// release drops one reference. The last one stops the spans, waits for
+// them (none may write into the file after it is closed, or into the
+// next owner's), closes the file, and only then leaves the map: an open
+// meanwhile waits for p.gone and starts afresh.
 func (p *partialObj) release() {
 	f := p.f
-	f.partMu.Lock()
 	p.mu.Lock()
 	p.refs--
 	last := p.refs == 0
+	if last {
+		p.closing = true
+	}
 	p.mu.Unlock()
-	if last && f.partials[p.sum] == p {
+	if !last {
+		return
+	}
+	p.cancel()
+	p.spanWG.Wait()
+	p.store.Close()
+	f.partMu.Lock()
+	if f.partials[p.sum] == p {
 		delete(f.partials, p.sum)
 	}
 	f.partMu.Unlock()
-	if last {
-		p.cancel()
-		p.store.Close()
-	}
+	close(p.gone)
 }
 
 // broadcastLocked wakes every waiting reader; p.mu is held.
@@ -393,11 +429,18 @@ func (p *partialObj) startSpanLocked(first, count int) {
 	for last+1 < p.n && last+1 < limit && !p.have[last+1] && !p.inflight[last+1] && p.checked[last+1] {
 		last++
 	}
+	if p.closing {
+		return
+	}
 	for i := first; i <= last; i++ {
 		p.inflight[i] = true
 		p.failed[i] = nil
 	}
-	go p.fetchSpan(first, last)
+	p.spanWG.Add(1)
+	go func() {
+		defer p.spanWG.Done()
+		p.fetchSpan(first, last)
+	}()
 }
 
 // fetchSpan fetches, inflates, verifies and stores chunks [first, last].
@@ -520,8 +563,9 @@ func (p *partialObj) complete() {
 	err := p.store.Complete(ctx, hdr, p.remote)
 	var ce *objcache.CorruptError
 	if err != nil && !errors.As(err, &ce) {
-		// Not the object's fault (a full disk, say): it stays partial;
-		// the chunks are there for the next open.
+		// Not the object's fault (a full disk, say). The partial file is
+		// gone, but the open handles still read its verified chunks; the
+		// next open starts again.
 		p.f.stats.record(p.remote, p.name, fmt.Errorf("store the completed object: %w", err))
 		return
 	}

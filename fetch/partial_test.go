@@ -31,7 +31,7 @@ type bigRepo struct {
 	x       *treeindex.File
 }
 
-func publishBig(t *testing.T, size int, sopts fetchtest.Options) *bigRepo {
+func publishBig(t *testing.T, size int, sopts fetchtest.Options, xopts ...func(*treeindex.BuildOptions)) *bigRepo {
 	t.Helper()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newPublisher(t, "")
@@ -40,7 +40,11 @@ func publishBig(t *testing.T, size int, sopts fetchtest.Options) *bigRepo {
 	}
 	content := mustRead(t, filepath.Join(p.src, "big"))
 	c := p.commit("app", "x", day)
-	if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day, TreeIndex: true, TreeIndexOptions: treeindex.BuildOptions{Scan: treeindex.ZranScan}}); err != nil {
+	bo := treeindex.BuildOptions{Scan: treeindex.ZranScan}
+	for _, o := range xopts {
+		o(&bo)
+	}
+	if _, err := p.r.Export(context.Background(), repo.ExportOptions{Signer: p.signer, Now: day, TreeIndex: true, TreeIndexOptions: bo}); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := fetchtest.New(p.r.Dir, sopts)
@@ -343,5 +347,80 @@ func TestPartialResumesAfterRestart(t *testing.T) {
 	}
 	if _, reqs := br.filezBytes(); reqs != 1 {
 		t.Fatalf("the damaged chunk cost %d requests, want 1", reqs)
+	}
+}
+
+// TestPartialAcrossRemotes: chunks are trusted on one remote's word. A
+// reader who came through another remote whose index chunks the same
+// object differently gets the object verified whole while the first
+// remote's partial file is open, and its own partial file after.
+func TestPartialAcrossRemotes(t *testing.T) {
+	brA := publishBig(t, 12<<20, fetchtest.Options{})
+	brB := publishBig(t, 12<<20, fetchtest.Options{}, func(o *treeindex.BuildOptions) { o.ChunkSize = 2 << 20 })
+	if brA.sum != brB.sum {
+		t.Fatalf("the two repositories hold different objects: %s, %s", brA.sum, brB.sum)
+	}
+	if a, b := brA.entry(t), brB.entry(t); a.ChunkSize == b.ChunkSize {
+		t.Fatalf("both indexes chunk by %d", a.ChunkSize)
+	}
+	e, s, fA := brA.open(t, fetch.Options{})
+	e.addRemote(t, "q", brB.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}})
+	if _, err := s.Commit(ctxT(t), "q", "app", brB.commit); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Status().(*fetch.Status).TreeIndexes[brB.commit.String()]; got != "loaded" {
+		t.Fatalf("q's tree index: %q", got)
+	}
+	buf := make([]byte, 4096)
+	if n, err := readCtx(t, fA, buf, 5<<20); err != nil || !bytes.Equal(buf[:n], brA.content[5<<20:5<<20+n]) {
+		t.Fatalf("r's partial read: %d %v", n, err)
+	}
+	fB, err := s.Open(ctxT(t), "q", brB.sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fB.Close()
+	if _, ok := fB.(*fetch.PartialFile); ok {
+		t.Fatal("q's reader shares chunks checked against r's index")
+	}
+	all := make([]byte, len(brB.content)+1)
+	if n, err := fB.ReadAt(all, 0); n != len(brB.content) || !bytes.Equal(all[:n], brB.content) || (err != nil && err != io.EOF) {
+		t.Fatalf("q's whole read: %d bytes, %v", n, err)
+	}
+}
+
+// TestPartialCloseStopsSpans: the last Close stops the spans in flight
+// and returns only once they have stopped, so none writes into the
+// partial file after it (or into the next opener's); a new open then
+// reads the file afresh.
+func TestPartialCloseStopsSpans(t *testing.T) {
+	br := publishBig(t, 8<<20, fetchtest.Options{})
+	e, s, f := br.open(t, fetch.Options{})
+	if err := br.srv.SetOptions(fetchtest.Options{Stall: fetchtest.Rule{P: 1, Paths: "objects/**"}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	buf := make([]byte, 4096)
+	if _, err := f.(*fetch.PartialFile).ReadAtContext(ctx, buf, 3<<20); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read from a stalled server: %v, want the deadline", err)
+	}
+	if n := e.fetcher.Stats().InFlight.Load(); n != 1 {
+		t.Fatalf("%d fetches in flight while the span stalls, want 1", n)
+	}
+	f.Close()
+	if n := e.fetcher.Stats().InFlight.Load(); n != 0 {
+		t.Fatalf("Close returned with %d span fetches still running", n)
+	}
+	if err := br.srv.SetOptions(fetchtest.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.Open(ctxT(t), "r", br.sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if n, err := readCtx(t, g, buf, 3<<20); err != nil || !bytes.Equal(buf[:n], br.content[3<<20:3<<20+n]) {
+		t.Fatalf("read after reopening: %d %v", n, err)
 	}
 }

@@ -62,8 +62,15 @@ func fixIno(v uint64) uint64 {
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// contentIno numbers a regular file or symlink.
-func contentIno(c ostree.Checksum) uint64 { return hashIno(kindContent, c[:]) }
+// contentIno numbers a regular file or symlink as seen through remote
+// ("" for MOUNT/.commits). The same content under two remotes is two
+// inodes: a node fetches through the Via of the first path that found it,
+// and a large file may be served chunk by chunk on the word of that
+// remote's tree index (StreamingFile), so a reader who came through
+// another remote must never share its node, its handles or its page cache.
+func contentIno(remote string, c ostree.Checksum) uint64 {
+	return hashIno(kindContent, []byte(remote), c[:])
+}
 
 // dirIno numbers the directory name inside the directory numbered parent.
 func dirIno(parent uint64, name string) uint64 { return hashIno(kindDir, u64(parent), []byte(name)) }

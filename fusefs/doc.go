@@ -23,8 +23,10 @@
 //
 // # Inodes and attributes
 //
-// Files and symlinks are numbered by content checksum, so identical files
-// share an inode (they look like hard links, and share the page cache).
+// Files and symlinks are numbered by remote and content checksum, so
+// identical files under one remote share an inode (they look like hard
+// links, and share the page cache); under two remotes they do not (see
+// Reads: each remote's node trusts only that remote).
 // Directories are numbered from their parent's number and their name, from
 // a root number per (remote, ref, commit) or per .commits checksum: the
 // same path always has the same number, and two identical dirtrees, or the
@@ -88,12 +90,21 @@
 // only bytes verified against their digests (fetch/partial.go). Such a
 // file is read through the daemon (never passed through: its descriptor
 // is not the whole content), mmap included, so a mapped page of a chunk
-// that failed its digest is a SIGBUS, never forged bytes; FOPEN_KEEP_CACHE
-// is safe because only verified bytes ever reach the page cache. While
-// one is open on an inode, no open of that inode asks for passthrough
-// (the kernel does not mix the two modes on one inode); the next open
-// after the last one closed passes the then whole object through.
-// status.json counts streaming_opens.
+// that failed its digest is a SIGBUS, never forged bytes. Chunk digests
+// are only as good as the remote's index, and the whole-object hash
+// checks the index when the last chunk arrives, so such pages are not
+// kept: a streaming open, any open while one is, and the first open
+// after the last one closed go without FOPEN_KEEP_CACHE (the kernel drops
+// the inode's cached pages); from then on the object was hashed whole.
+// While one is open on an inode, no open of that inode asks for
+// passthrough (the kernel does not mix the two modes on one inode); the
+// next open after the last one closed passes the then whole object
+// through. status.json counts streaming_opens.
+//
+// For the same reason a file's inode is per remote: the same content
+// object under two remotes is two nodes, each fetching through its own
+// remote and trusting only that remote's index. Within a remote the node
+// is shared by every ref, commit and path where the object appears.
 
 // # Passthrough (what we found)
 //

@@ -30,7 +30,8 @@ type memSource struct {
 	block   chan struct{}             // when set, FileHeader and Open wait on it (or ctx)
 	opened  int
 	closed  int
-	vias    map[string][]Via // call -> the Via of each call, in order
+	vias    map[string][]Via         // call -> the Via of each call, in order
+	stream  map[ostree.Checksum]bool // Open returns a StreamingFile
 }
 
 func (s *memSource) noteVia(call string, via Via) {
@@ -250,8 +251,13 @@ func (s *memSource) Open(ctx context.Context, via Via, c ostree.Checksum) (File,
 	}
 	s.mu.Lock()
 	s.opened++
+	streaming := s.stream[c]
 	s.mu.Unlock()
-	return &memFile{Reader: bytes.NewReader(fc.data), s: s}, nil
+	f := &memFile{Reader: bytes.NewReader(fc.data), s: s}
+	if streaming {
+		return &memStreamFile{f}, nil
+	}
+	return f, nil
 }
 
 func (s *memSource) Status() any { return map[string]string{"kind": "mem"} }
@@ -266,6 +272,13 @@ type memFile struct {
 }
 
 func (f *memFile) Fd() uintptr { return ^uintptr(0) }
+
+// memStreamFile stands for a file served before it is whole.
+type memStreamFile struct{ *memFile }
+
+func (f *memStreamFile) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	return f.ReadAt(p, off)
+}
 
 func (f *memFile) Close() error {
 	f.s.mu.Lock()

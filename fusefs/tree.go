@@ -244,7 +244,7 @@ func (n *dirNode) dirEntries(t *ostree.DirTree) []fuse.DirEntry {
 					mode = fileType(h)
 				}
 			}
-			out = append(out, fuse.DirEntry{Name: fe.Name, Mode: mode, Ino: contentIno(fe.Checksum)})
+			out = append(out, fuse.DirEntry{Name: fe.Name, Mode: mode, Ino: contentIno(n.via.Remote, fe.Checksum)})
 			continue
 		}
 		d := t.Dirs[j]
@@ -296,7 +296,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 }
 
 // fileNode is a regular file or symlink, shared by every path (in every
-// commit) where the same content object appears.
+// commit and ref of one remote) where the same content object appears.
 type fileNode struct {
 	fs.Inode
 	f      *fsys
@@ -308,6 +308,12 @@ type fileNode struct {
 	// streaming counts open StreamingFile handles: no passthrough for
 	// the inode meanwhile.
 	streaming atomic.Int32
+	// streamed is set by a StreamingFile open and cleared by the first
+	// open after the last one closed: that open drops the inode's page
+	// cache (no FOPEN_KEEP_CACHE), because pages read while streaming
+	// were verified against chunk digests only, and the whole-object
+	// hash may since have refuted them.
+	streamed atomic.Bool
 }
 
 func newFileNode(f *fsys, via Via, sum ostree.Checksum, h *ostree.FileHeader) *fileNode {
@@ -315,7 +321,7 @@ func newFileNode(f *fsys, via Via, sum ostree.Checksum, h *ostree.FileHeader) *f
 		f:      f,
 		via:    via,
 		sum:    sum,
-		attr:   fileAttr(contentIno(sum), h),
+		attr:   fileAttr(contentIno(via.Remote, sum), h),
 		target: h.Target,
 		xattrs: visibleXattrs(h.Xattrs),
 	}
@@ -396,12 +402,17 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	n.f.st.opens.Add(1)
 	n.f.st.openFiles.Add(1)
 	h := &fileHandle{n: n, file: file}
+	keep := uint32(fuse.FOPEN_KEEP_CACHE)
 	if sf, ok := file.(StreamingFile); ok {
 		h.stream = sf
 		n.streaming.Add(1)
+		n.streamed.Store(true)
 		n.f.st.streamingOpens.Add(1)
+		keep = 0
+	} else if n.streaming.Load() > 0 || n.streamed.Swap(false) {
+		keep = 0
 	}
-	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return h, keep | fuse.FOPEN_NOFLUSH, 0
 }
 
 // fileHandle is an open regular file. With passthrough the kernel reads

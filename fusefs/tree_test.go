@@ -114,11 +114,14 @@ func TestInodeNumbers(t *testing.T) {
 		h := sha256.Sum256([]byte(strings.Join(parts, "")))
 		return binary.BigEndian.Uint64(h[:8])
 	}
-	if got, want := contentIno(c1), wantIno("content", "\x00\x00\x00\x20", string(c1[:])); got != want {
-		t.Errorf("contentIno(%s) = %#x, want %#x", c1, got, want)
+	if got, want := contentIno("r", c1), wantIno("content", "\x00\x00\x00\x01", "r", "\x00\x00\x00\x20", string(c1[:])); got != want {
+		t.Errorf("contentIno(r, %s) = %#x, want %#x", c1, got, want)
 	}
-	if contentIno(c1) == contentIno(c2) {
+	if contentIno("r", c1) == contentIno("r", c2) {
 		t.Error("two checksums share a content inode")
+	}
+	if contentIno("r", c1) == contentIno("q", c1) || contentIno("r", c1) == contentIno("", c1) {
+		t.Error("one checksum under two remotes shares a content inode")
 	}
 	p := refRootIno("r", "a/b", c1)
 	if p == refRootIno("r", "a/b", c2) {
@@ -327,7 +330,7 @@ func TestResolveAndAttributes(t *testing.T) {
 	}
 	f1, f2 := raw.walk(ref+"/f1"), raw.walk(ref+"/f2")
 	f1Entry, _ := src.trees[src.commits[commit].RootTree].LookupFile("f1")
-	if f1.Ino != f2.Ino || f1.Ino != contentIno(f1Entry.Checksum) {
+	if f1.Ino != f2.Ino || f1.Ino != contentIno("r", f1Entry.Checksum) {
 		t.Errorf("identical files: inos %d, %d", f1.Ino, f2.Ino)
 	}
 	if f1.EntryTimeout() != 24*time.Hour {

@@ -55,6 +55,7 @@ type Partial struct {
 	mu       sync.Mutex // guards what follows; s.partMu guards refs
 	counted  int64      // bytes counted in the quota
 	finished bool       // promoted or removed
+	promoted bool       // by Complete
 	refs     int
 }
 
@@ -96,6 +97,7 @@ func (s *Store) OpenPartial(sum index.Sum, size int64) (*Partial, error) {
 		// Not ours (or from a different declared size): start again. Its
 		// blocks are no longer counted.
 		s.used.Add(-allocated(fi))
+		s.partUsed.Add(-allocated(fi))
 		fresh = true
 		err = f.Truncate(0)
 	}
@@ -138,7 +140,10 @@ func (p *Partial) Size() int64 { return p.size }
 func (p *Partial) ReadAt(b []byte, off int64) (int, error) { return p.f.ReadAt(b, off) }
 
 // WriteAt stores a verified piece at off, counting it in the quota
-// first (which may evict other objects, never an open one).
+// first (which may evict other objects, never an open one). The quota
+// counts what the file holds on disk (its allocated blocks), the same
+// figure a recount and an eviction use: a piece written twice, or one
+// that fills part of a block, costs what it adds to the file.
 func (p *Partial) WriteAt(ctx context.Context, b []byte, off int64) error {
 	if off < 0 || off+int64(len(b)) > p.size {
 		return fmt.Errorf("partial %s: piece [%d, %d) outside %d bytes", p.sum, off, off+int64(len(b)), p.size)
@@ -148,16 +153,35 @@ func (p *Partial) WriteAt(ctx context.Context, b []byte, off int64) error {
 	if p.finished {
 		return fmt.Errorf("partial %s: %w", p.sum, ErrClosed)
 	}
-	n := int64(len(b))
-	if err := p.s.reserve(ctx, n); err != nil {
+	// A piece can add at most its length and the two partial blocks at
+	// its ends.
+	reserved := min(int64(len(b))+2*blockSize, p.size+blockSize)
+	if err := p.s.reserve(ctx, reserved); err != nil {
 		return fmt.Errorf("partial %s: %w", p.sum, err)
 	}
-	if _, err := p.f.WriteAt(b, off); err != nil {
-		p.s.release(n)
+	_, err := p.f.WriteAt(b, off)
+	fi, serr := p.f.Stat()
+	now := p.counted + int64(len(b))
+	if serr == nil {
+		now = allocated(fi)
+	}
+	p.account(now)
+	p.s.release(reserved)
+	if err != nil {
 		return fmt.Errorf("partial %s: %w", p.sum, err)
 	}
-	p.counted += n
 	return nil
+}
+
+// blockSize is the allocation unit allocated rounds to.
+const blockSize = 4096
+
+// account sets what the file counts in the quota; p.mu is held.
+func (p *Partial) account(now int64) {
+	d := now - p.counted
+	p.s.used.Add(d)
+	p.s.partUsed.Add(d)
+	p.counted = now
 }
 
 // Complete checks the file against the object's checksum (SHA-256 of
@@ -172,8 +196,11 @@ func (p *Partial) Complete(ctx context.Context, hdr index.FileHeader, origin str
 	defer s.ops.Done()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.finished {
+	if p.promoted {
 		return nil
+	}
+	if p.finished {
+		return fmt.Errorf("partial %s: discarded: %w", p.sum, ErrClosed)
 	}
 	id := index.ObjectID{Sum: p.sum, Type: index.TypeFile}
 	if uint64(p.size) != hdr.Size || len(hdr.Raw) == 0 {
@@ -199,14 +226,20 @@ func (p *Partial) Complete(ctx context.Context, hdr index.FileHeader, origin str
 	} else {
 		s.release(-extra)
 	}
+	s.partUsed.Add(-p.counted)
 	p.counted = 0
 	p.finished = true
 	g, err := os.Open(p.path)
 	if err != nil {
+		os.Remove(p.path)
 		s.release(p.size)
 		return fmt.Errorf("partial %s: %w", p.sum, err)
 	}
-	return s.commit(ctx, id, g, p.size, &hdr, nil, origin)
+	// commit renames the file into objects/ or, failing, removes it:
+	// either way it is no longer a partial file.
+	err = s.commit(ctx, id, g, p.size, &hdr, nil, origin)
+	p.promoted = err == nil
+	return err
 }
 
 // removeLocked deletes the file and gives back its quota; p.mu is held.
@@ -216,8 +249,7 @@ func (p *Partial) removeLocked() {
 	}
 	p.finished = true
 	os.Remove(p.path)
-	p.s.release(p.counted)
-	p.counted = 0
+	p.account(0)
 }
 
 // Discard deletes the partial file (a publisher's digests that disagree
@@ -246,7 +278,10 @@ func (p *Partial) Close() error {
 }
 
 // PartialBytes is what partial files count in the quota.
-func (s *Store) PartialBytes() int64 {
+func (s *Store) PartialBytes() int64 { return s.partUsed.Load() }
+
+// countPartials sums what the partial files hold on disk (at Open).
+func (s *Store) countPartials() int64 {
 	var n int64
 	s.eachPartialFile(func(_ index.Sum, _ string, fi fs.FileInfo) { n += allocated(fi) })
 	return n
@@ -295,6 +330,7 @@ func (s *Store) evictPartialsLocked(target int64) (r GCResult) {
 		if !busy && os.Remove(c.path) == nil {
 			n := allocated(c.fi)
 			s.used.Add(-n)
+			s.partUsed.Add(-n)
 			r.Evicted++
 			r.Freed += n
 		}

@@ -33,8 +33,16 @@ func TestPartialFillAndComplete(t *testing.T) {
 		}
 	}
 	used1, _ := s.Usage()
-	if got := used1 - used0; got != int64(len(o.content)) {
-		t.Fatalf("pieces counted %d bytes in the quota, want %d", got, len(o.content))
+	if got, disk := used1-used0, onDisk(t, s.partialPath(o.sum)); got != disk || got < int64(len(o.content)) || s.PartialBytes() != got {
+		t.Fatalf("pieces counted %d bytes in the quota (%d partial), the file holds %d, the content is %d", got, s.PartialBytes(), disk, len(o.content))
+	}
+	// A piece written again (two spans that raced for a chunk, or one
+	// rewritten after a restart) adds nothing.
+	if err := p.WriteAt(ctx, o.content[1<<20:2<<20], 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Usage(); again != used1 {
+		t.Fatalf("a piece written twice moved the quota from %d to %d bytes", used1, again)
 	}
 	if err := p.WriteAt(ctx, []byte("x"), int64(len(o.content))); err == nil {
 		t.Fatal("a piece past the end was accepted")
@@ -43,8 +51,9 @@ func TestPartialFillAndComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	used2, n := s.Usage()
-	if used2 != used1 || n != 1 {
-		t.Fatalf("after Complete: %d bytes, %d objects; want %d, 1", used2, n, used1)
+	// A complete object counts its size, as PutFile's do.
+	if used2 != used0+int64(len(o.content)) || n != 1 {
+		t.Fatalf("after Complete: %d bytes, %d objects; want %d, 1", used2, n, used0+int64(len(o.content)))
 	}
 	expectContent(t, s, o)
 	buf := make([]byte, 100)
@@ -81,6 +90,9 @@ func TestPartialWrongContent(t *testing.T) {
 	if ok, _ := s.Has(o.id().Type, o.sum); ok {
 		t.Fatal("wrong bytes became an object")
 	}
+	if err := p.Complete(ctx, o.hdr, "test"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Complete again after the refusal: %v, want ErrClosed", err)
+	}
 	if used, _ := s.Usage(); used != 0 || s.PartialBytes() != 0 {
 		t.Fatalf("after the refused Complete: %d bytes used, %d partial", used, s.PartialBytes())
 	}
@@ -101,11 +113,18 @@ func TestPartialSurvivesRestart(t *testing.T) {
 	if err := p.WriteAt(ctx, o.content[1<<20:], 1<<20); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.WriteAt(ctx, o.content[1<<20:], 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	counted, _ := s.Usage()
 	p.Close()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = openStore(t, home, Options{})
+	if used, _ := s.Usage(); used != counted || s.PartialBytes() != counted {
+		t.Fatalf("after a clean restart the quota counts %d bytes (%d partial), before it %d", used, s.PartialBytes(), counted)
+	}
 	if used, _ := s.Usage(); used < 1<<20 || used > 1<<20+8192 {
 		t.Fatalf("after a clean restart the quota counts %d bytes, want about %d", used, 1<<20)
 	}
@@ -113,6 +132,9 @@ func TestPartialSurvivesRestart(t *testing.T) {
 	// partial files.
 	if err := s.recount(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if used, _ := s.Usage(); used != counted {
+		t.Fatalf("after a recount the quota counts %d bytes, before it %d", used, counted)
 	}
 	if used, _ := s.Usage(); used < 1<<20 || used > 1<<20+8192 {
 		t.Fatalf("after a recount the quota counts %d bytes, want about %d", used, 1<<20)
@@ -165,4 +187,17 @@ func TestPartialEvicted(t *testing.T) {
 	if used, _ := s.Usage(); used > 4<<20 {
 		t.Fatalf("%d bytes used, over the 4 MiB quota", used)
 	}
+	if got, want := s.PartialBytes(), onDisk(t, s.partialPath(open.sum)); got != want {
+		t.Fatalf("after the eviction partial files count %d bytes, the one left holds %d", got, want)
+	}
+}
+
+// onDisk is what a (sparse) file holds.
+func onDisk(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return allocated(fi)
 }

@@ -100,6 +100,7 @@ type Store struct {
 	verified       map[index.ObjectID]fileID // fileID{} for metadata
 	partMu         sync.Mutex
 	partials       map[index.Sum]*Partial // open partial files (partial.go)
+	partUsed       atomic.Int64           // of used, what partial files hold
 	lifeMu         sync.RWMutex
 	closed         bool
 	ops            sync.WaitGroup
@@ -227,6 +228,7 @@ func (s *Store) start(ctx context.Context) error {
 		if v, err := s.db.Meta(metaUsage); err == nil && len(v) == 16 {
 			s.used.Store(int64(binary.BigEndian.Uint64(v)))
 			s.count.Store(int64(binary.BigEndian.Uint64(v[8:])))
+			s.partUsed.Store(s.countPartials())
 			return nil
 		}
 	} else if err := s.reconcile(ctx); err != nil {
@@ -319,7 +321,9 @@ func (s *Store) recount(ctx context.Context) error {
 		}
 		return nil
 	})
-	s.used.Store(used + s.PartialBytes())
+	part := s.countPartials()
+	s.partUsed.Store(part)
+	s.used.Store(used + part)
 	s.count.Store(count)
 	return err
 }
