@@ -99,7 +99,7 @@ type Fetcher struct {
 
 	partMu     sync.Mutex
 	partials   map[ostree.Checksum]*partialObj // chunked objects open (partial.go)
-	partialBad sync.Map                        // ostree.Checksum -> true: chunks matched, the object did not
+	partialBad sync.Map                        // badIndex -> true: that remote's chunks matched, the object did not
 	spans      *semaphore.Weighted             // span requests of partial files (maxSpans)
 
 	stats Stats

@@ -163,7 +163,7 @@ func (f *Fetcher) OpenContent(ctx context.Context, remote string, c ostree.Check
 		return nil, err
 	}
 	if remote != "" && !f.opts.NoPartial {
-		if _, bad := f.partialBad.Load(c); bad {
+		if _, bad := f.partialBad.Load(badIndex{remote, c}); bad {
 			return f.Content(ctx, remote, c)
 		}
 		if fl, ok := f.chunkedEntry(remote, c); ok {
@@ -183,6 +183,15 @@ type File interface {
 	Fd() uintptr
 	Size() int64
 	Close() error
+}
+
+// badIndex names an object whose chunks matched remote's index while
+// the whole did not: that remote's index lied about it, and its readers
+// get the object whole from then on. Other remotes' indexes are their
+// own word.
+type badIndex struct {
+	remote string
+	sum    ostree.Checksum
 }
 
 // errOtherDigests: the object is open chunk by chunk on the word of
@@ -583,7 +592,7 @@ func (p *partialObj) complete() {
 		p.left = p.n
 		p.broadcastLocked()
 		p.mu.Unlock()
-		p.f.partialBad.Store(p.sum, true)
+		p.f.partialBad.Store(badIndex{p.remote, p.sum}, true)
 		p.f.partMu.Lock()
 		if p.f.partials[p.sum] == p {
 			delete(p.f.partials, p.sum)
