@@ -292,7 +292,7 @@ func TestPartialTamperedChunk(t *testing.T) {
 // rehashed and used by the next, not fetched again; a chunk damaged on
 // disk meanwhile is fetched again.
 func TestPartialResumesAfterRestart(t *testing.T) {
-	br := publishBig(t, 8<<20, fetchtest.Options{})
+	br := publishBig(t, 16<<20, fetchtest.Options{})
 	home := t.TempDir()
 	opts := fetch.Options{}
 	e := newEnvAt(t, home, br.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, opts)
@@ -355,8 +355,8 @@ func TestPartialResumesAfterRestart(t *testing.T) {
 // object differently gets the object verified whole while the first
 // remote's partial file is open, and its own partial file after.
 func TestPartialAcrossRemotes(t *testing.T) {
-	brA := publishBig(t, 12<<20, fetchtest.Options{})
-	brB := publishBig(t, 12<<20, fetchtest.Options{}, func(o *treeindex.BuildOptions) { o.ChunkSize = 2 << 20 })
+	brA := publishBig(t, 16<<20, fetchtest.Options{})
+	brB := publishBig(t, 16<<20, fetchtest.Options{}, func(o *treeindex.BuildOptions) { o.ChunkSize = 2 << 20 })
 	if brA.sum != brB.sum {
 		t.Fatalf("the two repositories hold different objects: %s, %s", brA.sum, brB.sum)
 	}
@@ -394,7 +394,7 @@ func TestPartialAcrossRemotes(t *testing.T) {
 // partial file after it (or into the next opener's); a new open then
 // reads the file afresh.
 func TestPartialCloseStopsSpans(t *testing.T) {
-	br := publishBig(t, 8<<20, fetchtest.Options{})
+	br := publishBig(t, 16<<20, fetchtest.Options{})
 	e, s, f := br.open(t, fetch.Options{})
 	if err := br.srv.SetOptions(fetchtest.Options{Stall: fetchtest.Rule{P: 1, Paths: "objects/**"}}); err != nil {
 		t.Fatal(err)

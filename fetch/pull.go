@@ -28,7 +28,9 @@ type Progress struct {
 
 // PullResult summarises a finished pull.
 type PullResult struct {
-	Commit  ostree.Checksum
+	Commit ostree.Checksum
+	// Objects counts the commit's tree (dirtrees, dirmetas, content);
+	// after Pin, every object pinned, the commit included.
 	Objects int64
 	Fetched int64
 	Bytes   int64
@@ -216,6 +218,8 @@ func (f *Fetcher) Pin(ctx context.Context, remote, ref string, p *Progress) (*Pu
 	if err := f.store.PinRef(ctx, remote, ref, res.Commit, ids); err != nil {
 		return nil, err
 	}
+	// What is pinned, the commit object included (as `pins` counts).
+	res.Objects = int64(len(ids))
 	return res, nil
 }
 
