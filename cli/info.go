@@ -7,10 +7,14 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lazytree/lazytree/fetch"
 )
 
 func newInfoCmd(g *globalOptions) *cobra.Command {
-	o := &runOptions{}
+	// A daemon info starts (root, none running) prefetches nothing, as
+	// run's does by default.
+	o := &runOptions{Prefetch: fetch.PrefetchNone}
 	c := &cobra.Command{
 		Use:   "info APP_ID",
 		Short: "Show an app's ref, commit, runtime, command and permissions (read from the lazy mount)",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,7 +56,11 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mp := defaultMountpoint()
 			if len(args) == 1 {
-				mp = args[0]
+				abs, err := filepath.Abs(args[0])
+				if err != nil {
+					return err
+				}
+				mp = abs
 			}
 			return runMount(cmd.Context(), g, mp, o, cmd.OutOrStdout())
 		},
@@ -270,11 +275,37 @@ func newUnmountCmd(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mp := defaultMountpoint()
 			if len(args) == 1 {
-				mp = args[0]
+				abs, err := filepath.Abs(args[0])
+				if err != nil {
+					return err
+				}
+				// Stop this home's daemon only if that is its mount.
+				if theirs, ok := daemonMountpoint(cmd.Context(), g.HomeDir()); ok && filepath.Clean(theirs) != abs {
+					return fmt.Errorf("unmount %s: the daemon of %s serves %s, not this (lazytree unmount %s stops it; --home names another daemon's state)",
+						Escape(abs), Escape(g.HomeDir()), Escape(theirs), Escape(theirs))
+				}
+				mp = abs
 			}
 			return runUnmount(cmd.Context(), g, mp, cmd.OutOrStdout())
 		},
 	}
+}
+
+// daemonMountpoint is where home's daemon serves its mount, when one
+// runs and says.
+func daemonMountpoint(ctx context.Context, home string) (string, bool) {
+	var raw bytes.Buffer
+	handled, err := callDaemon(ctx, home, "status", nil, &raw)
+	if !handled || err != nil {
+		return "", false
+	}
+	var d struct {
+		Mountpoint string `json:"mountpoint"`
+	}
+	if json.Unmarshal(raw.Bytes(), &d) != nil || d.Mountpoint == "" {
+		return "", false
+	}
+	return d.Mountpoint, true
 }
 
 // runUnmount is `unmount`: the daemon unmounts when one runs; a mount a

@@ -12,6 +12,9 @@ import (
 // for a whole delta pull).
 func TestProgressLineTellsTheTruth(t *testing.T) {
 	p := &fetch.Progress{}
+	if line := progressLine("pull b:x", p); strings.Contains(line, "0/0") || !strings.Contains(line, "finding the commit") {
+		t.Errorf("before anything is known: %q", line)
+	}
 	p.DeltaParts.Store(6)
 	p.DeltaPartsDone.Store(2)
 	p.DeltaBytes.Store(48 << 20)

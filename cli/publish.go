@@ -56,7 +56,7 @@ type signOptions struct {
 
 func (o *signOptions) add(c *cobra.Command) {
 	c.Flags().StringArrayVar(&o.GPGKeyFiles, "gpg-sign", nil, "sign with the GPG secret key in FILE (armored or binary, no passphrase)")
-	c.Flags().StringArrayVar(&o.SignKeys, "sign-key", nil, "sign with the ed25519 secret key in FILE (base64, as `ostree sign` takes)")
+	c.Flags().StringArrayVar(&o.SignKeys, "sign-key", nil, "sign with the ed25519 secret key in FILE (base64, as ostree sign --keys-file takes)")
 }
 
 func (o *signOptions) signer() (*repo.Signer, error) {

@@ -88,6 +88,11 @@ func progressLine(what string, p *fetch.Progress) string {
 		return fmt.Sprintf("%s: delta %d/%d parts, %s of %s", what, p.DeltaPartsDone.Load(), p.DeltaParts.Load(),
 			formatBytes(p.DeltaBytesDone.Load()), formatBytes(p.DeltaBytes.Load()))
 	}
+	if p.ObjectsKnown.Load() == 0 && p.DeltaParts.Load() == 0 {
+		// Nothing to count yet: the summary, the commit, a delta's
+		// superblock (or retries of them) are on their way.
+		return what + ": finding the commit"
+	}
 	known := fmt.Sprint(p.ObjectsKnown.Load())
 	if !p.MetaDone.Load() {
 		known += "+" // still walking

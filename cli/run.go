@@ -465,6 +465,17 @@ func findApp(mp, appID string, o *runOptions) (mountRef, *appMeta, error) {
 		if o.Remote != "" {
 			where = "remote " + Escape(o.Remote)
 		}
+		// A remote that lists no refs may just be out of reach: say so
+		// rather than let "not there" stand alone.
+		var silent []string
+		for _, r := range remotes {
+			if ents, err := os.ReadDir(filepath.Join(mp, r)); err != nil || len(ents) == 0 {
+				silent = append(silent, Escape(r))
+			}
+		}
+		if len(silent) > 0 {
+			where += fmt.Sprintf(" (%s listed no refs: unreachable or empty, see lazytree status)", strings.Join(silent, ", "))
+		}
 		return mountRef{}, nil, fmt.Errorf("app %s (%s%s) is not in %s", appID, o.Arch, branchSuffix(o.Branch), where)
 	case len(found) > 1:
 		return mountRef{}, nil, fmt.Errorf("app %s: %d matches (%s): choose with --remote or --branch", appID, len(found), joinRefs(found))

@@ -147,6 +147,10 @@ func printStatus(w io.Writer, st *statusJSON, now time.Time) error {
 			state := "online"
 			if r.Offline {
 				state = "offline: " + EscapeLine(r.Cause)
+			} else if cause, ok := src.RefErrors[r.Name]; ok {
+				// Its refs could not be had the last time the mount
+				// asked: not online in any sense a reader cares about.
+				state = "refs unavailable: " + EscapeLine(shortCause(cause))
 			}
 			verified := "not yet verified"
 			if !r.SummaryVerified.IsZero() {
@@ -273,4 +277,15 @@ func ago(now, t time.Time) string {
 	default:
 		return t.Local().Format("2006-01-02 15:04")
 	}
+}
+
+// shortCause is the last part of an error chain, where Go's wrapping put
+// the cause ("...: connect: connection refused" is "connection refused"),
+// with the part before it kept when that alone would say little.
+func shortCause(msg string) string {
+	parts := strings.Split(msg, ": ")
+	if len(parts) <= 2 {
+		return msg
+	}
+	return strings.Join(parts[len(parts)-2:], ": ")
 }

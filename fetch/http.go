@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,6 +167,45 @@ func redactErr(err error) error {
 		e = errors.Unwrap(e)
 	}
 	return err
+}
+
+// netError is a request that got no response, worded for people:
+// net/http's text repeats the URL and the layers a dial went through
+// (`Get "http://h/summary": dial tcp h: connect: connection refused`);
+// this says the cause and the server (`connection refused (http://h/)`).
+// It unwraps to the *url.Error, so the chain is what it was.
+type netError struct {
+	server string
+	err    *url.Error
+}
+
+func (e *netError) Error() string {
+	cause := e.err.Err
+	var oe *net.OpError
+	if errors.As(cause, &oe) && oe.Err != nil {
+		cause = oe.Err
+		var se *os.SyscallError
+		if errors.As(cause, &se) && se.Err != nil {
+			cause = se.Err
+		}
+	}
+	return cause.Error() + " (" + e.server + ")"
+}
+
+func (e *netError) Unwrap() error { return e.err }
+
+// transportError words a *url.Error from http.Client.Do as a netError;
+// other errors pass unchanged.
+func transportError(err error) error {
+	ue, ok := err.(*url.Error)
+	if !ok {
+		return err
+	}
+	server := ue.URL
+	if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
+		server = u.Scheme + "://" + u.Host + "/"
+	}
+	return &netError{server: server, err: ue}
 }
 
 // client fetches files of one remote over HTTP with retries and failover
@@ -614,7 +654,7 @@ func (st *stream) open() error {
 		if cause != nil && errors.Is(cause, errStalled) {
 			return fmt.Errorf("GET %s: %w", st.ru, cause)
 		}
-		return redactErr(err)
+		return transportError(redactErr(err))
 	}
 	fail := func(err error) error {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
