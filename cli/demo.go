@@ -199,7 +199,7 @@ func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 			fmt.Sprintf("%s --home %s run --mount %s %s", self, home, mp, appID),
 			fmt.Sprintf("%s --home %s status", self, home),
 			fmt.Sprintf("%s --home %s ls-remote demo", self, home),
-			fmt.Sprintf("%s bench --repo %s --ref %s --rtt 25ms --strategy none,metadata --peer ostree", self, srv.URL(), ref),
+			fmt.Sprintf("%s bench --repo %s --sign-pubkey-file %s --ref %s --rtt 25ms --strategy none,metadata --peer ostree", self, srv.URL(), pubKey, ref),
 		} {
 			fmt.Fprintf(out, "    %s\n", c)
 		}
