@@ -25,7 +25,20 @@ func TestProgressLineTellsTheTruth(t *testing.T) {
 			t.Errorf("during the delta: %q lacks %q", line, want)
 		}
 	}
+	// A delta whose parts are in while its large files (fallbacks,
+	// fetched loose) still come: still the delta, bytes and all.
 	p.DeltaPartsDone.Store(6)
+	p.DeltaLoose.Store(2)
+	p.DeltaLooseDone.Store(1)
+	p.DeltaBytes.Store(78 << 20)
+	p.DeltaBytesDone.Store(60 << 20)
+	line = progressLine("pull b:x", p)
+	for _, want := range []string{"delta 6/6 parts and 1/2 large files", "60.0 MiB", "78.0 MiB"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("during the fallbacks: %q lacks %q", line, want)
+		}
+	}
+	p.DeltaLooseDone.Store(2)
 	p.ObjectsKnown.Store(900)
 	p.ObjectsDone.Store(400)
 	line = progressLine("pull b:x", p)

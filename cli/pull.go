@@ -47,7 +47,8 @@ func showProgress(w io.Writer, what string, p *fetch.Progress, done <-chan struc
 						bar.Reset()
 						bar.ChangeMax64(p.DeltaBytes.Load())
 					}
-					bar.Describe(fmt.Sprintf("%s: delta part %d/%d", what, p.DeltaPartsDone.Load(), p.DeltaParts.Load()))
+					bar.ChangeMax64(p.DeltaBytes.Load()) // fallbacks may drop out
+					bar.Describe(deltaLine(what, p, false))
 					bar.Set64(p.DeltaBytesDone.Load())
 					continue
 				}
@@ -55,8 +56,10 @@ func showProgress(w io.Writer, what string, p *fetch.Progress, done <-chan struc
 					inDelta = false
 					bar.Reset()
 					bar.ChangeMax64(-1)
-					bar.Describe(what + ": objects")
 				}
+				// The counts are in the description: the bar's own count
+				// would say 0/- while nothing is known yet.
+				bar.Describe(progressLine(what, p))
 				if p.MetaDone.Load() {
 					bar.ChangeMax64(p.ObjectsKnown.Load())
 				}
@@ -76,19 +79,32 @@ func showProgress(w io.Writer, what string, p *fetch.Progress, done <-chan struc
 	}
 }
 
-// deltaActive reports whether p's pull is bringing in a static delta.
+// deltaActive reports whether p's pull is bringing in a static delta:
+// its parts, or the fallback objects it leaves to be fetched loose.
 func deltaActive(p *fetch.Progress) bool {
-	n := p.DeltaParts.Load()
-	return n > 0 && p.DeltaPartsDone.Load() < n && p.ObjectsDone.Load() == 0
+	n := p.DeltaParts.Load() + p.DeltaLoose.Load()
+	return n > 0 && p.DeltaPartsDone.Load()+p.DeltaLooseDone.Load() < n && p.ObjectsDone.Load() == 0
+}
+
+// deltaLine says how far a delta is: parts, fallbacks, bytes (bytes
+// only with withBytes: a bar shows them itself).
+func deltaLine(what string, p *fetch.Progress, withBytes bool) string {
+	line := fmt.Sprintf("%s: delta %d/%d parts", what, p.DeltaPartsDone.Load(), p.DeltaParts.Load())
+	if n := p.DeltaLoose.Load(); n > 0 {
+		line += fmt.Sprintf(" and %d/%d large files", p.DeltaLooseDone.Load(), n)
+	}
+	if withBytes {
+		line += fmt.Sprintf(", %s of %s", formatBytes(p.DeltaBytesDone.Load()), formatBytes(p.DeltaBytes.Load()))
+	}
+	return line
 }
 
 // progressLine is the plain progress line of p.
 func progressLine(what string, p *fetch.Progress) string {
 	if deltaActive(p) {
-		return fmt.Sprintf("%s: delta %d/%d parts, %s of %s", what, p.DeltaPartsDone.Load(), p.DeltaParts.Load(),
-			formatBytes(p.DeltaBytesDone.Load()), formatBytes(p.DeltaBytes.Load()))
+		return deltaLine(what, p, true)
 	}
-	if p.ObjectsKnown.Load() == 0 && p.DeltaParts.Load() == 0 {
+	if p.ObjectsKnown.Load() == 0 && p.DeltaParts.Load()+p.DeltaLoose.Load() == 0 {
 		// Nothing to count yet: the summary, the commit, a delta's
 		// superblock (or retries of them) are on their way.
 		return what + ": finding the commit"

@@ -145,24 +145,59 @@ func (f *Fetcher) pullDelta(ctx context.Context, remote string, prev *ostree.Che
 	// files) come in loose beside the parts rather than after them. They
 	// are noted with what the delta adds: an unsigned superblock may list
 	// anything.
+	var fallbacks []delta.Fallback
+	for _, o := range sb.Fallbacks {
+		if o.Object.Type != ostree.ObjFile {
+			continue
+		}
+		if ok, _ := f.store.Has(index.TypeFile, o.Object.Checksum); ok {
+			continue
+		}
+		fallbacks = append(fallbacks, o)
+		if p != nil {
+			// In the progress beside the parts: a delta of large files
+			// is mostly fallbacks, and "1/1 parts" would be all it said.
+			p.DeltaLoose.Add(1)
+			p.DeltaBytes.Add(int64(min(o.Size, MaxContentSize)))
+		}
+	}
 	var fb errgroup.Group
 	fb.SetLimit(deltaFallbacks)
 	fbDone := make(chan struct{})
 	go func() {
 		defer close(fbDone)
-		for _, o := range sb.Fallbacks {
+		for _, o := range fallbacks {
 			if ctx.Err() != nil {
 				break
 			}
-			if o.Object.Type != ostree.ObjFile {
-				continue
-			}
-			if ok, _ := f.store.Has(index.TypeFile, o.Object.Checksum); ok {
-				continue
-			}
 			fb.Go(func() error {
-				if f.FetchContent(ctx, remote, o.Object.Checksum) == nil {
+				// Its bytes count in the progress as they arrive; when it
+				// is done (or failed) the count is set right.
+				var got atomic.Int64
+				fctx := ctx
+				if p != nil {
+					fctx = withOnRead(ctx, func(n int64) {
+						got.Add(n)
+						p.DeltaBytesDone.Add(n)
+						p.BytesFetched.Add(n)
+					})
+				}
+				err := f.FetchContent(fctx, remote, o.Object.Checksum)
+				if err == nil {
 					added.note(o.Object)
+				}
+				if p != nil {
+					size := int64(min(o.Size, MaxContentSize))
+					p.DeltaBytesDone.Add(-got.Load())
+					if err == nil {
+						p.DeltaLooseDone.Add(1)
+						p.DeltaBytesDone.Add(size)
+					} else {
+						// The walk after the delta fetches it: not the
+						// delta's any more.
+						p.DeltaLoose.Add(-1)
+						p.DeltaBytes.Add(-size)
+					}
 				}
 				return nil // the walk after the delta fetches what failed
 			})

@@ -188,7 +188,7 @@ func (f *Fetcher) fetchContent(ctx context.Context, remote string, c ostree.Chec
 		}
 		var received int64
 		err = rs.c.fetch(ctx, ostree.ObjectPath(c, ostree.ObjFile, true), maxArchived, func(r io.Reader) error {
-			cr := &countingReader{r: r}
+			cr := &countingReader{r: r, onRead: onReadOf(ctx)}
 			content, err := ostree.NewContentReader(cr)
 			if err != nil {
 				return &VerifyError{remote, name, "checksum", err}
@@ -239,9 +239,10 @@ func sizeBound(signed bool, n uint64) string {
 }
 
 type countingReader struct {
-	r    io.Reader
-	n    int64
-	live *atomic.Int64 // also counts here as bytes arrive, if not nil
+	r      io.Reader
+	n      int64
+	live   *atomic.Int64 // also counts here as bytes arrive, if not nil
+	onRead func(int64)   // also told of every read, if not nil
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -250,7 +251,24 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	if c.live != nil {
 		c.live.Add(int64(n))
 	}
+	if c.onRead != nil && n > 0 {
+		c.onRead(int64(n))
+	}
 	return n, err
+}
+
+type onReadKey struct{}
+
+// withOnRead makes a content fetch started under ctx report the bytes
+// of its .filez as they arrive (for progress; retries report again). A
+// caller that joins a fetch already running learns nothing from it.
+func withOnRead(ctx context.Context, fn func(int64)) context.Context {
+	return context.WithValue(ctx, onReadKey{}, fn)
+}
+
+func onReadOf(ctx context.Context) func(int64) {
+	fn, _ := ctx.Value(onReadKey{}).(func(int64))
+	return fn
 }
 
 // FileHeader returns the verified header of a content object. It comes

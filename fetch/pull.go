@@ -23,6 +23,9 @@ type Progress struct {
 	// A static delta, when the pull uses one: its parts and their
 	// (compressed) bytes to fetch, and those done.
 	DeltaParts, DeltaPartsDone atomic.Int64
+	// DeltaLoose counts the delta's fallback objects (fetched loose
+	// beside the parts); DeltaBytes counts parts and fallbacks.
+	DeltaLoose, DeltaLooseDone atomic.Int64
 	DeltaBytes, DeltaBytesDone atomic.Int64
 }
 
