@@ -273,22 +273,43 @@ func newUnmountCmd(g *globalOptions) *cobra.Command {
 		Short: "Stop the daemon and unmount",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mp := defaultMountpoint()
-			if len(args) == 1 {
-				abs, err := filepath.Abs(args[0])
-				if err != nil {
-					return err
+			theirs, running := daemonMountpoint(cmd.Context(), g.HomeDir())
+			if len(args) == 0 {
+				// This home's daemon, wherever it mounted; else a stale
+				// mount at the default place.
+				mp := defaultMountpoint()
+				if running {
+					mp = theirs
 				}
-				// Stop this home's daemon only if that is its mount.
-				if theirs, ok := daemonMountpoint(cmd.Context(), g.HomeDir()); ok && filepath.Clean(theirs) != abs {
-					return fmt.Errorf("unmount %s: the daemon of %s serves %s, not this (lazytree unmount %s stops it; --home names another daemon's state)",
-						Escape(abs), Escape(g.HomeDir()), Escape(theirs), Escape(theirs))
-				}
-				mp = abs
+				return runUnmount(cmd.Context(), g, mp, cmd.OutOrStdout())
 			}
-			return runUnmount(cmd.Context(), g, mp, cmd.OutOrStdout())
+			abs, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			if running && !samePath(theirs, abs) {
+				if fusefs.Mounted(abs) {
+					// Not this daemon's: a mount a dead daemon left.
+					return unmountStale(abs, cmd.OutOrStdout())
+				}
+				return fmt.Errorf("unmount %s: not mounted; the daemon of %s serves %s (lazytree unmount stops it)",
+					Escape(abs), Escape(g.HomeDir()), Escape(theirs))
+			}
+			return runUnmount(cmd.Context(), g, abs, cmd.OutOrStdout())
 		},
 	}
+}
+
+// samePath reports whether a and b name one directory (symlinks
+// resolved where they can be).
+func samePath(a, b string) bool {
+	if ra, err := filepath.EvalSymlinks(a); err == nil {
+		a = ra
+	}
+	if rb, err := filepath.EvalSymlinks(b); err == nil {
+		b = rb
+	}
+	return filepath.Clean(a) == filepath.Clean(b)
 }
 
 // daemonMountpoint is where home's daemon serves its mount, when one
@@ -329,10 +350,15 @@ func runUnmount(ctx context.Context, g *globalOptions, mp string, w io.Writer) e
 		return fmt.Errorf("unmount %s: not mounted and no daemon running", mp)
 	}
 	// A daemon that died left its mount behind.
+	return unmountStale(mp, w)
+}
+
+// unmountStale removes a lazytree mount no running daemon serves.
+func unmountStale(mp string, w io.Writer) error {
 	if err := fusefs.Unmount(mp); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "unmounted stale mount %s\n", mp)
+	fmt.Fprintf(w, "unmounted stale mount %s\n", Escape(mp))
 	return nil
 }
 

@@ -57,11 +57,12 @@ func TestReadmeTour(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the tour failed: %v\n%s", err, out)
 	}
+	arch := flatpakArch()
 	for _, want := range []string{
-		"runtime/org.example.Tour/x86_64/1",                                    // ls-remote
-		"permissions:",                                                         // info
-		"hello from org.example.Hello",                                         // run, in the sandbox
-		"pinned tour:runtime/org.example.Tour/x86_64/1", "daemon", "hit ratio", // pin, status, cache stats
+		"runtime/org.example.Tour/" + arch + "/1", // ls-remote
+		"permissions:",                 // info
+		"hello from org.example.Hello", // run, in the sandbox
+		"pinned tour:runtime/org.example.Tour/" + arch + "/1", "daemon", "hit ratio", // pin, status, cache stats
 		"peer:ostree", // bench
 	} {
 		if !strings.Contains(string(out), want) {

@@ -429,6 +429,13 @@ func findApp(mp, appID string, o *runOptions) (mountRef, *appMeta, error) {
 		if err := ostree.ValidateRemoteName(o.Remote); err != nil {
 			return mountRef{}, nil, usagef("--remote %q: %v", o.Remote, err)
 		}
+		all, err := mountRemotes(mp)
+		if err != nil {
+			return mountRef{}, nil, err
+		}
+		if !slices.Contains(all, o.Remote) {
+			return mountRef{}, nil, fmt.Errorf("--remote %s: no such remote (lazytree remote list shows them)", Escape(o.Remote))
+		}
 		remotes = []string{o.Remote}
 	} else {
 		all, err := mountRemotes(mp)

@@ -102,6 +102,11 @@ func (h *PartialFile) ReadAtContext(ctx context.Context, b []byte, off int64) (i
 	return h.p.readAt(ctx, b, off)
 }
 
+// Refuted is closed if the whole object fails its checksum after its
+// chunks matched their digests: bytes already served came from an index
+// that lied, and a cache of them (the kernel's page cache) must go.
+func (h *PartialFile) Refuted() <-chan struct{} { return h.p.refuted }
+
 // Close releases the handle.
 func (h *PartialFile) Close() error {
 	if h.closed.Swap(true) {
@@ -127,6 +132,11 @@ type partialObj struct {
 	cancel context.CancelFunc
 	spanWG sync.WaitGroup // span goroutines
 	gone   chan struct{}  // closed when the last handle has closed everything
+	// refuted is closed when the whole object failed its checksum: the
+	// chunks matched an index that lied, and what readers were served
+	// must be dropped from caches (PartialFile.Refuted).
+	refuted    chan struct{}
+	refuteOnce sync.Once
 
 	mu       sync.Mutex
 	refs     int
@@ -179,6 +189,11 @@ func (f *Fetcher) OpenContent(ctx context.Context, remote string, c ostree.Check
 		if fl, ok := f.chunkedEntry(remote, c); ok {
 			if p, err := f.partial(ctx, remote, fl); err == nil {
 				return &PartialFile{p: p}, nil
+			} else if errors.Is(err, errPromoted) {
+				if h, err := f.store.Open(ctx, c); err == nil {
+					f.stats.CacheHits.Add(1)
+					return h, nil
+				}
 			} else if !errors.Is(err, errOtherDigests) {
 				return nil, err
 			}
@@ -221,8 +236,15 @@ func (f *Fetcher) partial(ctx context.Context, remote string, fl *treeindex.File
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		// Its last reference may have been the completion's.
+		if ok, _ := f.store.Has(index.TypeFile, fl.Checksum); ok {
+			return nil, errPromoted
+		}
 	}
 }
+
+// errPromoted: the object became whole while an open waited.
+var errPromoted = errors.New("promoted while waiting")
 
 // joinPartial returns the open partialObj of fl's object with one more
 // reference, a closing one (closing true, to wait for; no reference
@@ -252,7 +274,7 @@ func (f *Fetcher) joinPartial(remote string, fl *treeindex.File) (*partialObj, b
 	p := &partialObj{
 		f: f, remote: remote, sum: fl.Checksum, name: ostree.ObjectName(fl.Checksum, ostree.ObjFile),
 		fl: *fl, size: size, cs: int64(fl.ChunkSize), n: n, store: st, ctx: ctx, cancel: cancel,
-		gone: make(chan struct{}),
+		gone: make(chan struct{}), refuted: make(chan struct{}),
 		refs: 1, have: make([]bool, n), checked: make([]bool, n), inflight: make([]bool, n), failed: make([]error, n),
 		changed: make(chan struct{}), ra: 1, left: n,
 	}
@@ -602,6 +624,7 @@ func (p *partialObj) complete() {
 		p.left = p.n
 		p.broadcastLocked()
 		p.mu.Unlock()
+		p.refuteOnce.Do(func() { close(p.refuted) })
 		p.f.partialBad.Store(badIndex{p.remote, p.sum}, true)
 		p.f.partMu.Lock()
 		if p.f.partials[p.sum] == p {

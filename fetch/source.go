@@ -180,8 +180,13 @@ func (s *MountSource) CachedRefs(remote string) (map[string]ostree.Checksum, boo
 func (s *MountSource) loadRefs(ctx context.Context, remote string) (map[string]ostree.Checksum, error) {
 	refs, err := s.f.Refs(ctx, remote)
 	if err != nil {
+		// Said in status only while readers have no refs of it: a
+		// failed refresh keeps the refs verified before, and a reader's
+		// interrupt or deadline says nothing of the remote.
 		s.mu.Lock()
-		s.refErrors[remote] = err.Error()
+		if _, held := s.refs[remote]; !held && ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			s.refErrors[remote] = err.Error()
+		}
 		s.mu.Unlock()
 		return nil, err
 	}

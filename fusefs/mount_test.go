@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -849,5 +850,82 @@ func TestStatusJSON(t *testing.T) {
 	b2, _ := os.ReadFile(filepath.Join(mnt, ".lazytree/status.json"))
 	if bytes.Equal(b, b2) {
 		t.Error("status.json did not change between opens")
+	}
+}
+
+// refutingSource serves one object as a StreamingFile that is refuted
+// on demand: its bytes become bad (the daemon would fail its reads)
+// and Refuted closes, as fetch's PartialFile does when a lying index's
+// chunks all matched but the whole object did not.
+type refutingSource struct {
+	*reposource.Source
+	target  ostree.Checksum
+	refuted chan struct{}
+	bad     atomic.Bool
+}
+
+type refutingFile struct {
+	fusefs.File
+	s *refutingSource
+}
+
+func (f *refutingFile) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if f.s.bad.Load() {
+		return 0, fmt.Errorf("refuted: %w", ostree.ErrCorrupt)
+	}
+	return f.File.ReadAt(p, off)
+}
+
+func (f *refutingFile) Refuted() <-chan struct{} { return f.s.refuted }
+
+func (s *refutingSource) Open(ctx context.Context, via fusefs.Via, c ostree.Checksum) (fusefs.File, error) {
+	f, err := s.Source.Open(ctx, via, c)
+	if err != nil || c != s.target {
+		return f, err
+	}
+	return &refutingFile{File: f, s: s}, nil
+}
+
+// TestRefutedPagesAreDropped: when a file served before it was whole is
+// refuted, the pages the kernel cached from it go at once, so a reader
+// that keeps its descriptor open does not go on reading them (issue 15).
+func TestRefutedPagesAreDropped(t *testing.T) {
+	tree := t.TempDir()
+	data := bytes.Repeat([]byte("verified by chunk only\n"), 8<<10)
+	if err := os.WriteFile(filepath.Join(tree, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repoDir, _ := commitTree(t, "", tree, "r")
+	base, err := reposource.New(t.TempDir(), map[string]string{"x": repoDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &refutingSource{Source: base, target: fileChecksum(t, repoDir, "r", "big"), refuted: make(chan struct{})}
+	_, mnt := mountSource(t, src, fusefs.Options{NoPassthrough: true})
+	f, err := os.Open(filepath.Join(mnt, "x/r/big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Cached now: a second read of the same page is the kernel's.
+	src.bad.Store(true)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		t.Fatalf("a cached page went to the daemon: %v", err)
+	}
+	close(src.refuted)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := f.ReadAt(buf, 0)
+		if errors.Is(err, syscall.EIO) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refuted page is still served from the page cache: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

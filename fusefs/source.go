@@ -113,6 +113,16 @@ type StreamingFile interface {
 	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
 }
 
+// Refutable is an optional interface of a StreamingFile: Refuted is
+// closed if the whole object, once every chunk is in, fails its checksum
+// (the chunk digests it was served on were wrong). fusefs then drops the
+// inode's cached pages (NotifyContent), so readers that keep the file
+// open or mapped fault the pages in again from the daemon, which no
+// longer serves them.
+type Refutable interface {
+	Refuted() <-chan struct{}
+}
+
 // HeaderPeeker is an optional interface of a Source: PeekFileHeader
 // returns a verified header only if the Source has it at hand (in memory
 // or in a local index), without any network I/O. fusefs uses it to fill in

@@ -409,18 +409,35 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		n.streamed.Store(true)
 		n.f.st.streamingOpens.Add(1)
 		keep = 0
+		if r, ok := file.(Refutable); ok {
+			h.released = make(chan struct{})
+			go n.dropPagesIfRefuted(r.Refuted(), h.released)
+		}
 	} else if n.streaming.Load() > 0 || n.streamed.Swap(false) {
 		keep = 0
 	}
 	return h, keep | fuse.FOPEN_NOFLUSH, 0
 }
 
+// dropPagesIfRefuted drops the inode's cached pages when refuted closes
+// before released: open descriptors and mappings of the file then read
+// through the daemon again instead of keeping what the kernel cached.
+func (n *fileNode) dropPagesIfRefuted(refuted, released <-chan struct{}) {
+	select {
+	case <-refuted:
+		n.streamed.Store(true) // and the next open drops them too
+		n.NotifyContent(0, 0)
+	case <-released:
+	}
+}
+
 // fileHandle is an open regular file. With passthrough the kernel reads
 // the Source's file itself and Read is never called.
 type fileHandle struct {
-	n      *fileNode
-	file   File
-	stream StreamingFile // file, when it is served before it is whole
+	n        *fileNode
+	file     File
+	stream   StreamingFile // file, when it is served before it is whole
+	released chan struct{} // closed at Release, for a Refutable stream
 }
 
 // PassthroughFd hands the kernel the cached file, for files of at least
@@ -465,6 +482,9 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	h.n.f.st.openFiles.Add(-1)
 	if h.stream != nil {
 		h.n.streaming.Add(-1)
+	}
+	if h.released != nil {
+		close(h.released)
 	}
 	h.file.Close()
 	return 0

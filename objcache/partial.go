@@ -76,7 +76,9 @@ func (s *Store) OpenPartial(sum index.Sum, size int64) (*Partial, error) {
 	defer s.ops.Done()
 	s.partMu.Lock()
 	defer s.partMu.Unlock()
-	if p := s.partials[sum]; p != nil {
+	// A finished one (promoted, or discarded after its checksum failed)
+	// may still be held by old handles: it is never handed out again.
+	if p := s.partials[sum]; p != nil && !p.isFinished() {
 		if p.size != size {
 			return nil, fmt.Errorf("partial %s: open as %d bytes, asked for %d", sum, p.size, size)
 		}
@@ -117,6 +119,12 @@ func (s *Store) OpenPartial(sum index.Sum, size int64) (*Partial, error) {
 	}
 	s.partials[sum] = p
 	return p, nil
+}
+
+func (p *Partial) isFinished() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.finished
 }
 
 // allocated is the bytes a (sparse) file holds on disk.
@@ -327,8 +335,11 @@ func (s *Store) evictPartialsLocked(target int64) (r GCResult) {
 		}
 		s.partMu.Lock()
 		busy := s.partials[c.sum] != nil
-		if !busy && os.Remove(c.path) == nil {
-			n := allocated(c.fi)
+		// Stat again: it may have been written and closed since the
+		// listing, and it is given back at what it holds now.
+		fi, err := os.Lstat(c.path)
+		if !busy && err == nil && fi.Mode().IsRegular() && os.Remove(c.path) == nil {
+			n := allocated(fi)
 			s.used.Add(-n)
 			s.partUsed.Add(-n)
 			r.Evicted++

@@ -90,11 +90,27 @@ func TestPartialWrongContent(t *testing.T) {
 	if ok, _ := s.Has(o.id().Type, o.sum); ok {
 		t.Fatal("wrong bytes became an object")
 	}
+	if used, _ := s.Usage(); used != 0 || s.PartialBytes() != 0 {
+		t.Fatalf("after the refused Complete: %d bytes used, %d partial", used, s.PartialBytes())
+	}
 	if err := p.Complete(ctx, o.hdr, "test"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Complete again after the refusal: %v, want ErrClosed", err)
 	}
-	if used, _ := s.Usage(); used != 0 || s.PartialBytes() != 0 {
-		t.Fatalf("after the refused Complete: %d bytes used, %d partial", used, s.PartialBytes())
+	// Still held by p's owner, the refused file is never handed out
+	// again: the next OpenPartial starts afresh, and stores.
+	q, err := s.OpenPartial(o.sum, int64(len(o.content)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q == p || !q.Fresh() {
+		t.Fatal("OpenPartial handed out the refused partial file")
+	}
+	if err := q.WriteAt(ctx, o.content, 0); err != nil {
+		t.Fatalf("writing the fresh partial file: %v", err)
+	}
+	if err := q.Complete(ctx, o.hdr, "test"); err != nil {
+		t.Fatalf("Complete of the right bytes: %v", err)
 	}
 }
 
