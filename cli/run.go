@@ -308,12 +308,8 @@ func findMount(ctx context.Context, g *globalOptions, o *runOptions, errw io.Wri
 		return o.Mount, nil
 	}
 	if daemonRunning(home) {
-		var sb strings.Builder
-		if handled, err := callDaemon(ctx, home, "status", nil, &sb); handled && err == nil {
-			var st struct{ Mountpoint string }
-			if json.Unmarshal([]byte(sb.String()), &st) == nil && isLazyMount(st.Mountpoint) {
-				return st.Mountpoint, nil
-			}
+		if mp, ok := daemonMountpoint(ctx, home); ok && isLazyMount(mp) {
+			return mp, nil
 		}
 	}
 	for _, mp := range []string{defaultMountpoint(), "/run/lazytree"} {

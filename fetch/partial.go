@@ -494,6 +494,11 @@ func (p *partialObj) fetchSpan(first, last int) {
 		f.stats.InFlight.Add(-1)
 		f.spans.Release(1)
 	}
+	// Recorded before the waiting readers are woken, so a reader that
+	// sees the failure finds it in status too.
+	if err != nil && p.ctx.Err() == nil {
+		f.stats.record(p.remote, p.name, err)
+	}
 	p.mu.Lock()
 	for i := first; i <= last; i++ {
 		p.inflight[i] = false
@@ -503,9 +508,6 @@ func (p *partialObj) fetchSpan(first, last int) {
 	}
 	p.broadcastLocked()
 	p.mu.Unlock()
-	if err != nil && p.ctx.Err() == nil {
-		f.stats.record(p.remote, p.name, err)
-	}
 }
 
 func (p *partialObj) span(first, last int) error {

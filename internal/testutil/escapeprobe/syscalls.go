@@ -180,6 +180,10 @@ func statState(s string) string {
 	return f[0]
 }
 
+// init keeps the main goroutine on the main thread (a lock taken in init
+// holds it there for main), which runChild's probes need.
+func init() { runtime.LockOSThread() }
+
 // runChild is the -child mode: "syscalls" runs probes from index from,
 // printing "I RESULT" after each (one write each, so a line is out before
 // the next probe can kill the process); "noop" exits at once (the
@@ -191,8 +195,9 @@ func runChild(mode string, from int) int {
 	case "syscalls":
 		// The probes run on the main thread (see runSyscallProbes), so
 		// that a filter that kills the calling thread leaves a zombie
-		// main thread that the parent can recognise.
-		runtime.LockOSThread()
+		// main thread that the parent can recognise. The main goroutine
+		// is on that thread only because init locked it there: locked
+		// here, it would stay on whatever thread it had moved to.
 		for i := from; i < len(probes); i++ {
 			fmt.Fprintf(os.Stdout, "%d %s\n", i, probes[i].run())
 		}
