@@ -123,6 +123,11 @@ var (
 	errEnough = errors.New("consumer has enough")
 	// errTooLarge is a body larger than the caller allowed.
 	errTooLarge = errors.New("larger than allowed")
+	// errRecreated answers a fetchRange whose server re-encoded the file
+	// (serve.RecreatedHeader): the bytes at those offsets are not the
+	// publisher's. Not the server's failure, and not a reason to ask
+	// another URL: the caller reads that server's stream another way.
+	errRecreated = errors.New("the server re-encoded the file: the publisher's offsets do not apply")
 )
 
 // RedactURL returns raw without its userinfo. A remote URL may carry
@@ -438,7 +443,7 @@ func (c *client) fetchSpan(ctx context.Context, path string, maxSize int64, rng 
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !c.urlsDiffer(ctx, err) {
+		if ctx.Err() != nil || !c.urlsDiffer(ctx, err) || errors.Is(err, errRecreated) {
 			return err
 		}
 		last = err
@@ -498,7 +503,7 @@ func (c *client) tryURL(ctx context.Context, i int, path string, maxSize int64, 
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if c.urlsDiffer(ctx, err) {
+		if c.urlsDiffer(ctx, err) && !errors.Is(err, errRecreated) {
 			ep.failed(err)
 		}
 		if !transient(err) || attempt >= c.opts.Retries {
@@ -664,6 +669,9 @@ func (st *stream) open() error {
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		return fail(&HTTPError{URL: st.ru, Status: resp.StatusCode})
+	}
+	if st.n == 0 && !st.rng.whole() && resp.Header.Get(serve.RecreatedHeader) != "" {
+		return fail(fmt.Errorf("GET %s: %w", st.ru, errRecreated))
 	}
 	validator := resp.Header.Get("ETag")
 	if strings.HasPrefix(validator, "W/") {

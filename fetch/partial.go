@@ -151,6 +151,9 @@ type partialObj struct {
 	left     int   // chunks not yet had
 	done     bool  // promoted to a normal object
 	closing  bool  // the last reference is gone; set once
+	// recreated: the server re-encodes the object (a cache node), so
+	// spans read its stream from the start (spanRecreated).
+	recreated bool
 }
 
 // chunkedEntry returns remote's index entry for c when c is served
@@ -463,7 +466,9 @@ func (p *partialObj) gotLocked(i int) {
 // the object once instead of one overlap per span.
 func (p *partialObj) startSpanLocked(first, count int) {
 	limit := first + count
-	if count >= openSpanChunks {
+	if count >= openSpanChunks || p.recreated {
+		// A recreated stream is read from its start: what it passes on
+		// the way is had for the same bytes.
 		limit = p.n
 	}
 	last := first
@@ -490,7 +495,7 @@ func (p *partialObj) fetchSpan(first, last int) {
 	err := f.spans.Acquire(p.ctx, 1)
 	if err == nil {
 		f.stats.InFlight.Add(1)
-		err = p.span(first, last)
+		last, err = p.span(first, last)
 		f.stats.InFlight.Add(-1)
 		f.spans.Release(1)
 	}
@@ -510,11 +515,20 @@ func (p *partialObj) fetchSpan(first, last int) {
 	p.mu.Unlock()
 }
 
-func (p *partialObj) span(first, last int) error {
+// span fetches chunks [first, last] by Range, from the access point
+// before them. It returns the last chunk it was fetching: more than asked
+// when the server turns out to re-encode the object (spanRecreated).
+func (p *partialObj) span(first, last int) (int, error) {
 	f := p.f
 	rs, err := f.remote(p.remote)
 	if err != nil {
-		return err
+		return last, err
+	}
+	p.mu.Lock()
+	recreated := p.recreated
+	p.mu.Unlock()
+	if recreated {
+		return last, p.spanRecreated(first, last)
 	}
 	from := int64(first) * p.cs
 	to := min(int64(last+1)*p.cs, p.size)
@@ -533,7 +547,7 @@ func (p *partialObj) span(first, last int) error {
 		}
 	}
 	if start < int64(p.fl.HeaderSize)-1 || start >= end {
-		return &VerifyError{p.remote, p.name, "tree index", fmt.Errorf("access point at %d outside the object", start)}
+		return last, &VerifyError{p.remote, p.name, "tree index", fmt.Errorf("access point at %d outside the object", start)}
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, f.opts.FetchTimeout)
 	defer cancel()
@@ -580,6 +594,81 @@ func (p *partialObj) span(first, last int) error {
 		}
 		// The range ends a little past the last chunk's bytes (at the
 		// next access point, plus slack): the rest is not needed.
+		return errEnough
+	})
+	f.stats.BytesFetched.Add(received)
+	if errors.Is(err, errRecreated) {
+		// From now on this object's spans read the server's own stream;
+		// this one takes on every chunk after it that nobody fetches.
+		p.mu.Lock()
+		p.recreated = true
+		for last+1 < p.n && !p.have[last+1] && !p.inflight[last+1] && p.checked[last+1] {
+			last++
+			p.inflight[last] = true
+			p.failed[last] = nil
+		}
+		p.mu.Unlock()
+		return last, p.spanRecreated(first, last)
+	}
+	if err != nil {
+		return last, objectError(p.remote, p.name, err)
+	}
+	return last, nil
+}
+
+// spanRecreated fetches chunks [first, last] from a server whose .filez
+// is its own encoding of the content (a cache node's re-creation, see
+// serve.RecreatedHeader), where the index's access points, which are
+// offsets into the publisher's stream, do not apply. The chunk digests
+// are of the content, so they still do: the stream is read from its
+// start and inflated, and every chunk not had on the way to last is
+// checked against its digest and stored (a node is near, and its bytes
+// are the object once, not a span's overlap).
+func (p *partialObj) spanRecreated(first, last int) error {
+	f := p.f
+	rs, err := f.remote(p.remote)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, f.opts.FetchTimeout)
+	defer cancel()
+	limit := int64(min(uint64(p.fl.ArchivedSize)+recodeSlack(uint64(p.size)), MaxContentSize))
+	var received int64
+	err = rs.c.fetch(ctx, ostree.ObjectPath(p.sum, ostree.ObjFile, true), limit, func(r io.Reader) error {
+		cr := &countingReader{r: r}
+		defer func() { received = cr.n }()
+		content, err := ostree.NewContentReader(cr)
+		if err != nil {
+			return &VerifyError{p.remote, p.name, "checksum", err}
+		}
+		if content.Header.IsSymlink() || content.Header.Size != uint64(p.size) {
+			return &VerifyError{p.remote, p.name, "size", fmt.Errorf("header declares %d bytes, the tree index %d", content.Header.Size, p.size)}
+		}
+		buf := make([]byte, p.cs)
+		for i := 0; i <= last; i++ {
+			off, n, digest := p.fl.Chunk(i)
+			if _, err := io.ReadFull(content, buf[:n]); err != nil {
+				if ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+					return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("inflate before byte %d: %w", off+n, err)}
+				}
+				return err
+			}
+			p.mu.Lock()
+			had := p.have[i]
+			p.mu.Unlock()
+			if had {
+				continue
+			}
+			if sha256.Sum256(buf[:n]) != digest {
+				return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("chunk %d (bytes %d-%d) does not match its digest in the tree index", i, off, off+n-1)}
+			}
+			if err := p.store.WriteAt(ctx, buf[:n], off); err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.gotLocked(i)
+			p.mu.Unlock()
+		}
 		return errEnough
 	})
 	f.stats.BytesFetched.Add(received)

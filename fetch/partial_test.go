@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/lazytree/lazytree/fetch"
 	"github.com/lazytree/lazytree/fetch/fetchtest"
+	fserve "github.com/lazytree/lazytree/fetch/serve"
 	"github.com/lazytree/lazytree/internal/testutil"
 	"github.com/lazytree/lazytree/ostree"
 	"github.com/lazytree/lazytree/ostree/repo"
@@ -33,13 +35,20 @@ type bigRepo struct {
 
 func publishBig(t *testing.T, size int, sopts fetchtest.Options, xopts ...func(*treeindex.BuildOptions)) *bigRepo {
 	t.Helper()
+	return publishBigLevel(t, size, 0, sopts, xopts...)
+}
+
+// publishBigLevel is publishBig with the .filez deflated at level (0:
+// lazytree's default, which a cache node's re-creation reproduces).
+func publishBigLevel(t *testing.T, size, level int, sopts fetchtest.Options, xopts ...func(*treeindex.BuildOptions)) *bigRepo {
+	t.Helper()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newPublisher(t, "")
 	if err := testutil.WriteHostBlob(filepath.Join(p.src, "big"), int64(size)); err != nil {
 		t.Fatal(err)
 	}
 	content := mustRead(t, filepath.Join(p.src, "big"))
-	c := p.commit("app", "x", day)
+	c := p.commit("app", "x", day, func(o *repo.CommitOptions) { o.Level = level })
 	bo := treeindex.BuildOptions{Scan: treeindex.ZranScan}
 	for _, o := range xopts {
 		o(&bo)
@@ -423,4 +432,116 @@ func TestPartialCloseStopsSpans(t *testing.T) {
 	if n, err := readCtx(t, g, buf, 3<<20); err != nil || !bytes.Equal(buf[:n], br.content[3<<20:3<<20+n]) {
 		t.Fatalf("read after reopening: %d %v", n, err)
 	}
+}
+
+// TestPartialThroughCacheNode: a thin client whose mirror is a cache
+// node (serve --cache) reads a large file before it is whole. The node
+// re-creates .filez from the uncompressed content in its own encoding,
+// which the origin's access points do not describe (the publisher used
+// another deflate level here, as ostree's zlib does): the client reads
+// the node's stream from its start instead, verifying every chunk by
+// its digest, and neither counts the node as failing nor asks the
+// origin for content. The node fetched the object from the origin once.
+func TestPartialThroughCacheNode(t *testing.T) {
+	br := publishBigLevel(t, 12<<20, 1, fetchtest.Options{})
+	keys := [][]byte{vectorKey(t)}
+	node := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: keys}, fetch.Options{})
+	b, err := node.fetcher.CacheBackend("r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(fserve.Handler(b, fserve.Options{}))
+	t.Cleanup(hs.Close)
+
+	e := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: keys, Mirrors: []string{hs.URL}}, fetch.Options{})
+	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Commit(ctxT(t), "r", "app", br.commit); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Status().(*fetch.Status).TreeIndexes[br.commit.String()]; got != "loaded" {
+		t.Fatalf("tree index state %q", got)
+	}
+	waitPrefetch(t, s)
+	br.srv.Reset()
+	_, origin0 := urlStatusOf(t, e)
+	f, err := s.Open(ctxT(t), "r", br.sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, ok := f.(*fetch.PartialFile); !ok {
+		t.Fatalf("Open gave %T, want a PartialFile", f)
+	}
+	buf := make([]byte, 64<<10)
+	for _, off := range []int64{9<<20 + 12345, 1 << 20, 12<<20 - int64(len(buf))} {
+		n, err := readCtx(t, f, buf, off)
+		if err != nil || !bytes.Equal(buf[:n], br.content[off:off+int64(n)]) {
+			t.Fatalf("read at %d through the node: %d bytes, %v", off, n, err)
+		}
+	}
+	mirror, origin := urlStatusOf(t, e)
+	if mirror.Failures != 0 || !mirror.InUse {
+		t.Errorf("the node was counted as failing: %+v", mirror)
+	}
+	if origin.Requests != origin0.Requests {
+		t.Errorf("the client asked the origin %d times for the file: %+v", origin.Requests-origin0.Requests, origin)
+	}
+	if n, reqs := br.filezBytes(); reqs != 1 {
+		t.Errorf("the origin served the large object %d times (%d bytes), want once, to the node", reqs, n)
+	}
+	for _, r := range e.fetcher.Stats().RecentErrors() {
+		t.Errorf("recorded failure: %+v", r)
+	}
+
+	// A proxy between a second client and the node flips a byte of
+	// every large object it passes: the chunk it lands in fails its
+	// digest, and the client takes the object from the origin instead;
+	// nothing it serves is the flipped byte.
+	px, err := fetchtest.NewProxy(hs.URL, fetchtest.Options{Corrupt: fetchtest.Rule{P: 1, Paths: "/objects/**.filez"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(px.Close)
+	e2 := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: keys, Mirrors: []string{px.URL()}}, fetch.Options{})
+	s2 := fetch.NewSource(e2.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
+	t.Cleanup(func() { s2.Close() })
+	if _, err := s2.Commit(ctxT(t), "r", "app", br.commit); err != nil {
+		t.Fatal(err)
+	}
+	waitPrefetch(t, s2)
+	f2, err := s2.Open(ctxT(t), "r", br.sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	got := make([]byte, len(br.content))
+	for off := 0; off < len(got); off += len(buf) {
+		n, err := readCtx(t, f2, got[off:min(off+len(buf), len(got))], int64(off))
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("read at %d through the tampering proxy: %v", off, err)
+		}
+		if n == 0 {
+			t.Fatalf("read at %d: nothing", off)
+		}
+	}
+	if !bytes.Equal(got, br.content) {
+		t.Fatal("the file read through the tampering proxy differs from the published one")
+	}
+	if px.Count("/objects/**.filez") == 0 {
+		t.Fatal("the proxy passed no large object: the test tested nothing")
+	}
+	if m, _ := urlStatusOf(t, e2); m.Failures == 0 {
+		t.Errorf("the tampered node's stream was not counted against it: %+v", m)
+	}
+}
+
+// urlStatusOf returns the status of e's remote's mirror and origin.
+func urlStatusOf(t *testing.T, e *env) (mirror, origin fetch.URLStatus) {
+	t.Helper()
+	st := e.fetcher.RemoteStatus("r")
+	if len(st.URLs) != 2 {
+		t.Fatalf("status lists %d URLs, want the mirror and the origin: %+v", len(st.URLs), st.URLs)
+	}
+	return st.URLs[0], st.URLs[1]
 }

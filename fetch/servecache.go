@@ -36,7 +36,10 @@ import (
 // encoder `lazytree commit` uses. It is byte-identical to the origin's
 // where lazytree published it, and a different (equally valid) stream
 // where ostree did: clients verify the uncompressed object either way,
-// and allow for the size difference (fetchContent). Static deltas and
+// and allow for the size difference (fetchContent). Such a response says
+// so (serve.RecreatedHeader): a tree index's access points describe the
+// origin's stream, so a client reading chunks by Range reads this one
+// from its start instead (partialObj.spanRecreated). Static deltas and
 // summary.idx are not offered (404): clients fall back to objects and to
 // the summary.
 type CacheBackend struct {
@@ -255,7 +258,7 @@ type encoding struct {
 func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.File, error) {
 	tag := `"` + c.String() + "." + filezTag + `"`
 	if data, ok := b.recent.get(recentKey{"filez", c}); ok {
-		return &serve.File{Content: bytes.NewReader(data), ETag: tag}, nil
+		return &serve.File{Content: bytes.NewReader(data), ETag: tag, Recreated: true}, nil
 	}
 	if lim, ok := serve.GuessLimit(ctx); ok && !b.have(c) {
 		// A client's guess: fetched within its limit, at its priority,
@@ -325,9 +328,9 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 	}
 	if e.data != nil {
 		release()
-		return &serve.File{Content: bytes.NewReader(e.data), ETag: tag}, nil
+		return &serve.File{Content: bytes.NewReader(e.data), ETag: tag, Recreated: true}, nil
 	}
-	return &serve.File{Content: io.NewSectionReader(e.file, 0, e.size), ETag: tag, Close: release}, nil
+	return &serve.File{Content: io.NewSectionReader(e.file, 0, e.size), ETag: tag, Close: release, Recreated: true}, nil
 }
 
 // have reports whether content c is in the cache.

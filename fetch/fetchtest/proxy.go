@@ -62,7 +62,10 @@ var _ source = (*upstreamSource)(nil)
 // what the upstream's framing or connection handling was.
 var (
 	forwardRequest  = []string{"Range", "If-None-Match", "If-Range"}
-	forwardResponse = []string{"Content-Type", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified", "Cache-Control"}
+	// X-Lazytree-Recreated (fetch/serve's RecreatedHeader) marks a cache
+	// node's re-encoded objects, and proxies in front of a node pass it
+	// on as they pass on any header.
+	forwardResponse = []string{"Content-Type", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified", "Cache-Control", "X-Lazytree-Recreated"}
 )
 
 // errHeaderTimeout cancels an upstream request whose headers are late.

@@ -27,7 +27,16 @@ type File struct {
 	ETag string
 	// Close releases Content (nil: nothing to release).
 	Close func() error
+	// Recreated marks an object encoded by the server, not as its
+	// publisher wrote it (a cache node's .filez): the same content, but
+	// other bytes, so offsets into the publisher's file (a tree index's
+	// access points) do not apply. Sent as RecreatedHeader.
+	Recreated bool
 }
+
+// RecreatedHeader is sent, with the value "1", with a File that is
+// Recreated.
+const RecreatedHeader = "X-Lazytree-Recreated"
 
 // Backend finds the file a repository name holds. Open returns an error
 // matching fs.ErrNotExist when there is none, fs.ErrPermission when it
@@ -210,6 +219,9 @@ func (h *handler) serve(w *recorder, r *http.Request) {
 	}
 	if f.ETag != "" {
 		hd.Set("ETag", f.ETag)
+	}
+	if f.Recreated {
+		hd.Set(RecreatedHeader, "1")
 	}
 	// ServeContent answers If-None-Match (304), If-Range and a single
 	// Range (206, 416); it leaves Content-Encoding alone, so offsets are
