@@ -432,7 +432,7 @@ func (r byteRange) whole() bool { return r.off == 0 && r.end == 0 }
 func (c *client) fetchSpan(ctx context.Context, path string, maxSize int64, rng byteRange, consume func(io.Reader) error) error {
 	origin := len(c.urls) - 1
 	first, start := origin, origin
-	if c.trustMirrors || mirrorable(path) {
+	if (c.trustMirrors || mirrorable(path)) && ctx.Value(originOnlyKey{}) == nil {
 		first, start = 0, c.base()
 	}
 	n := origin - first + 1
@@ -462,6 +462,17 @@ func (c *client) fetchSpan(ctx context.Context, path string, maxSize int64, rng 
 	}
 	return last
 }
+
+// originOnlyKey, in a fetch's context, sends it to the origin alone.
+type originOnlyKey struct{}
+
+// fromOrigin returns ctx for fetches that skip the mirrors.
+func fromOrigin(ctx context.Context) context.Context {
+	return context.WithValue(ctx, originOnlyKey{}, true)
+}
+
+// hasMirrors reports whether any URL comes before the origin.
+func (c *client) hasMirrors() bool { return len(c.urls) > 1 }
 
 // urlsDiffer reports whether another URL may answer better than the one
 // that gave err: not when err is the caller's own limit (a speculative

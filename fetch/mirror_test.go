@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,5 +314,63 @@ func TestUnsignedRemoteIgnoresMirrorSummary(t *testing.T) {
 	got, err = e2.fetcher.ResolveRef(ctxT(t), "r", "ref")
 	if err != nil || got != want {
 		t.Fatalf("ref from refs/heads: %s, %v; want the origin's %s", got, err, want)
+	}
+}
+
+// TestMirrorBadSummaryAsksOrigin: a mirror of a signed remote serves a
+// summary that does not verify (random bytes, then the publisher's older
+// summary, a replay): the client takes the origin's, which is the last
+// word, and the mirror's is recorded as a failure.
+func TestMirrorBadSummaryAsksOrigin(t *testing.T) {
+	var mu sync.Mutex
+	var summary, sig []byte
+	override := func(path string) ([]byte, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case path == "/summary" && summary != nil:
+			return summary, true
+		case path == "/summary.sig" && sig != nil:
+			return sig, true
+		}
+		return nil, false
+	}
+	s := newMirrorSetup(t, fetchtest.Options{Override: override}, fetchtest.Options{}, true, fetch.Options{})
+	oldSummary, oldSig := mustRead(t, s.p.path("summary")), mustRead(t, s.p.path("summary.sig"))
+	c2 := s.p.commit("ref", "second", mirrorDay.Add(time.Hour))
+	s.p.export(mirrorDay.Add(time.Hour))
+
+	mu.Lock()
+	summary = []byte("not a summary at all")
+	mu.Unlock()
+	got, err := s.e.fetcher.ResolveRef(ctxT(t), "r", "ref")
+	if err != nil || got != c2 {
+		t.Fatalf("ref through a mirror with a garbage summary: %s, %v; want the origin's %s", got, err, c2)
+	}
+	if s.origin.Count("/summary") == 0 {
+		t.Fatal("the origin was not asked for the summary")
+	}
+
+	// The publisher's own older summary and signature: they verify, but
+	// go back in time.
+	mu.Lock()
+	summary, sig = oldSummary, oldSig
+	mu.Unlock()
+	s.origin.Reset()
+	if _, err := s.e.fetcher.Summary(ctxT(t), "r", true); err != nil {
+		t.Fatalf("refresh through a mirror replaying an old summary: %v", err)
+	}
+	if got, err := s.e.fetcher.ResolveRef(ctxT(t), "r", "ref"); err != nil || got != c2 {
+		t.Fatalf("after the replay: %s, %v; want %s", got, err, c2)
+	}
+	if s.origin.Count("/summary") == 0 {
+		t.Fatal("the origin was not asked for the summary after the mirror's replay")
+	}
+	var recorded []string
+	for _, r := range s.e.fetcher.Stats().RecentErrors() {
+		recorded = append(recorded, r.Object+": "+r.Cause)
+	}
+	if len(recorded) < 2 || !strings.Contains(strings.Join(recorded, "\n"), "replay") {
+		t.Fatalf("the mirror's bad summaries are not among the recorded failures: %q", recorded)
 	}
 }

@@ -40,7 +40,21 @@ func (f *Fetcher) Summary(ctx context.Context, remote string, refresh bool) (*os
 	return v.(*ostree.Summary), nil
 }
 
+// fetchSummary fetches, verifies and accepts the remote's summary. One
+// that a mirror served and that does not verify (forged, stale, a
+// replay, or signed by another key) is not the last word: the pair is
+// asked of the origin, whose answer is.
 func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Summary, error) {
+	s, err := f.fetchSummaryOnce(ctx, rs)
+	var ve *VerifyError
+	if err == nil || !errors.As(err, &ve) || !rs.c.hasMirrors() || ctx.Value(originOnlyKey{}) != nil {
+		return s, err
+	}
+	f.stats.record(rs.r.Name, "summary (from a mirror)", err)
+	return f.fetchSummaryOnce(fromOrigin(ctx), rs)
+}
+
+func (f *Fetcher) fetchSummaryOnce(ctx context.Context, rs *remoteState) (*ostree.Summary, error) {
 	r := rs.r
 	sig, sigErr := f.getBounded(ctx, rs, "summary.sig", maxSummarySig, nil)
 	data, err := f.getBounded(ctx, rs, "summary", ostree.MaxSummarySize, nil)
