@@ -61,7 +61,7 @@ var _ source = (*upstreamSource)(nil)
 // response is what the emulated network made of the upstream's, not
 // what the upstream's framing or connection handling was.
 var (
-	forwardRequest  = []string{"Range", "If-None-Match", "If-Range"}
+	forwardRequest = []string{"Range", "If-None-Match", "If-Range"}
 	// X-Lazytree-Recreated (fetch/serve's RecreatedHeader) marks a cache
 	// node's re-encoded objects, and proxies in front of a node pass it
 	// on as they pass on any header.
