@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,10 +124,13 @@ var (
 	errEnough = errors.New("consumer has enough")
 	// errTooLarge is a body larger than the caller allowed.
 	errTooLarge = errors.New("larger than allowed")
-	// errRecreated answers a fetchRange whose server re-encoded the file
-	// (serve.RecreatedHeader): the bytes at those offsets are not the
+	// errRecreated wraps the consumer's verification failure of a
+	// fetchRange whose server says it re-encodes the file
+	// (serve.RecreatedHeader): the bytes at those offsets were not the
 	// publisher's. Not the server's failure, and not a reason to ask
 	// another URL: the caller reads that server's stream another way.
+	// (A node whose encoding is the publisher's serves ranges that
+	// verify, and nothing changes.)
 	errRecreated = errors.New("the server re-encoded the file: the publisher's offsets do not apply")
 )
 
@@ -441,6 +445,9 @@ func (c *client) fetchSpan(ctx context.Context, path string, maxSize int64, rng 
 		i := first + (start-first+k)%n
 		err := c.tryURL(ctx, i, path, maxSize, rng, consume)
 		if err == nil {
+			if by, ok := ctx.Value(servedByKey{}).(*servedBy); ok && i != origin {
+				by.add(i)
+			}
 			return nil
 		}
 		if ctx.Err() != nil || !c.urlsDiffer(ctx, err) || errors.Is(err, errRecreated) {
@@ -471,8 +478,38 @@ func fromOrigin(ctx context.Context) context.Context {
 	return context.WithValue(ctx, originOnlyKey{}, true)
 }
 
-// hasMirrors reports whether any URL comes before the origin.
-func (c *client) hasMirrors() bool { return len(c.urls) > 1 }
+// servedByKey, in a fetch's context, holds a *servedBy that collects
+// the mirrors that answered.
+type servedByKey struct{}
+
+// servedBy is the set of mirrors (indexes into client.urls) that served
+// a group of fetches.
+type servedBy struct {
+	mu      sync.Mutex
+	mirrors []int
+}
+
+func (b *servedBy) add(i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !slices.Contains(b.mirrors, i) {
+		b.mirrors = append(b.mirrors, i)
+	}
+}
+
+// blame counts err against the mirrors that served what failed
+// verification after the fetch (a summary and its signature, checked
+// together), and moves the client off them; it reports whether there
+// were any.
+func (c *client) blame(b *servedBy, err error) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, i := range b.mirrors {
+		c.urls[i].failed(err)
+		c.failover(i, len(c.urls)-1)
+	}
+	return len(b.mirrors) > 0
+}
 
 // urlsDiffer reports whether another URL may answer better than the one
 // that gave err: not when err is the caller's own limit (a speculative
@@ -577,6 +614,10 @@ func (c *client) once(ctx context.Context, ep *endpoint, path, u string, maxSize
 		// cause is the network.
 		err = fmt.Errorf("GET %s: %w after %d bytes", st.ru, st.bodyErr, st.n)
 	}
+	var ve *VerifyError
+	if st.recreated && !rng.whole() && errors.As(err, &ve) {
+		return fmt.Errorf("GET %s: %w: %v", st.ru, errRecreated, err)
+	}
 	if err != nil {
 		if cause := st.stallCause(); cause != nil {
 			return fmt.Errorf("GET %s: %w", st.ru, cause)
@@ -634,6 +675,7 @@ type stream struct {
 	bodyErr   error // the last error a body returned
 	tooBig    bool
 	lastStall error
+	recreated bool // the first response carried serve.RecreatedHeader
 }
 
 // open sends the request for what is still wanted: the first, or a
@@ -681,9 +723,12 @@ func (st *stream) open() error {
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		return fail(&HTTPError{URL: st.ru, Status: resp.StatusCode})
 	}
-	if st.n == 0 && !st.rng.whole() && resp.Header.Get(serve.RecreatedHeader) != "" {
-		return fail(fmt.Errorf("GET %s: %w", st.ru, errRecreated))
+	recreated := resp.Header.Get(serve.RecreatedHeader) != ""
+	if st.n > 0 && recreated != st.recreated {
+		// A resume from another encoding than the first bytes'.
+		return fail(fmt.Errorf("GET %s: resume after %d bytes: the file changed (re-encoded by the server: %v, was %v)", st.ru, st.n, recreated, st.recreated))
 	}
+	st.recreated = recreated
 	validator := resp.Header.Get("ETag")
 	if strings.HasPrefix(validator, "W/") {
 		validator = ""

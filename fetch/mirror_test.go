@@ -335,7 +335,8 @@ func TestMirrorBadSummaryAsksOrigin(t *testing.T) {
 		}
 		return nil, false
 	}
-	s := newMirrorSetup(t, fetchtest.Options{Override: override}, fetchtest.Options{}, true, fetch.Options{})
+	const failback = 200 * time.Millisecond
+	s := newMirrorSetup(t, fetchtest.Options{Override: override}, fetchtest.Options{}, true, fetch.Options{HTTP: fetch.HTTPOptions{FailbackAfter: failback}})
 	oldSummary, oldSig := mustRead(t, s.p.path("summary")), mustRead(t, s.p.path("summary.sig"))
 	c2 := s.p.commit("ref", "second", mirrorDay.Add(time.Hour))
 	s.p.export(mirrorDay.Add(time.Hour))
@@ -350,12 +351,19 @@ func TestMirrorBadSummaryAsksOrigin(t *testing.T) {
 	if s.origin.Count("/summary") == 0 {
 		t.Fatal("the origin was not asked for the summary")
 	}
+	if m, _ := s.urls(t); m.Failures == 0 {
+		t.Fatalf("the mirror's garbage summary was not counted against it: %+v", m)
+	}
 
 	// The publisher's own older summary and signature: they verify, but
 	// go back in time.
 	mu.Lock()
 	summary, sig = oldSummary, oldSig
 	mu.Unlock()
+	time.Sleep(2 * failback)
+	if m, _ := s.urls(t); !m.InUse {
+		t.Fatalf("the mirror is not in use again after %s: %+v", failback, m)
+	}
 	s.origin.Reset()
 	if _, err := s.e.fetcher.Summary(ctxT(t), "r", true); err != nil {
 		t.Fatalf("refresh through a mirror replaying an old summary: %v", err)
@@ -372,5 +380,28 @@ func TestMirrorBadSummaryAsksOrigin(t *testing.T) {
 	}
 	if len(recorded) < 2 || !strings.Contains(strings.Join(recorded, "\n"), "replay") {
 		t.Fatalf("the mirror's bad summaries are not among the recorded failures: %q", recorded)
+	}
+}
+
+// TestOriginBadSummaryFetchedOnce: when the origin itself serves a
+// summary that does not verify (no mirror had a part in it), it is asked
+// once, not again "from the origin", and no mirror is blamed.
+func TestOriginBadSummaryFetchedOnce(t *testing.T) {
+	garbage := func(path string) ([]byte, bool) {
+		if path == "/summary" {
+			return []byte("not a summary at all"), true
+		}
+		return nil, false
+	}
+	// The mirror is down (404 for everything): the origin serves all.
+	s := newMirrorSetup(t, fetchtest.Options{NotFound: fetchtest.Rule{P: 1}}, fetchtest.Options{Override: garbage}, true, fetch.Options{})
+	if _, err := s.e.fetcher.ResolveRef(ctxT(t), "r", "ref"); err == nil {
+		t.Fatal("a garbage summary from the origin was accepted")
+	}
+	if n := s.origin.Count("/summary"); n != 1 {
+		t.Fatalf("the origin was asked %d times for the summary, want once", n)
+	}
+	if m, _ := s.urls(t); m.Failures != 0 {
+		t.Fatalf("the mirror, which served nothing, was blamed: %+v", m)
 	}
 }

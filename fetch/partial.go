@@ -151,9 +151,12 @@ type partialObj struct {
 	left     int   // chunks not yet had
 	done     bool  // promoted to a normal object
 	closing  bool  // the last reference is gone; set once
-	// recreated: the server re-encodes the object (a cache node), so
-	// spans read its stream from the start (spanRecreated).
-	recreated bool
+	// recreated: the preferred server re-encodes the object (a cache
+	// node's ranges failed their check), so spans read its stream from
+	// the start (spanRecreated) while it is preferred; recreatedFailed:
+	// such a read failed, and spans go to the origin by Range instead
+	// (a prefix too long to stream in time fails the same way each time).
+	recreated, recreatedFailed bool
 }
 
 // chunkedEntry returns remote's index entry for c when c is served
@@ -489,13 +492,15 @@ func (p *partialObj) startSpanLocked(first, count int) {
 	}()
 }
 
-// fetchSpan fetches, inflates, verifies and stores chunks [first, last].
+// fetchSpan fetches, inflates, verifies and stores chunks [first, last],
+// which startSpanLocked marked in flight for it.
 func (p *partialObj) fetchSpan(first, last int) {
 	f := p.f
+	var more []int // further chunks the span claimed (claimLocked)
 	err := f.spans.Acquire(p.ctx, 1)
 	if err == nil {
 		f.stats.InFlight.Add(1)
-		last, err = p.span(first, last)
+		err = p.span(first, last, &more)
 		f.stats.InFlight.Add(-1)
 		f.spans.Release(1)
 	}
@@ -505,30 +510,63 @@ func (p *partialObj) fetchSpan(first, last int) {
 		f.stats.record(p.remote, p.name, err)
 	}
 	p.mu.Lock()
-	for i := first; i <= last; i++ {
+	settle := func(i int) {
 		p.inflight[i] = false
 		if !p.have[i] && err != nil {
 			p.failed[i] = err
 		}
 	}
+	for i := first; i <= last; i++ {
+		settle(i)
+	}
+	for _, i := range more {
+		settle(i)
+	}
 	p.broadcastLocked()
 	p.mu.Unlock()
 }
 
+// claimLocked marks every chunk of [from, to] that is neither had nor in
+// flight as in flight for the span that owns more; p.mu is held.
+func (p *partialObj) claimLocked(from, to int, more *[]int) {
+	for i := from; i <= to && i < p.n; i++ {
+		if !p.have[i] && !p.inflight[i] && p.checked[i] {
+			p.inflight[i] = true
+			p.failed[i] = nil
+			*more = append(*more, i)
+		}
+	}
+}
+
 // span fetches chunks [first, last] by Range, from the access point
-// before them. It returns the last chunk it was fetching: more than asked
-// when the server turns out to re-encode the object (spanRecreated).
-func (p *partialObj) span(first, last int) (int, error) {
+// before them, or from a re-encoding server's stream (spanRecreated);
+// chunks it takes on besides are added to more.
+func (p *partialObj) span(first, last int, more *[]int) error {
 	f := p.f
 	rs, err := f.remote(p.remote)
 	if err != nil {
-		return last, err
+		return err
 	}
+	ctx, cancel := context.WithTimeout(p.ctx, f.opts.FetchTimeout)
+	defer cancel()
 	p.mu.Lock()
-	recreated := p.recreated
+	recreated, failed := p.recreated, p.recreatedFailed
+	if recreated && !failed {
+		// The stream is read from its start: every chunk on the way is
+		// this span's, and so is the rest of the file, up to the next
+		// chunk had or in flight.
+		p.claimLocked(0, first-1, more)
+		end := last
+		for end+1 < p.n && !p.have[end+1] && !p.inflight[end+1] && p.checked[end+1] {
+			end++
+		}
+		p.claimLocked(last+1, end, more)
+		p.mu.Unlock()
+		return p.spanRecreated(ctx, end)
+	}
 	p.mu.Unlock()
-	if recreated {
-		return last, p.spanRecreated(first, last)
+	if failed {
+		ctx = fromOrigin(ctx)
 	}
 	from := int64(first) * p.cs
 	to := min(int64(last+1)*p.cs, p.size)
@@ -547,10 +585,8 @@ func (p *partialObj) span(first, last int) (int, error) {
 		}
 	}
 	if start < int64(p.fl.HeaderSize)-1 || start >= end {
-		return last, &VerifyError{p.remote, p.name, "tree index", fmt.Errorf("access point at %d outside the object", start)}
+		return &VerifyError{p.remote, p.name, "tree index", fmt.Errorf("access point at %d outside the object", start)}
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, f.opts.FetchTimeout)
-	defer cancel()
 	var received int64
 	err = rs.c.fetchRange(ctx, ostree.ObjectPath(p.sum, ostree.ObjFile, true), start, end, func(r io.Reader) error {
 		cr := &countingReader{r: r}
@@ -597,26 +633,21 @@ func (p *partialObj) span(first, last int) (int, error) {
 		return errEnough
 	})
 	f.stats.BytesFetched.Add(received)
-	if errors.Is(err, errRecreated) {
-		// From now on this object's spans read the server's own stream;
-		// this one takes on every chunk after it that nobody fetches.
+	if errors.Is(err, errRecreated) && !recreated {
+		// The server re-encodes the object: from now on spans read its
+		// own stream, this one first.
 		p.mu.Lock()
 		p.recreated = true
-		for last+1 < p.n && !p.have[last+1] && !p.inflight[last+1] && p.checked[last+1] {
-			last++
-			p.inflight[last] = true
-			p.failed[last] = nil
-		}
 		p.mu.Unlock()
-		return last, p.spanRecreated(first, last)
+		return p.span(first, last, more)
 	}
 	if err != nil {
-		return last, objectError(p.remote, p.name, err)
+		return objectError(p.remote, p.name, err)
 	}
-	return last, nil
+	return nil
 }
 
-// spanRecreated fetches chunks [first, last] from a server whose .filez
+// spanRecreated fetches the chunks up to last from a server whose .filez
 // is its own encoding of the content (a cache node's re-creation, see
 // serve.RecreatedHeader), where the index's access points, which are
 // offsets into the publisher's stream, do not apply. The chunk digests
@@ -624,14 +655,12 @@ func (p *partialObj) span(first, last int) (int, error) {
 // start and inflated, and every chunk not had on the way to last is
 // checked against its digest and stored (a node is near, and its bytes
 // are the object once, not a span's overlap).
-func (p *partialObj) spanRecreated(first, last int) error {
+func (p *partialObj) spanRecreated(ctx context.Context, last int) error {
 	f := p.f
 	rs, err := f.remote(p.remote)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, f.opts.FetchTimeout)
-	defer cancel()
 	limit := int64(min(uint64(p.fl.ArchivedSize)+recodeSlack(uint64(p.size)), MaxContentSize))
 	var received int64
 	err = rs.c.fetch(ctx, ostree.ObjectPath(p.sum, ostree.ObjFile, true), limit, func(r io.Reader) error {
@@ -663,6 +692,15 @@ func (p *partialObj) spanRecreated(first, last int) error {
 				return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("chunk %d (bytes %d-%d) does not match its digest in the tree index", i, off, off+n-1)}
 			}
 			if err := p.store.WriteAt(ctx, buf[:n], off); err != nil {
+				p.mu.Lock()
+				had, done := p.have[i], p.done
+				p.mu.Unlock()
+				if done {
+					return errEnough // completed by another span meanwhile
+				}
+				if had {
+					continue
+				}
 				return err
 			}
 			p.mu.Lock()
@@ -673,6 +711,13 @@ func (p *partialObj) spanRecreated(first, last int) error {
 	})
 	f.stats.BytesFetched.Add(received)
 	if err != nil {
+		if p.ctx.Err() == nil {
+			// However it failed (a prefix too long to stream in time, a
+			// node that stalls or lies), the next spans ask the origin.
+			p.mu.Lock()
+			p.recreatedFailed = true
+			p.mu.Unlock()
+		}
 		return objectError(p.remote, p.name, err)
 	}
 	return nil

@@ -45,9 +45,10 @@ func (f *Fetcher) Summary(ctx context.Context, remote string, refresh bool) (*os
 // replay, or signed by another key) is not the last word: the pair is
 // asked of the origin, whose answer is.
 func (f *Fetcher) fetchSummary(ctx context.Context, rs *remoteState) (*ostree.Summary, error) {
-	s, err := f.fetchSummaryOnce(ctx, rs)
+	by := &servedBy{}
+	s, err := f.fetchSummaryOnce(context.WithValue(ctx, servedByKey{}, by), rs)
 	var ve *VerifyError
-	if err == nil || !errors.As(err, &ve) || !rs.c.hasMirrors() || ctx.Value(originOnlyKey{}) != nil {
+	if err == nil || !errors.As(err, &ve) || !rs.c.blame(by, err) {
 		return s, err
 	}
 	f.stats.record(rs.r.Name, "summary (from a mirror)", err)
