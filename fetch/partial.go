@@ -608,25 +608,13 @@ func (p *partialObj) span(first, last int, more *[]int) error {
 		}
 		buf := make([]byte, p.cs)
 		for i := first; i <= last; i++ {
-			off, n, digest := p.fl.Chunk(i)
+			_, n, _ := p.fl.Chunk(i)
 			if _, err := io.ReadFull(zr, buf[:n]); err != nil {
 				return p.inflateError(err)
 			}
-			if sha256.Sum256(buf[:n]) != digest {
-				return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("chunk %d (bytes %d-%d) does not match its digest in the tree index", i, off, off+n-1)}
-			}
-			p.mu.Lock()
-			had := p.have[i]
-			p.mu.Unlock()
-			if had {
-				continue
-			}
-			if err := p.store.WriteAt(ctx, buf[:n], off); err != nil {
+			if err := p.keepChunk(ctx, i, buf[:n]); err != nil {
 				return err
 			}
-			p.mu.Lock()
-			p.gotLocked(i)
-			p.mu.Unlock()
 		}
 		// The range ends a little past the last chunk's bytes (at the
 		// next access point, plus slack): the rest is not needed.
@@ -675,37 +663,16 @@ func (p *partialObj) spanRecreated(ctx context.Context, last int) error {
 		}
 		buf := make([]byte, p.cs)
 		for i := 0; i <= last; i++ {
-			off, n, digest := p.fl.Chunk(i)
+			off, n, _ := p.fl.Chunk(i)
 			if _, err := io.ReadFull(content, buf[:n]); err != nil {
 				if ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
 					return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("inflate before byte %d: %w", off+n, err)}
 				}
 				return err
 			}
-			p.mu.Lock()
-			had := p.have[i]
-			p.mu.Unlock()
-			if had {
-				continue
-			}
-			if sha256.Sum256(buf[:n]) != digest {
-				return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("chunk %d (bytes %d-%d) does not match its digest in the tree index", i, off, off+n-1)}
-			}
-			if err := p.store.WriteAt(ctx, buf[:n], off); err != nil {
-				p.mu.Lock()
-				had, done := p.have[i], p.done
-				p.mu.Unlock()
-				if done {
-					return errEnough // completed by another span meanwhile
-				}
-				if had {
-					continue
-				}
+			if err := p.keepChunk(ctx, i, buf[:n]); err != nil {
 				return err
 			}
-			p.mu.Lock()
-			p.gotLocked(i)
-			p.mu.Unlock()
 		}
 		return errEnough
 	})
@@ -720,6 +687,38 @@ func (p *partialObj) spanRecreated(ctx context.Context, last int) error {
 		}
 		return objectError(p.remote, p.name, err)
 	}
+	return nil
+}
+
+// keepChunk checks chunk i's bytes b against its digest in the index and
+// stores them, unless another span stored the chunk meanwhile. errEnough:
+// another span completed the object meanwhile.
+func (p *partialObj) keepChunk(ctx context.Context, i int, b []byte) error {
+	off, n, digest := p.fl.Chunk(i)
+	if sha256.Sum256(b) != digest {
+		return &VerifyError{p.remote, p.name, "chunk", fmt.Errorf("chunk %d (bytes %d-%d) does not match its digest in the tree index", i, off, off+n-1)}
+	}
+	p.mu.Lock()
+	had := p.have[i]
+	p.mu.Unlock()
+	if had {
+		return nil
+	}
+	if err := p.store.WriteAt(ctx, b, off); err != nil {
+		p.mu.Lock()
+		had, done := p.have[i], p.done
+		p.mu.Unlock()
+		if done {
+			return errEnough
+		}
+		if had {
+			return nil
+		}
+		return err
+	}
+	p.mu.Lock()
+	p.gotLocked(i)
+	p.mu.Unlock()
 	return nil
 }
 

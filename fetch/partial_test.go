@@ -470,16 +470,7 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 	}
 	t.Cleanup(clean.Close)
 
-	e := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: keys, Mirrors: []string{clean.URL()}}, fetch.Options{})
-	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.Commit(ctxT(t), "r", "app", br.commit); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Status().(*fetch.Status).TreeIndexes[br.commit.String()]; got != "loaded" {
-		t.Fatalf("tree index state %q", got)
-	}
-	waitPrefetch(t, s)
+	e, s := br.mirroredSource(t, clean.URL())
 	br.srv.Reset()
 	_, origin0 := urlStatusOf(t, e)
 	f, err := s.Open(ctxT(t), "r", br.sum)
@@ -520,6 +511,11 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 	if viaNode == 0 {
 		t.Error("the client took nothing of the object from the node")
 	}
+	// The node encoded the large object once for all of the client's
+	// requests, not once per span (and the small file once).
+	if st := b.Stats(); st.Recreated > 2 {
+		t.Errorf("the node re-created .filez %d times for one large and one small object", st.Recreated)
+	}
 	if level == 0 {
 		return
 	}
@@ -536,13 +532,7 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(px.Close)
-	e2 := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: keys, Mirrors: []string{px.URL()}}, fetch.Options{})
-	s2 := fetch.NewSource(e2.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
-	t.Cleanup(func() { s2.Close() })
-	if _, err := s2.Commit(ctxT(t), "r", "app", br.commit); err != nil {
-		t.Fatal(err)
-	}
-	waitPrefetch(t, s2)
+	e2, s2 := br.mirroredSource(t, px.URL())
 	f2, err := s2.Open(ctxT(t), "r", br.sum)
 	if err != nil {
 		t.Fatal(err)
@@ -567,6 +557,23 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 	if m, _ := urlStatusOf(t, e2); m.Failures == 0 {
 		t.Errorf("the tampered node's stream was not counted against it: %+v", m)
 	}
+}
+
+// mirroredSource is a client of br's origin with mirror before it, its
+// tree index loaded and its metadata prefetched.
+func (br *bigRepo) mirroredSource(t *testing.T, mirror string) (*env, *fetch.MountSource) {
+	t.Helper()
+	e := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, Mirrors: []string{mirror}}, fetch.Options{})
+	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Commit(ctxT(t), "r", "app", br.commit); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Status().(*fetch.Status).TreeIndexes[br.commit.String()]; got != "loaded" {
+		t.Fatalf("tree index state %q", got)
+	}
+	waitPrefetch(t, s)
+	return e, s
 }
 
 // urlStatusOf returns the status of e's remote's mirror and origin.

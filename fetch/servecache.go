@@ -12,9 +12,11 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lazytree/lazytree/fetch/serve"
 	"github.com/lazytree/lazytree/index"
@@ -48,8 +50,9 @@ type CacheBackend struct {
 
 	recent *byteLRU
 
-	mu       sync.Mutex
-	encoding map[ostree.Checksum]*encoding
+	mu        sync.Mutex
+	encoding  map[ostree.Checksum]*encoding
+	lingering []lingering // oldest first
 	// tooBig maps content found larger than a guess's limit to that
 	// limit (bounded by speculationMemory entries, then forgotten).
 	tooBig  sync.Map
@@ -253,6 +256,7 @@ type encoding struct {
 	file *os.File
 	size int64
 	refs int // guarded by CacheBackend.mu
+	gen  int // counts lingerLocked calls; guarded by CacheBackend.mu
 }
 
 func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.File, error) {
@@ -296,13 +300,13 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 		if e.refs--; e.refs > 0 {
 			return nil
 		}
-		if b.encoding[c] == e {
-			delete(b.encoding, c)
+		if e.file != nil && e.err == nil && b.encoding[c] == e {
+			// A large object is asked for again soon (a client reading
+			// it by Range asks once per span): keep its encoding a while.
+			b.lingerLocked(c, e)
+			return nil
 		}
-		if e.file != nil {
-			return e.file.Close()
-		}
-		return nil
+		return b.dropLocked(c, e)
 	}
 	if first {
 		// Local work on a verified object: it finishes for the others
@@ -331,6 +335,59 @@ func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.Fil
 		return &serve.File{Content: bytes.NewReader(e.data), ETag: tag, Recreated: true}, nil
 	}
 	return &serve.File{Content: io.NewSectionReader(e.file, 0, e.size), ETag: tag, Close: release, Recreated: true}, nil
+}
+
+// Encodings of large objects kept after their last reader (lingerLocked):
+// at most lingerMax of them, each for lingerFor.
+const (
+	lingerMax = 4
+	lingerFor = 30 * time.Second
+)
+
+// lingerLocked keeps the unused encoding e of c for lingerFor, dropping
+// the oldest kept one when lingerMax are; b.mu is held.
+func (b *CacheBackend) lingerLocked(c ostree.Checksum, e *encoding) {
+	if len(b.lingering) >= lingerMax {
+		old := b.lingering[0]
+		b.lingering = b.lingering[1:]
+		if old.e.refs == 0 && old.e.gen == old.gen {
+			b.dropLocked(old.c, old.e)
+		}
+	}
+	e.gen++
+	l := lingering{c: c, e: e, gen: e.gen}
+	b.lingering = append(b.lingering, l)
+	time.AfterFunc(lingerFor, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if i := slices.Index(b.lingering, l); i >= 0 {
+			b.lingering = slices.Delete(b.lingering, i, i+1)
+			if e.refs == 0 && e.gen == l.gen {
+				b.dropLocked(c, e)
+			}
+		}
+	})
+}
+
+// dropLocked forgets the encoding e of c and closes its file; b.mu is
+// held.
+func (b *CacheBackend) dropLocked(c ostree.Checksum, e *encoding) error {
+	if b.encoding[c] == e {
+		delete(b.encoding, c)
+	}
+	if e.file != nil {
+		f := e.file
+		e.file = nil
+		return f.Close()
+	}
+	return nil
+}
+
+// lingering is an encoding kept after its last reader.
+type lingering struct {
+	c   ostree.Checksum
+	e   *encoding
+	gen int
 }
 
 // have reports whether content c is in the cache.
