@@ -616,7 +616,7 @@ func (c *client) once(ctx context.Context, ep *endpoint, path, u string, maxSize
 	}
 	var ve *VerifyError
 	if st.recreated && !rng.whole() && errors.As(err, &ve) {
-		return fmt.Errorf("GET %s: %w: %v", st.ru, errRecreated, err)
+		return fmt.Errorf("GET %s: %w: %w", st.ru, errRecreated, err)
 	}
 	if err != nil {
 		if cause := st.stallCause(); cause != nil {

@@ -469,7 +469,7 @@ func (p *partialObj) gotLocked(i int) {
 // the object once instead of one overlap per span.
 func (p *partialObj) startSpanLocked(first, count int) {
 	limit := first + count
-	if count >= openSpanChunks || p.recreated {
+	if count >= openSpanChunks || p.recreated && !p.recreatedFailed {
 		// A recreated stream is read from its start: what it passes on
 		// the way is had for the same bytes.
 		limit = p.n
@@ -519,8 +519,11 @@ func (p *partialObj) fetchSpan(first, last int) {
 	for i := first; i <= last; i++ {
 		settle(i)
 	}
+	// The chunks taken on besides were nobody's request: their readers
+	// (if any came) start spans of their own rather than fail with this
+	// one (which, after a failed recreated read, go to the origin).
 	for _, i := range more {
-		settle(i)
+		p.inflight[i] = false
 	}
 	p.broadcastLocked()
 	p.mu.Unlock()

@@ -347,6 +347,9 @@ const (
 // lingerLocked keeps the unused encoding e of c for lingerFor, dropping
 // the oldest kept one when lingerMax are; b.mu is held.
 func (b *CacheBackend) lingerLocked(c ostree.Checksum, e *encoding) {
+	// One slot per object: an encoding released again replaces its
+	// older entry.
+	b.lingering = slices.DeleteFunc(b.lingering, func(l lingering) bool { return l.e == e })
 	if len(b.lingering) >= lingerMax {
 		old := b.lingering[0]
 		b.lingering = b.lingering[1:]
