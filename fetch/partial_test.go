@@ -79,16 +79,7 @@ func publishBigLevel(t *testing.T, size, level int, sopts fetchtest.Options, xop
 // mount's first lookup does) and opens the large file.
 func (br *bigRepo) open(t *testing.T, opts fetch.Options) (*env, *fetch.MountSource, fetch.File) {
 	t.Helper()
-	e := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, opts)
-	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
-	t.Cleanup(func() { s.Close() })
-	if _, err := s.Commit(ctxT(t), "r", "app", br.commit); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Status().(*fetch.Status).TreeIndexes[br.commit.String()]; got != "loaded" {
-		t.Fatalf("tree index state %q", got)
-	}
-	waitPrefetch(t, s)
+	e, s := br.source(t, nil, opts)
 	br.srv.Reset()
 	f, err := s.Open(ctxT(t), "r", br.sum)
 	if err != nil {
@@ -470,7 +461,7 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 	}
 	t.Cleanup(clean.Close)
 
-	e, s := br.mirroredSource(t, clean.URL())
+	e, s := br.source(t, []string{clean.URL()}, fetch.Options{})
 	br.srv.Reset()
 	_, origin0 := urlStatusOf(t, e)
 	f, err := s.Open(ctxT(t), "r", br.sum)
@@ -532,7 +523,7 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(px.Close)
-	e2, s2 := br.mirroredSource(t, px.URL())
+	e2, s2 := br.source(t, []string{px.URL()}, fetch.Options{})
 	f2, err := s2.Open(ctxT(t), "r", br.sum)
 	if err != nil {
 		t.Fatal(err)
@@ -559,11 +550,11 @@ func testPartialThroughCacheNode(t *testing.T, level int) {
 	}
 }
 
-// mirroredSource is a client of br's origin with mirror before it, its
-// tree index loaded and its metadata prefetched.
-func (br *bigRepo) mirroredSource(t *testing.T, mirror string) (*env, *fetch.MountSource) {
+// source is a client of br's origin (with mirrors before it), its tree
+// index loaded and its metadata prefetched.
+func (br *bigRepo) source(t *testing.T, mirrors []string, opts fetch.Options) (*env, *fetch.MountSource) {
 	t.Helper()
-	e := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, Mirrors: []string{mirror}}, fetch.Options{})
+	e := newEnv(t, br.srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}, Mirrors: mirrors}, opts)
 	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{Prefetch: fetch.PrefetchMetadata})
 	t.Cleanup(func() { s.Close() })
 	if _, err := s.Commit(ctxT(t), "r", "app", br.commit); err != nil {

@@ -256,7 +256,7 @@ type encoding struct {
 	file *os.File
 	size int64
 	refs int // guarded by CacheBackend.mu
-	gen  int // counts lingerLocked calls; guarded by CacheBackend.mu
+	gen  int // counts lingerLocked calls, telling its entries apart; guarded by CacheBackend.mu
 }
 
 func (b *CacheBackend) filez(ctx context.Context, c ostree.Checksum) (*serve.File, error) {
@@ -353,7 +353,7 @@ func (b *CacheBackend) lingerLocked(c ostree.Checksum, e *encoding) {
 	if len(b.lingering) >= lingerMax {
 		old := b.lingering[0]
 		b.lingering = b.lingering[1:]
-		if old.e.refs == 0 && old.e.gen == old.gen {
+		if old.e.refs == 0 {
 			b.dropLocked(old.c, old.e)
 		}
 	}
@@ -365,7 +365,7 @@ func (b *CacheBackend) lingerLocked(c ostree.Checksum, e *encoding) {
 		defer b.mu.Unlock()
 		if i := slices.Index(b.lingering, l); i >= 0 {
 			b.lingering = slices.Delete(b.lingering, i, i+1)
-			if e.refs == 0 && e.gen == l.gen {
+			if e.refs == 0 {
 				b.dropLocked(c, e)
 			}
 		}
