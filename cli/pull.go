@@ -203,12 +203,13 @@ func newRefCmd(g *globalOptions, v refVerb) *cobra.Command {
 }
 
 // tightGC makes the collector run at 10% heap growth rather than 100%
-// (unless GOGC says otherwise): a pull's large buffers live long (two xz
-// dictionaries of 32 MiB while delta parts decode, Badger's memtable)
-// and would let twice as much garbage pile up before a collection. The
+// (unless GOGC says otherwise): a pull's large buffers live long (an xz
+// dictionary of 32 MiB while delta parts decode, Badger's memtable)
+// and would let as much garbage again pile up before a collection. The
 // heap is mostly byte slices without pointers, so the extra collections
 // cost little: a 157 MB runtime's pull peaked at about 100 MB resident
-// instead of 200, in the same time.
+// instead of 200, in the same time (with two decoders, before the
+// memtable shrank).
 func tightGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(10)

@@ -249,6 +249,17 @@ const deltaDownloads = 2
 
 func deltaWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 
+// deltaDecoders is how many parts decode at once. Each xz decoder holds
+// its dictionary (32 MiB in ostree's parts, resident as far as the part
+// fills it), and a second one is what a pull's memory is mostly made of.
+// Measured on a 157 MB runtime (4 parts of ostree's, 2 cores): two
+// decoders took the unshaped pull from 3.5 s to 2.6 s and its peak RSS
+// from 74 MB to 108 MB, where ostree, which applies one part at a time,
+// peaked at 77-125 MB; through 100 Mbit/s the time was the same. One,
+// then: a pull stays within ostree's memory; the other cores apply
+// decoded parts meanwhile.
+const deltaDecoders = 1
+
 // applyParts brings in the parts of sb numbered in todo: each one
 // streamed from the remote into a spool while it decodes (or taken from
 // the superblock when inline), verified, applied, and its objects stored
@@ -256,11 +267,14 @@ func deltaWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 func (f *Fetcher) applyParts(ctx context.Context, rs *remoteState, remote, name, dir string, sb *delta.Superblock, todo []int, added *deltaAdded, p *Progress) error {
 	g, ctx := errgroup.WithContext(ctx)
 	downloads := semaphore.NewWeighted(deltaDownloads)
-	workers := semaphore.NewWeighted(int64(deltaWorkers()))
+	// Parts decode one at a time (deltaDecoders) while up to
+	// deltaWorkers() decoded parts are applied.
+	nworkers := deltaWorkers() + deltaDecoders
+	workers := semaphore.NewWeighted(int64(nworkers))
 	// A part waits for a download slot in part order; at most this many
 	// parts are past that point and not yet applied.
-	g.SetLimit(deltaDownloads + deltaWorkers())
-	decoders := delta.NewDecoders(deltaWorkers())
+	g.SetLimit(deltaDownloads + nworkers)
+	decoders := delta.NewDecoders(deltaDecoders)
 	for _, i := range todo {
 		hdr := sb.Parts[i]
 		what := fmt.Sprintf("delta %s part %d", name, i)

@@ -644,3 +644,35 @@ func TestHeaderCache(t *testing.T) {
 		})
 	}
 }
+
+// TestAddObjectsLargeHeaders records a batch whose headers together pass
+// Badger's transaction limit (15 % of the memtable): AddObjects records
+// them all in smaller transactions instead of failing the batch.
+func TestAddObjectsLargeHeaders(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	const n = maxBatchTxn
+	objs := make([]NewObject, n)
+	for i := range objs {
+		h := testHeader(i)
+		// Just under the value threshold, so each stays in the LSM tree.
+		h.Raw = bytes.Repeat([]byte{byte(i)}, valueThreshold-256)
+		objs[i] = NewObject{Object: Object{ID: fileID(i), Size: 1}, Header: &h}
+	}
+	if total := n * (valueThreshold - 256); total < memTableSize*15/100 {
+		t.Fatalf("the batch holds %d bytes of headers, under Badger's limit: the test proves nothing", total)
+	}
+	added, err := db.AddObjects(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ok := range added {
+		if !ok {
+			t.Fatalf("object %d not added", i)
+		}
+		h, err := db.Header(objs[i].ID.Sum)
+		if err != nil || !bytes.Equal(h.Raw, objs[i].Header.Raw) {
+			t.Fatalf("object %d: header %d bytes, %v", i, len(h.Raw), err)
+		}
+	}
+	checkClean(t, db)
+}

@@ -134,8 +134,10 @@ type NewObject struct {
 	Data   []byte      // metadata objects
 }
 
-// maxBatchTxn bounds the objects AddObjects records in one transaction,
-// well under Badger's transaction size limits.
+// maxBatchTxn bounds the objects AddObjects records in one transaction:
+// typical headers take a few hundred bytes, well under Badger's limit
+// (15 % of the memtable); a batch of large ones that exceeds it is
+// recorded in smaller transactions.
 const maxBatchTxn = 512
 
 // AddObjects is AddObject for many objects, in as few transactions as
@@ -156,8 +158,9 @@ func (db *DB) AddObjects(objs []NewObject) (added []bool, err error) {
 			return added, fmt.Errorf("add %s: origin name too long", objs[i].ID)
 		}
 	}
-	for start := 0; start < len(objs); start += maxBatchTxn {
-		part := objs[start:min(start+maxBatchTxn, len(objs))]
+	n := maxBatchTxn
+	for start := 0; start < len(objs); start += n {
+		part := objs[start:min(start+n, len(objs))]
 		got := added[start : start+len(part)]
 		err := db.update(func(txn *badger.Txn) error {
 			now := db.now()
@@ -189,6 +192,13 @@ func (db *DB) AddObjects(objs []NewObject) (added []bool, err error) {
 			}
 			return nil
 		})
+		if errors.Is(err, badger.ErrTxnTooBig) && len(part) > 1 {
+			// Large headers: the same objects in smaller transactions.
+			clear(got)
+			n = len(part) / 2
+			start -= n
+			continue
+		}
 		if err != nil {
 			clear(got)
 			return added, fmt.Errorf("add %d objects: %w", len(part), err)

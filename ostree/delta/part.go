@@ -3,6 +3,7 @@ package delta
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -340,8 +341,18 @@ func validTarget(b []byte) bool {
 // of heap where github.com/ulikunitz/xz took 1.43 s and 66 MB (xz -d:
 // 0.72 s), and it refuses a dictionary over its maximum before
 // allocating it. Call done when finished with the reader.
-func (d *Decoders) newXZReader(r io.Reader) (xr *xz.Reader, done func(), err error) {
+func (d *Decoders) newXZReader(ctx context.Context, r io.Reader) (xr *xz.Reader, done func(), err error) {
 	if d != nil {
+		select {
+		case d.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, func() {}, ctx.Err()
+		}
+		defer func() {
+			if err != nil {
+				<-d.slots
+			}
+		}()
 		select {
 		case xr = <-d.free:
 			err = xr.Reset(r)
@@ -366,6 +377,7 @@ func (d *Decoders) newXZReader(r io.Reader) (xr *xz.Reader, done func(), err err
 		case d.free <- xr:
 		default:
 		}
+		<-d.slots
 	}, nil
 }
 
@@ -382,7 +394,7 @@ func unxz(data []byte, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, done, err := (*Decoders)(nil).newXZReader(bytes.NewReader(data))
+	r, done, err := (*Decoders)(nil).newXZReader(context.Background(), bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err)
 	}

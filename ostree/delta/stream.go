@@ -52,10 +52,17 @@ func OpenPartStream(ctx context.Context, r io.Reader, hdr PartHeader, tmpDir str
 // dictionary is allocated once per decoding goroutine rather than once
 // per part, so that the parts of a pull do not pile up dictionaries as
 // garbage. Drop it when the delta is done; a nil *Decoders keeps none.
-type Decoders struct{ free chan *xz.Reader }
+type Decoders struct {
+	free  chan *xz.Reader
+	slots chan struct{} // one per decoder in use
+}
 
-// NewDecoders returns a Decoders that keeps up to n decoders.
-func NewDecoders(n int) *Decoders { return &Decoders{free: make(chan *xz.Reader, n)} }
+// NewDecoders returns a Decoders of n decoders: at most n parts decode
+// at once, the others wait for a decoder.
+func NewDecoders(n int) *Decoders {
+	n = max(n, 1)
+	return &Decoders{free: make(chan *xz.Reader, n), slots: make(chan struct{}, n)}
+}
 
 // OpenPartStream is the package's OpenPartStream, decoding with one of
 // d's decoders.
@@ -79,7 +86,7 @@ func (d *Decoders) OpenPartStream(ctx context.Context, r io.Reader, hdr PartHead
 		return nil, fmt.Errorf("open %s: %w", what, err)
 	}
 	in := &hashReader{ctx: ctx, r: r, h: sha256.New(), left: hdr.Size}
-	n, err := spool(in, f, int64(hdr.BodyLimit()), d)
+	n, err := spool(ctx, in, f, int64(hdr.BodyLimit()), d)
 	if err != nil {
 		if in.err != nil {
 			return nil, fmt.Errorf("read %s: %w", what, in.err)
@@ -124,7 +131,7 @@ const spoolBuf = 64 << 10
 
 // spool decompresses the part file in into w, writing at most limit bytes,
 // and returns how many it wrote.
-func spool(in io.Reader, w io.Writer, limit int64, d *Decoders) (int64, error) {
+func spool(ctx context.Context, in io.Reader, w io.Writer, limit int64, d *Decoders) (int64, error) {
 	var kind [1]byte
 	if _, err := io.ReadFull(in, kind[:]); err != nil {
 		return 0, fmt.Errorf("%w: %v", ostree.ErrCorrupt, err)
@@ -139,7 +146,7 @@ func spool(in io.Reader, w io.Writer, limit int64, d *Decoders) (int64, error) {
 		}
 	case CompressionXZ:
 		g := newXZGuard(bufio.NewReaderSize(in, spoolBuf), limit)
-		xr, done, err := d.newXZReader(g)
+		xr, done, err := d.newXZReader(ctx, g)
 		if err != nil {
 			return 0, g.cause(fmt.Errorf("%w: xz: %v", ostree.ErrCorrupt, err))
 		}
