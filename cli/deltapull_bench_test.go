@@ -752,9 +752,7 @@ func (r *deltaReport) String() string {
 		if ok1 && ok2 {
 			fmt.Fprintf(&t, "  %-44s %6.2f\n", "x-"+link+"-pull (lazytree / ostree pull)", l.secs/o.secs)
 		}
-		if link == "shaped" {
-			ratio("x-rss (lazytree pull / ostree pull)", 1, float64(l.rssKB)/float64(o.rssKB), ok1 && ok2)
-		}
+		ratio("x-rss-"+link+" (lazytree pull / ostree pull)", 1, float64(l.rssKB)/float64(o.rssKB), ok1 && ok2)
 	}
 	if m := r.mountDelta; m != nil && m.idle > 0 && m.pull > 0 {
 		fmt.Fprintf(&t, "  mount --prefetch delta: program start %.2f s beside the delta, %.2f s on an idle link; delta job %.2f s, plain pull %.2f s\n",
