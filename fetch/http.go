@@ -585,10 +585,16 @@ func (c *client) once(ctx context.Context, ep *endpoint, path, u string, maxSize
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-c.sem }()
+	// The slot is a request in flight: it is given back once the body is
+	// all here, so that what the consumer does with the last bytes
+	// (storing an object: a file created, renamed and indexed) overlaps
+	// the next request instead of holding the link's slot.
+	var once sync.Once
+	release := func() { once.Do(func() { <-c.sem }) }
+	defer release()
 	ctx, cancel := context.WithTimeoutCause(ctx, c.opts.RequestTimeout, fmt.Errorf("%w: request deadline", errStalled))
 	defer cancel()
-	st := &stream{c: c, ep: ep, ctx: ctx, path: path, u: u, ru: RedactURL(u), max: maxSize, rng: rng, want: -1}
+	st := &stream{c: c, ep: ep, ctx: ctx, path: path, u: u, ru: RedactURL(u), max: maxSize, rng: rng, want: -1, received: release}
 	defer st.close()
 	if err := st.open(); err != nil {
 		return err
@@ -675,7 +681,8 @@ type stream struct {
 	bodyErr   error // the last error a body returned
 	tooBig    bool
 	lastStall error
-	recreated bool // the first response carried serve.RecreatedHeader
+	recreated bool   // the first response carried serve.RecreatedHeader
+	received  func() // called when every wanted byte has arrived
 }
 
 // open sends the request for what is still wanted: the first, or a
@@ -840,6 +847,9 @@ func (st *stream) Read(p []byte) (int, error) {
 		}
 		n, err := st.body.Read(p)
 		st.n += int64(n)
+		if st.want >= 0 && st.n >= st.want && st.received != nil {
+			st.received()
+		}
 		if err == nil {
 			return n, nil
 		}
@@ -848,6 +858,9 @@ func (st *stream) Read(p []byte) (int, error) {
 			st.tooBig = true
 		}
 		if errors.Is(err, io.EOF) && (st.want < 0 || st.n >= st.want) {
+			if st.received != nil {
+				st.received()
+			}
 			return n, err
 		}
 		if !st.resumable(err) {
