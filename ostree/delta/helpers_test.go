@@ -274,3 +274,33 @@ func dropEndianness(t testing.TB, data []byte) []byte {
 	f[0] = meta
 	return gvariant.MustEncode(TypeSuperblock, f)
 }
+
+// vectorXZPart is one of the vectors' parts stored apart and xz
+// compressed: its header and its file's bytes.
+type vectorXZPart struct {
+	hdr  PartHeader
+	data []byte
+}
+
+// vectorXZParts returns the vectors' separate xz parts (there is one or
+// more: the test fails otherwise).
+func vectorXZParts(t testing.TB) []vectorXZPart {
+	t.Helper()
+	repo := vectorRepo(t)
+	var out []vectorXZPart
+	for _, v := range vectorDeltas(t) {
+		sb, err := ParseSuperblock(readSuperblock(t, repo, v.from, v.to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ph := range sb.Parts {
+			if d := partData(t, repo, sb, i); ph.Inline == nil && len(d) > 0 && d[0] == CompressionXZ {
+				out = append(out, vectorXZPart{ph, d})
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the vectors have no xz part")
+	}
+	return out
+}

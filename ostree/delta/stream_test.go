@@ -477,23 +477,8 @@ func goDecoder(t *testing.T) {
 // package's OpenPartStream allocates one per part.
 func TestDecodersReuseDictionaries(t *testing.T) {
 	goDecoder(t) // liblzma's dictionary is not on the Go heap, nor pooled
-	repo := vectorRepo(t)
-	var hdr PartHeader
-	var data []byte
-	for _, v := range vectorDeltas(t) {
-		sb, err := ParseSuperblock(readSuperblock(t, repo, v.from, v.to))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, ph := range sb.Parts {
-			if d := partData(t, repo, sb, i); ph.Inline == nil && len(d) > 0 && d[0] == CompressionXZ {
-				hdr, data = ph, d
-			}
-		}
-	}
-	if data == nil {
-		t.Fatal("the vectors have no xz part")
-	}
+	p := vectorXZParts(t)[0]
+	hdr, data := p.hdr, p.data
 	open := func(d *Decoders) uint64 {
 		_, alloc := heapPeak(t, func() {
 			p, err := d.OpenPartStream(context.Background(), bytes.NewReader(data), hdr, t.TempDir())
