@@ -847,8 +847,14 @@ func (st *stream) Read(p []byte) (int, error) {
 		}
 		n, err := st.body.Read(p)
 		st.n += int64(n)
-		if st.want >= 0 && st.n >= st.want && st.received != nil {
-			st.received()
+		if st.want >= 0 && st.n >= st.want {
+			// Every byte is here: an error that came with the last
+			// of them (a stall, a reset) changes nothing, and must
+			// not send a resume request after the slot is given back.
+			if st.received != nil {
+				st.received()
+			}
+			return n, nil
 		}
 		if err == nil {
 			return n, nil
