@@ -66,6 +66,14 @@ func (m mountSource) HintDir(via fusefs.Via, commit ostree.Checksum, dir string,
 	m.MountSource.HintDir(via.Remote, commit, dir, c, t, listed)
 }
 
+func (m mountSource) HintScan(via fusefs.Via, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree) {
+	m.MountSource.HintScan(via.Remote, commit, dir, c, t)
+}
+
+func (m mountSource) HintLookup(via fusefs.Via, commit ostree.Checksum, p string) {
+	m.MountSource.HintLookup(via.Remote, commit, p)
+}
+
 func (m mountSource) PeekFileHeader(via fusefs.Via, c ostree.Checksum) (*ostree.FileHeader, bool) {
 	return m.MountSource.PeekFileHeader(via.Remote, c)
 }

@@ -69,7 +69,7 @@ type speculation struct {
 	lastListed map[string]string
 	walked     map[string]bool
 
-	dirHints, files, fetched, tooBig, elfFiles, elfLibs, walks atomic.Int64
+	dirHints, files, fetched, tooBig, elfFiles, elfLibs, walks, pyModules atomic.Int64
 }
 
 // SpeculationStatus is the speculation's part of status.json.
@@ -86,11 +86,14 @@ type SpeculationStatus struct {
 	ELFLibs  int64 `json:"elf_libs"`
 	// Walks counts the tree walks detected and fetched ahead for.
 	Walks int64 `json:"walks"`
+	// PyModules counts the Python sources read for their imports.
+	PyModules int64 `json:"py_modules"`
 }
 
 func (sp *speculation) status() SpeculationStatus {
 	return SpeculationStatus{DirHints: sp.dirHints.Load(), Files: sp.files.Load(), Fetched: sp.fetched.Load(),
-		TooBig: sp.tooBig.Load(), ELFFiles: sp.elfFiles.Load(), ELFLibs: sp.elfLibs.Load(), Walks: sp.walks.Load()}
+		TooBig: sp.tooBig.Load(), ELFFiles: sp.elfFiles.Load(), ELFLibs: sp.elfLibs.Load(), Walks: sp.walks.Load(),
+		PyModules: sp.pyModules.Load()}
 }
 
 // once reports whether key is new in m (and remembers it).
@@ -126,6 +129,47 @@ func (s *MountSource) HintDir(remote string, commit ostree.Checksum, dir string,
 	if listed && dir != "" {
 		s.noteListing(remote, commit, dir)
 	}
+	if pyModuleDir(dir, t) || (!listed && libraryDir(dir, t)) {
+		// An interpreter lists a module directory and looks up a few
+		// of its entries: the modules it imports, which their
+		// importers' sources name (pyimport.go); a loader looks up the
+		// libraries a program needs, which its DT_NEEDED entries name.
+		// ls -l is told apart by its lookups in listing order
+		// (HintScan).
+		return
+	}
+	s.hintEntries(remote, c, t)
+}
+
+// libraryDir reports whether the directory at dir, with dirtree t, is
+// mostly shared libraries (lib/x86_64-linux-gnu, lib-dynload).
+func libraryDir(dir string, t *ostree.DirTree) bool {
+	if path.Base(dir) == "lib-dynload" {
+		return true
+	}
+	n := 0
+	for _, f := range t.Files {
+		if strings.HasSuffix(f.Name, ".so") || strings.Contains(f.Name, ".so.") {
+			n++
+		}
+	}
+	return len(t.Files) > 0 && 2*n >= len(t.Files)
+}
+
+// HintLookup tells the source that a reader looked up the file at p in
+// commit, and it was not cached: for a Python module, its imports are
+// fetched ahead, as when it is opened (the interpreter stats a module's
+// source before it reads its bytecode).
+func (s *MountSource) HintLookup(remote string, commit ostree.Checksum, p string) {
+	if pySource(p) != "" {
+		s.examineOpen(commit, p)
+	}
+}
+
+// HintScan tells the source that a reader is looking up the directory's
+// files in listing order: the rest are fetched speculatively, as for a
+// listing.
+func (s *MountSource) HintScan(remote string, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree) {
 	s.hintEntries(remote, c, t)
 }
 
@@ -183,7 +227,8 @@ func (s *MountSource) guessContent(ctx context.Context, remote string, sum ostre
 }
 
 // examineOpen looks at a file just opened under commit: for an ELF
-// file, the libraries it needs are fetched speculatively, and theirs.
+// file, the libraries it needs are fetched speculatively, and theirs;
+// for a Python module, the modules it imports, and theirs.
 func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 	s.mu.Lock()
 	remote, ok := s.commitRemote[commit]
@@ -201,7 +246,15 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 		if err != nil {
 			return
 		}
-		s.followELF(ctx, commit, cm, remote, p, 0, true)
+		if pySource(p) != "" {
+			// A module's neighbours are other modules: its imports
+			// say which (pyimport.go).
+			s.followPython(ctx, commit, cm, remote, p)
+			return
+		}
+		if s.followELF(ctx, commit, cm, remote, p, 0, true) {
+			return // its neighbours are libraries: DT_NEEDED says which
+		}
 		s.guessSiblings(ctx, cm, remote, p)
 	}()
 }
@@ -280,17 +333,19 @@ func (s *MountSource) resolveDir(ctx context.Context, cm *ostree.Commit, remote,
 // one, and cached), and recurses into them.
 //
 // seen says the caller already marked p as examined.
-func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string, depth int, seen bool) {
+//
+// It reports whether p is an ELF file with dynamic entries.
+func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string, depth int, seen bool) bool {
 	if depth > 8 || (!seen && !s.spec.once(&s.spec.opened, string(commit[:])+p)) {
-		return
+		return false
 	}
 	sum, err := s.resolve(ctx, cm, remote, p)
 	if err != nil {
-		return
+		return false
 	}
 	needed, runpath, ok := s.elfNeeds(ctx, sum)
 	if !ok {
-		return
+		return false
 	}
 	s.spec.elfFiles.Add(1)
 	dirs := libraryDirs(p, runpath)
@@ -317,6 +372,7 @@ func (s *MountSource) followELF(ctx context.Context, commit ostree.Checksum, cm 
 		}()
 	}
 	wg.Wait()
+	return true
 }
 
 // elfNeeds reads the DT_NEEDED and DT_RUNPATH (or DT_RPATH) entries of a

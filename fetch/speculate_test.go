@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,4 +190,192 @@ func TestWalkAhead(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// TestPythonImports: opening a module's bytecode fetches, on a guess,
+// the modules its source imports at module level, found the way the
+// interpreter would find them (packages, submodules named in a
+// from-import, relative imports, extension modules and their ELF
+// libraries, each source's bytecode), and their imports in turn; not the
+// imports inside functions, nor modules nothing imports.
+func TestPythonImports(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	write := func(rel string, data string) {
+		os.MkdirAll(filepath.Dir(filepath.Join(p.src, rel)), 0o755)
+		if err := os.WriteFile(filepath.Join(p.src, rel), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elfBin, err := os.ReadFile("/bin/true") // an ELF file that needs libc.so.6
+	if err != nil {
+		t.Fatal(err)
+	}
+	std := "files/lib/python3.11/"
+	write(std+"json/__init__.py", "\"\"\"doc\nimport notthis\n\"\"\"\nfrom .decoder import JSONDecoder\nimport re\n")
+	write(std+"json/__pycache__/__init__.cpython-311.pyc", "bytecode of json")
+	write(std+"json/decoder.py", "try:\n    from _json import scanstring\nexcept ImportError:\n    scanstring = None\n\ndef f():\n    import lazyonly\n")
+	write(std+"json/__pycache__/decoder.cpython-311.pyc", "bytecode of json.decoder")
+	write(std+"json/__pycache__/decoder.cpython-311.opt-1.pyc", "optimised: never read")
+	write(std+"re/__init__.py", "from . import _parser\nimport functools\n")
+	write(std+"re/_parser.py", "# parser\n")
+	write(std+"re/unimported.py", "# nothing imports it\n")
+	write(std+"functools.py", "from collections import namedtuple\n")
+	write(std+"collections/__init__.py", "# collections\n")
+	write(std+"lazyonly.py", "# imported in a function\n")
+	write(std+"unrelated.py", "# nothing imports it\n")
+	write(std+"lib-dynload/_json.cpython-311-x86_64-linux-gnu.so", string(elfBin))
+	write("files/lib/x86_64-linux-gnu/libc.so.6", "stands in for libc")
+	write("files/lib/python3/dist-packages/site.py", "# a site module\n")
+	c := p.commit("app", "x", day)
+	p.export(day)
+	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
+	defer s.Close()
+	cm, err := s.Commit(ctxT(t), "r", "app", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sumOf := func(rel string) ostree.Checksum {
+		tree := cm.RootTree
+		names := strings.Split(rel, "/")
+		for i, name := range names {
+			dt, err := s.DirTree(ctxT(t), "r", tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i < len(names)-1 {
+				d, ok := dt.LookupDir(name)
+				if !ok {
+					t.Fatalf("%s not in the commit", rel)
+				}
+				tree = d.Tree
+				continue
+			}
+			f, ok := dt.LookupFile(name)
+			if !ok {
+				t.Fatalf("%s not in the commit", rel)
+			}
+			return f.Checksum
+		}
+		return ostree.Checksum{}
+	}
+	has := func(rel string) bool { ok, _ := e.store.Has(index.TypeFile, sumOf(rel)); return ok }
+
+	opened := std + "json/__pycache__/__init__.cpython-311.pyc"
+	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf(opened)); err != nil {
+		t.Fatal(err)
+	}
+	s.RecordAccess(c, opened)
+	want := []string{
+		std + "json/__init__.py", std + "json/decoder.py", std + "json/__pycache__/decoder.cpython-311.pyc",
+		std + "re/__init__.py", std + "re/_parser.py", std + "functools.py", std + "collections/__init__.py",
+		std + "lib-dynload/_json.cpython-311-x86_64-linux-gnu.so", "files/lib/x86_64-linux-gnu/libc.so.6",
+	}
+	waitFor(t, "the imported modules", func() bool {
+		for _, w := range want {
+			if !has(w) {
+				return false
+			}
+		}
+		return true
+	})
+	// Let any stray guess finish before looking for what must not be.
+	waitFor(t, "speculation to settle", func() bool {
+		st := s.Status().(*fetch.Status).Speculation
+		return st.PyModules >= 6 && st.ELFLibs >= 1
+	})
+	time.Sleep(100 * time.Millisecond)
+	for _, no := range []string{std + "lazyonly.py", std + "unrelated.py", std + "re/unimported.py",
+		std + "json/__pycache__/decoder.cpython-311.opt-1.pyc", "files/lib/python3/dist-packages/site.py"} {
+		if has(no) {
+			t.Errorf("%s was fetched on a guess", no)
+		}
+	}
+	if st := s.Status().(*fetch.Status); st.FetchErrors != 0 {
+		t.Errorf("%d fetch errors", st.FetchErrors)
+	}
+}
+
+// TestHintDeferred: a cold lookup in a library directory, or a listing
+// of a Python module directory, fetches none of its other entries (the
+// loader and the interpreter look up only what DT_NEEDED and the
+// imports name, which are fetched by their own guesses); a scan of
+// either in listing order (ls -l) fetches them all.
+func TestHintDeferred(t *testing.T) {
+	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := newPublisher(t, "")
+	write := func(rel string) {
+		os.MkdirAll(filepath.Dir(filepath.Join(p.src, rel)), 0o755)
+		if err := os.WriteFile(filepath.Join(p.src, rel), []byte("content of "+rel), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	libs := []string{"libc.so.6", "libm.so.6", "libz.so.1", "libfoo.so"}
+	for _, l := range libs {
+		write("files/lib/x86_64-linux-gnu/" + l)
+	}
+	mods := []string{"abc.py", "os.py", "stat.py"}
+	for _, m := range mods {
+		write("files/lib/python3.11/" + m)
+	}
+	c := p.commit("app", "x", day)
+	p.export(day)
+	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
+	defer s.Close()
+	cm, err := s.Commit(ctxT(t), "r", "app", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirOf := func(names ...string) (ostree.Checksum, *ostree.DirTree) {
+		tree := cm.RootTree
+		for _, name := range names {
+			dt, err := s.DirTree(ctxT(t), "r", tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, ok := dt.LookupDir(name)
+			if !ok {
+				t.Fatalf("no %s", name)
+			}
+			tree = d.Tree
+		}
+		dt, err := s.DirTree(ctxT(t), "r", tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree, dt
+	}
+	cached := func(dt *ostree.DirTree) int {
+		n := 0
+		for _, f := range dt.Files {
+			if ok, _ := e.store.Has(index.TypeFile, f.Checksum); ok {
+				n++
+			}
+		}
+		return n
+	}
+	libSum, libTree := dirOf("files", "lib", "x86_64-linux-gnu")
+	pySum, pyTree := dirOf("files", "lib", "python3.11")
+	s.HintDir("r", c, "files/lib/x86_64-linux-gnu", libSum, libTree, false)
+	s.HintDir("r", c, "files/lib/python3.11", pySum, pyTree, true)
+	s.HintDir("r", c, "files/lib/python3.11", pySum, pyTree, false)
+	time.Sleep(200 * time.Millisecond)
+	if n, m := cached(libTree), cached(pyTree); n != 0 || m != 0 {
+		t.Fatalf("hints fetched %d libraries and %d modules; want none", n, m)
+	}
+	s.HintScan("r", c, "files/lib/x86_64-linux-gnu", libSum, libTree)
+	s.HintScan("r", c, "files/lib/python3.11", pySum, pyTree)
+	waitFor(t, "the scanned directories", func() bool { return cached(libTree) == len(libs) && cached(pyTree) == len(mods) })
 }

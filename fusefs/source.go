@@ -141,3 +141,18 @@ type HeaderPeeker interface {
 type DirHinter interface {
 	HintDir(via Via, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree, listed bool)
 }
+
+// LookupHinter is an optional interface of a DirHinter: HintLookup says
+// that a reader looked up the file at path (relative to the commit's
+// root) and it was not cached: what the file's name says comes next (a
+// Python module's imports) may be fetched ahead. It must not block.
+type LookupHinter interface {
+	HintLookup(via Via, commit ostree.Checksum, path string)
+}
+
+// ScanHinter is an optional interface of a DirHinter: HintScan says that
+// a reader is looking up the files of the directory one after another in
+// listing order (ls -l, du, a file manager), so the rest will follow.
+type ScanHinter interface {
+	HintScan(via Via, commit ostree.Checksum, dir string, c ostree.Checksum, t *ostree.DirTree)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"sync/atomic"
 	"syscall"
 
@@ -32,6 +33,12 @@ type dirNode struct {
 	// hinted is set once the Source was told of this directory
 	// (DirHinter), listed once it was told of a listing.
 	hinted, listed atomic.Bool
+	// scanNext is one past the index in the tree's files of the last
+	// cold file looked up, scanRun how many cold lookups in a row went
+	// forward in listing order (ScanHinter), scanned that the Source was
+	// told of the scan.
+	scanNext, scanRun atomic.Int32
+	scanned           atomic.Bool
 }
 
 // where names the directory for status.json as a path under the mount
@@ -126,11 +133,18 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 		return n.addDir(ctx, name, d, m, out), 0
 	}
 	if fe, ok := t.LookupFile(name); ok {
-		if n.f.hint != nil && !n.hinted.Load() {
+		if n.f.hint != nil && (!n.hinted.Load() || !n.scanned.Load()) {
 			if _, ok := n.peekHeader(fe.Checksum); !ok {
-				n.hinted.Store(true)
-				// A cold file: its siblings are likely next.
-				n.f.hint.HintDir(n.via, n.commit, n.path, n.treeSum, t, false)
+				if !n.hinted.Swap(true) {
+					// A cold file: its siblings are likely next.
+					n.f.hint.HintDir(n.via, n.commit, n.path, n.treeSum, t, false)
+				}
+				n.noteScan(t, name)
+			}
+		}
+		if lh, ok := n.f.hint.(LookupHinter); ok {
+			if _, ok := n.peekHeader(fe.Checksum); !ok {
+				lh.HintLookup(n.via, n.commit, joinPath(n.path, name))
 			}
 		}
 		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
@@ -144,6 +158,30 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 	// Not in this immutable tree: go-fuse caches the negative entry for
 	// TreeTimeout.
 	return nil, syscall.ENOENT
+}
+
+// scanSteps is how many cold lookups in a row, each a little further on
+// in listing order, make a scan.
+const scanSteps = 4
+
+// noteScan tells a ScanHinter when cold lookups in the directory walk
+// its files in listing order, the way ls -l stats every entry it listed.
+func (n *dirNode) noteScan(t *ostree.DirTree, name string) {
+	sh, ok := n.f.hint.(ScanHinter)
+	if !ok || n.scanned.Load() {
+		return
+	}
+	i := int32(sort.Search(len(t.Files), func(i int) bool { return t.Files[i].Name >= name }))
+	prev := n.scanNext.Swap(i + 1)
+	// The entries between may have been known already, and so not
+	// looked up cold.
+	if i >= prev && i < prev+4 {
+		if n.scanRun.Add(1) >= scanSteps && !n.scanned.Swap(true) {
+			sh.HintScan(n.via, n.commit, n.path, n.treeSum, t)
+		}
+		return
+	}
+	n.scanRun.Store(0)
 }
 
 // peekChild is lookup for READDIRPLUS: no Source calls.
