@@ -42,6 +42,47 @@ const (
 	pyMaxTrees = 1 << 14
 )
 
+// pyStartup are the modules an interpreter reads from its standard
+// library before the first line of a script: the codec machinery (the
+// rest of its startup is frozen into the binary since 3.11, or found as
+// the imports of these) and the site hook.
+var pyStartup = [][]string{{"encodings"}, {"encodings", "utf_8"}, {"encodings", "latin_1"}, {"sitecustomize"}}
+
+// pyInterpreter reports whether an ELF file named name is a Python
+// interpreter (python3, python3.11).
+func pyInterpreter(name string) bool {
+	return pyVersionDir(name)
+}
+
+// pythonStartup fetches, on a guess, what the interpreter whose binary
+// at p was just opened imports as it starts, from the tree's
+// lib/pythonX.Y beside the binary's directory (when the tree has one).
+func (s *MountSource) pythonStartup(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string) {
+	w := &pyWalk{s: s, commit: commit, cm: cm, remote: remote, trees: map[string]*ostree.DirTree{}}
+	w.q = newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
+	lib := path.Join(path.Dir(path.Dir(p)), "lib")
+	t := w.dir(ctx, lib)
+	if t == nil {
+		return
+	}
+	var std []string
+	for _, d := range t.Dirs {
+		if pyVersionDir(d.Name) && strings.Contains(d.Name, ".") {
+			std = append(std, path.Join(lib, d.Name))
+		}
+	}
+	if len(std) != 1 {
+		return // which one the binary is cannot be told from its name
+	}
+	dirs := w.searchDirs(ctx, path.Join(std[0], "os.py"))
+	for _, mod := range pyStartup {
+		for _, f := range w.find(ctx, dirs, mod, nil) {
+			w.claim(f, 0)
+		}
+	}
+	w.q.run()
+}
+
 // pyImport is one import statement: `import module` (level 0, no
 // names), or `from [.*level]module import names`.
 type pyImport struct {

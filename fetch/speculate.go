@@ -157,9 +157,9 @@ func libraryDir(dir string, t *ostree.DirTree) bool {
 }
 
 // HintLookup tells the source that a reader looked up the file at p in
-// commit, and it was not cached: for a Python module, its imports are
-// fetched ahead, as when it is opened (the interpreter stats a module's
-// source before it reads its bytecode).
+// commit: for a Python module, its imports are fetched ahead, as when it
+// is opened (the interpreter stats a module's source before it reads its
+// bytecode).
 func (s *MountSource) HintLookup(remote string, commit ostree.Checksum, p string) {
 	if pySource(p) != "" {
 		s.examineOpen(commit, p)
@@ -252,6 +252,14 @@ func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
 			s.followPython(ctx, commit, cm, remote, p)
 			return
 		}
+		if pyInterpreter(path.Base(p)) {
+			// Beside its libraries, not after them.
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.pythonStartup(ctx, commit, cm, remote, p)
+			}()
+		}
 		if s.followELF(ctx, commit, cm, remote, p, 0, true) {
 			return // its neighbours are libraries: DT_NEEDED says which
 		}
@@ -275,8 +283,8 @@ const (
 func (s *MountSource) guessSiblings(ctx context.Context, cm *ostree.Commit, remote, p string) {
 	dir := path.Dir(p)
 	tree, t, err := s.resolveDir(ctx, cm, remote, dir)
-	if err != nil || !s.spec.once(&s.spec.openDirs, remote+"/"+tree.String()) {
-		return
+	if err != nil || pyModuleDir(dir, t) || libraryDir(dir, t) || !s.spec.once(&s.spec.openDirs, remote+"/"+tree.String()) {
+		return // modules and libraries: imports and DT_NEEDED say which
 	}
 	type cand struct {
 		sum  ostree.Checksum

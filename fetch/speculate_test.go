@@ -227,6 +227,11 @@ func TestPythonImports(t *testing.T) {
 	write(std+"lib-dynload/_json.cpython-311-x86_64-linux-gnu.so", string(elfBin))
 	write("files/lib/x86_64-linux-gnu/libc.so.6", "stands in for libc")
 	write("files/lib/python3/dist-packages/site.py", "# a site module\n")
+	write("files/bin/python3", string(elfBin))
+	write(std+"encodings/__init__.py", "from . import aliases\n")
+	write(std+"encodings/aliases.py", "# aliases\n")
+	write(std+"encodings/utf_8.py", "import codecs\n")
+	write(std+"encodings/cp1252.py", "# not read at startup\n")
 	c := p.commit("app", "x", day)
 	p.export(day)
 	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
@@ -299,6 +304,18 @@ func TestPythonImports(t *testing.T) {
 	}
 	if st := s.Status().(*fetch.Status); st.FetchErrors != 0 {
 		t.Errorf("%d fetch errors", st.FetchErrors)
+	}
+
+	// The interpreter's binary: what it reads as it starts comes ahead.
+	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf("files/bin/python3")); err != nil {
+		t.Fatal(err)
+	}
+	s.RecordAccess(c, "files/bin/python3")
+	waitFor(t, "the interpreter's startup modules", func() bool {
+		return has(std+"encodings/__init__.py") && has(std+"encodings/aliases.py") && has(std+"encodings/utf_8.py")
+	})
+	if has(std + "encodings/cp1252.py") {
+		t.Error("a codec the interpreter does not start with was fetched")
 	}
 }
 

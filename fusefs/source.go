@@ -144,7 +144,7 @@ type DirHinter interface {
 
 // LookupHinter is an optional interface of a DirHinter: HintLookup says
 // that a reader looked up the file at path (relative to the commit's
-// root) and it was not cached: what the file's name says comes next (a
+// root) for the first time: what the file's name says comes next (a
 // Python module's imports) may be fetched ahead. It must not block.
 type LookupHinter interface {
 	HintLookup(via Via, commit ostree.Checksum, path string)

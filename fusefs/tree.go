@@ -143,9 +143,9 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 			}
 		}
 		if lh, ok := n.f.hint.(LookupHinter); ok {
-			if _, ok := n.peekHeader(fe.Checksum); !ok {
-				lh.HintLookup(n.via, n.commit, joinPath(n.path, name))
-			}
+			// Even with the header at hand (a tree index), the content
+			// may be cold.
+			lh.HintLookup(n.via, n.commit, joinPath(n.path, name))
 		}
 		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
 			return n.f.src.FileHeader(ctx, n.via, fe.Checksum)
