@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -35,15 +36,23 @@ func ValidateFileName(name string) error {
 // GLib's \w with Unicode semantics: letters, digits, marks and underscore.
 const wordClass = `\p{L}\p{N}\p{M}_`
 
+// Compiled on first use: the Unicode classes take about a millisecond,
+// which every start of the binary (a sandbox's init among them) would pay.
 var (
-	refRE        = regexp.MustCompile(`^(?:[` + wordClass + `][-.` + wordClass + `]*/)*[` + wordClass + `][-.` + wordClass + `]*$`)
-	remoteNameRE = regexp.MustCompile(`^[` + wordClass + `][-.` + wordClass + `]*$`)
-	collectionRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
+	refRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:[` + wordClass + `][-.` + wordClass + `]*/)*[` + wordClass + `][-.` + wordClass + `]*$`)
+	})
+	remoteNameRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[` + wordClass + `][-.` + wordClass + `]*$`)
+	})
+	collectionRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$`)
+	})
 )
 
 // ValidateRef checks a ref name the way ostree does (ostree-format.md 3.1).
 func ValidateRef(ref string) error {
-	if len(ref) > MaxRefLength || !utf8.ValidString(ref) || !refRE.MatchString(ref) {
+	if len(ref) > MaxRefLength || !utf8.ValidString(ref) || !refRE().MatchString(ref) {
 		return fmt.Errorf("invalid ref name %q", clip(ref))
 	}
 	return nil
@@ -51,7 +60,7 @@ func ValidateRef(ref string) error {
 
 // ValidateRemoteName checks a remote name: one ref component.
 func ValidateRemoteName(name string) error {
-	if len(name) > MaxNameLength || !utf8.ValidString(name) || !remoteNameRE.MatchString(name) {
+	if len(name) > MaxNameLength || !utf8.ValidString(name) || !remoteNameRE().MatchString(name) {
 		return fmt.Errorf("invalid remote name %q", clip(name))
 	}
 	return nil
@@ -59,7 +68,7 @@ func ValidateRemoteName(name string) error {
 
 // ValidateCollectionID checks a collection id: a D-Bus-interface-like name.
 func ValidateCollectionID(id string) error {
-	if len(id) > 255 || !collectionRE.MatchString(id) {
+	if len(id) > 255 || !collectionRE().MatchString(id) {
 		return fmt.Errorf("invalid collection id %q", clip(id))
 	}
 	return nil
