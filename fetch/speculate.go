@@ -20,7 +20,12 @@ import (
 //   - a directory that is listed, or that a file is first looked up in,
 //     has its other entries fetched at once, concurrently, instead of one
 //     lookup after another (a content header comes only with its whole
-//     object, so for files that is the object);
+//     object, so for files that is the object); not a library or Python
+//     module directory (libraryDir, pyModuleDir), where the loader and
+//     the interpreter want only what DT_NEEDED and the imports name,
+//     unless its files are looked up in listing order (HintScan: ls -l);
+//   - a Python module that is opened or looked up has the modules it
+//     imports fetched, and theirs (pyimport.go);
 //   - an ELF file that is opened has the libraries its DT_NEEDED entries
 //     name fetched in parallel, found the way the loader would find them
 //     in the tree (its DT_RUNPATH or DT_RPATH, then the usual library
