@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -97,4 +98,31 @@ func TestPySource(t *testing.T) {
 			t.Errorf("pyVersionDir(%q) = %v", name, !want)
 		}
 	}
+}
+
+// FuzzPyImports: any source yields only well-formed imports, in bounded
+// number, without a panic; so does any opened path.
+func FuzzPyImports(f *testing.F) {
+	f.Add([]byte("import os, sys as s\nfrom . import (a,\n b)\ntry:\n    from .x import y\nexcept ImportError:\n    pass\n"), "files/lib/python3.11/json/__pycache__/decoder.cpython-311.pyc")
+	f.Add([]byte("\"\"\"doc\nimport x\n'''\n\"\"\"\nfrom ...a.b import \\\n c\n"), "lib/python3/dist-packages/x.py")
+	f.Fuzz(func(t *testing.T, src []byte, p string) {
+		ims := pyImports(src)
+		if len(ims) > pyMaxImports {
+			t.Fatalf("%d imports", len(ims))
+		}
+		for _, im := range ims {
+			if (im.module != "" && !pyDotted(im.module)) || (im.level == 0 && im.module == "") || im.level < 0 {
+				t.Fatalf("bad import %+v", im)
+			}
+			for _, n := range im.names {
+				if !pyIdent(n) {
+					t.Fatalf("bad name %q", n)
+				}
+			}
+		}
+		if s := pySource(p); s != "" && !strings.HasSuffix(s, ".py") {
+			t.Fatalf("pySource(%q) = %q", p, s)
+		}
+		packageOf(p, []string{"", ".", "files/lib/python3.11", p})
+	})
 }
