@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"path"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,8 +39,18 @@ const (
 	pyMaxModules = 4096
 	// pyMaxDepth bounds the import chain followed.
 	pyMaxDepth = 32
-	// pyMaxTrees bounds the directories one walk remembers.
-	pyMaxTrees = 1 << 14
+	// pyMaxNames bounds the names of one from-import looked up as
+	// submodules.
+	pyMaxNames = 64
+	// pyMaxEntries bounds the directory entries one walk decodes (its
+	// dirtrees, each counted once per decoding), pyMaxLookups the module
+	// lookups it makes, pyMaxWalks the walks at once per mount (more
+	// are dropped: a grep -r over site-packages is not an import).
+	pyMaxEntries = 1 << 20
+	pyMaxLookups = 1 << 14
+	pyMaxWalks   = 4
+	// pyMaxVersions bounds the lib/pythonX.Y directories searched.
+	pyMaxVersions = 4
 )
 
 // pyStartup are the modules an interpreter reads from its standard
@@ -58,6 +69,11 @@ func pyInterpreter(name string) bool {
 // at p was just opened imports as it starts, from the tree's
 // lib/pythonX.Y beside the binary's directory (when the tree has one).
 func (s *MountSource) pythonStartup(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string) {
+	defer func() { recover() }() // a guess must never take the daemon down
+	if !s.pyWalkSlot() {
+		return
+	}
+	defer func() { <-s.spec.pyWalks }()
 	w := &pyWalk{s: s, commit: commit, cm: cm, remote: remote, trees: map[string]*ostree.DirTree{}}
 	w.q = newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
 	lib := path.Join(path.Dir(path.Dir(p)), "lib")
@@ -97,11 +113,23 @@ type pyImport struct {
 // statements use, and errs towards fewer imports.
 func pyImports(src []byte) []pyImport {
 	var out []pyImport
-	lines := strings.Split(string(src), "\n")
+	text := string(src)
+	// next returns the next line, without allocating a list of them.
+	next := func() (string, bool) {
+		if text == "" {
+			return "", false
+		}
+		line, rest, _ := strings.Cut(text, "\n")
+		text = rest
+		return line, true
+	}
 	quote := "" // the triple quote that closes a string open since an earlier line
 	guard := "" // the first word of the last statement at indentation 0
-	for i := 0; i < len(lines) && len(out) < pyMaxImports; i++ {
-		line := lines[i]
+	for len(out) < pyMaxImports {
+		line, ok := next()
+		if !ok {
+			break
+		}
 		if quote != "" {
 			k := strings.Index(line, quote)
 			if k < 0 {
@@ -130,13 +158,16 @@ func pyImports(src []byte) []pyImport {
 			continue
 		}
 		stmt := stripComment(code)
-		for n := 0; n < 64 && i+1 < len(lines); n++ {
+		for n := 0; n < 64; n++ {
 			cont := strings.HasSuffix(stmt, "\\")
 			if !cont && strings.Count(stmt, "(") <= strings.Count(stmt, ")") {
 				break
 			}
-			i++
-			stmt = strings.TrimSuffix(stmt, "\\") + " " + stripComment(lines[i])
+			more, ok := next()
+			if !ok {
+				break
+			}
+			stmt = strings.TrimSuffix(stmt, "\\") + " " + stripComment(more)
 		}
 		if k := strings.IndexByte(stmt, ';'); k >= 0 {
 			stmt = stmt[:k]
@@ -228,6 +259,9 @@ func parseImport(stmt string) []pyImport {
 	}
 	names = strings.NewReplacer("(", " ", ")", " ").Replace(names)
 	for _, part := range strings.Split(names, ",") {
+		if len(im.names) == pyMaxNames {
+			break
+		}
 		if f := strings.Fields(part); len(f) > 0 && pyIdent(f[0]) {
 			im.names = append(im.names, f[0])
 		}
@@ -312,24 +346,56 @@ type pyWalk struct {
 	cm     *ostree.Commit
 	remote string
 	q      *workQueue
-	n      atomic.Int64
-	mu     sync.Mutex
-	trees  map[string]*ostree.DirTree // commit path -> dirtree, nil: none
+	n      atomic.Int64 // files claimed
+	// entries and lookups count the walk's decoded directory entries
+	// and module lookups, against pyMaxEntries and pyMaxLookups.
+	entries, lookups atomic.Int64
+	mu               sync.Mutex
+	trees            map[string]*ostree.DirTree // commit path -> dirtree, nil: none
+}
+
+// spent reports whether the walk used up its budget.
+func (w *pyWalk) spent() bool {
+	return w.entries.Load() > pyMaxEntries || w.lookups.Load() > pyMaxLookups
 }
 
 // followPython walks the import graph from the Python file opened at p.
 func (s *MountSource) followPython(ctx context.Context, commit ostree.Checksum, cm *ostree.Commit, remote, p string) {
+	if !s.pyWalkSlot() {
+		return
+	}
+	defer func() { <-s.spec.pyWalks }()
 	src := pySource(p)
 	w := &pyWalk{s: s, commit: commit, cm: cm, remote: remote, trees: map[string]*ostree.DirTree{}}
 	w.q = newWorkQueue(ctx, s.f.opts.SpeculativeConcurrency)
 	if src == p {
 		// examineOpen claimed it; its bytecode is read next, if any.
-		w.q.add(false, func(ctx context.Context) { w.module(ctx, src, 0) })
+		w.q.add(false, func(ctx context.Context) {
+			defer func() { recover() }()
+			w.module(ctx, src, 0)
+		})
 		w.claimBytecode(src, 0)
 	} else {
 		w.claim(src, 0)
 	}
 	w.q.run()
+}
+
+// pyWalkSlot takes one of the mount's pyMaxWalks walk slots, if one is
+// free.
+func (s *MountSource) pyWalkSlot() bool {
+	s.spec.mu.Lock()
+	if s.spec.pyWalks == nil {
+		s.spec.pyWalks = make(chan struct{}, pyMaxWalks)
+	}
+	ch := s.spec.pyWalks
+	s.spec.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 // dir returns the dirtree at commit path p ("" or "." for the root), nil
@@ -356,14 +422,17 @@ func (w *pyWalk) dir(ctx context.Context, p string) *ostree.DirTree {
 		}
 		sum = d.Tree
 	}
+	if w.spent() {
+		return nil
+	}
 	t, err := w.s.f.DirTree(ctx, w.remote, sum)
 	if err != nil {
 		t = nil
+	} else {
+		w.entries.Add(int64(len(t.Files) + len(t.Dirs)))
 	}
 	w.mu.Lock()
-	if len(w.trees) < pyMaxTrees {
-		w.trees[p] = t
-	}
+	w.trees[p] = t // bounded by pyMaxEntries
 	w.mu.Unlock()
 	return t
 }
@@ -395,9 +464,13 @@ func (w *pyWalk) searchDirs(ctx context.Context, p string) []string {
 			break
 		}
 		var dirs, site []string
+		versions := 0
 		for _, d := range t.Dirs {
 			if !pyVersionDir(d.Name) {
 				continue
+			}
+			if versions++; versions > pyMaxVersions {
+				break
 			}
 			base := path.Join(lib, d.Name)
 			if strings.Contains(d.Name, ".") {
@@ -455,8 +528,8 @@ func (w *pyWalk) module(ctx context.Context, p string, depth int) {
 	for _, im := range pyImports(src) {
 		var mod []string
 		if im.level > 0 {
-			if im.level-1 > len(pkg) {
-				continue
+			if im.level > len(pkg) {
+				continue // beyond the top-level package: an ImportError
 			}
 			mod = append(mod, pkg[:len(pkg)-(im.level-1)]...)
 		}
@@ -523,6 +596,9 @@ func (w *pyWalk) find(ctx context.Context, dirs, mod, names []string) []string {
 // in the path finder's order. It returns the module's path (the
 // package's directory), whether it is a package, and its files.
 func (w *pyWalk) lookup(ctx context.Context, d, name string) (string, bool, []string, bool) {
+	if w.lookups.Add(1) > pyMaxLookups {
+		return "", false, nil, false
+	}
 	t := w.dir(ctx, d)
 	if t == nil {
 		return "", false, nil, false
@@ -536,8 +612,8 @@ func (w *pyWalk) lookup(ctx context.Context, d, name string) (string, bool, []st
 			}
 		}
 	}
-	for _, f := range t.Files {
-		if rest, ok := strings.CutPrefix(f.Name, name+"."); ok && (rest == "so" || strings.HasSuffix(rest, ".so")) {
+	for _, f := range withPrefix(t, name+".") {
+		if rest := strings.TrimPrefix(f.Name, name+"."); rest == "so" || strings.HasSuffix(rest, ".so") {
 			return sub, false, []string{path.Join(d, f.Name)}, true
 		}
 	}
@@ -567,13 +643,23 @@ func (w *pyWalk) bytecode(ctx context.Context, p string) string {
 	if t == nil {
 		return ""
 	}
-	prefix := strings.TrimSuffix(name, ".py") + "."
-	for _, f := range t.Files {
-		if strings.HasPrefix(f.Name, prefix) && strings.HasSuffix(f.Name, ".pyc") && !strings.Contains(f.Name, ".opt-") {
+	for _, f := range withPrefix(t, strings.TrimSuffix(name, ".py")+".") {
+		if strings.HasSuffix(f.Name, ".pyc") && !strings.Contains(f.Name, ".opt-") {
 			return path.Join(cache, f.Name)
 		}
 	}
 	return ""
+}
+
+// withPrefix returns the files of t (sorted by name, as every verified
+// dirtree is) whose names start with prefix, at most 16.
+func withPrefix(t *ostree.DirTree, prefix string) []ostree.TreeFile {
+	i := sort.Search(len(t.Files), func(i int) bool { return t.Files[i].Name >= prefix })
+	j := i
+	for j < len(t.Files) && j-i < 16 && strings.HasPrefix(t.Files[j].Name, prefix) {
+		j++
+	}
+	return t.Files[i:j]
 }
 
 func (w *pyWalk) claimBytecode(src string, depth int) {
@@ -586,13 +672,15 @@ func (w *pyWalk) claimBytecode(src string, depth int) {
 // read for its imports, an extension module is followed as an ELF file,
 // bytecode is fetched.
 func (w *pyWalk) claim(p string, depth int) {
-	if depth > pyMaxDepth || w.s.ctx.Err() != nil || !w.s.spec.once(&w.s.spec.opened, string(w.commit[:])+p) {
+	// The budget first: a file left out must stay unexamined, for its
+	// own open to examine.
+	if depth > pyMaxDepth || w.s.ctx.Err() != nil || w.spent() || w.n.Load() >= pyMaxModules ||
+		!w.s.spec.once(&w.s.spec.opened, string(w.commit[:])+p) {
 		return
 	}
-	if w.n.Add(1) > pyMaxModules {
-		return
-	}
+	w.n.Add(1)
 	w.q.add(false, func(ctx context.Context) {
+		defer func() { recover() }() // a guess must never take the daemon down
 		switch {
 		case strings.HasSuffix(p, ".py"):
 			w.module(ctx, p, depth)

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -61,6 +62,18 @@ import last; import alsolast
 }
 
 func TestPyImportsHostile(t *testing.T) {
+	var many strings.Builder
+	many.WriteString("from pkg import (")
+	for i := range 100000 {
+		fmt.Fprintf(&many, "n%d, ", i)
+	}
+	many.WriteString(")\n")
+	if ims := pyImports([]byte(many.String())); len(ims) != 1 || len(ims[0].names) != pyMaxNames {
+		t.Errorf("a from-import of 100,000 names gave %d imports with %d names; want 1 with %d", len(ims), len(ims[0].names), pyMaxNames)
+	}
+	if ims := pyImports([]byte(strings.Repeat("import a\n", 10000))); len(ims) != pyMaxImports {
+		t.Errorf("10,000 imports gave %d; want %d", len(ims), pyMaxImports)
+	}
 	for _, src := range []string{
 		"from", "from .", "import", "import ,,,", "from x import", "from \x00 import y",
 		"from . import (", "import a.\n", "from .... import ....", "import 9x",

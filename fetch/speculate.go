@@ -73,6 +73,8 @@ type speculation struct {
 	// the parents already fetched ahead for.
 	lastListed map[string]string
 	walked     map[string]bool
+	// pyWalks holds a slot per Python import walk running (pyimport.go).
+	pyWalks chan struct{}
 
 	dirHints, files, fetched, tooBig, elfFiles, elfLibs, walks, pyModules atomic.Int64
 }

@@ -232,6 +232,13 @@ func TestPythonImports(t *testing.T) {
 	write(std+"encodings/aliases.py", "# aliases\n")
 	write(std+"encodings/utf_8.py", "import codecs\n")
 	write(std+"encodings/cp1252.py", "# not read at startup\n")
+	write(std+"xml/__init__.py", "from .dom import minidom\nfrom .. import beyond\n")
+	write(std+"xml/dom/__init__.py", "# xml.dom\n")
+	write(std+"xml/dom/minidom.py", "# xml.dom.minidom\n")
+	write(std+"beyond.py", "# a relative import past the top package does not reach it\n")
+	write(std+"LICENSE.txt", "a file beside the modules")
+	write("data/x.txt", "opened")
+	write("data/y.txt", "its neighbour")
 	c := p.commit("app", "x", day)
 	p.export(day)
 	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
@@ -314,8 +321,31 @@ func TestPythonImports(t *testing.T) {
 	waitFor(t, "the interpreter's startup modules", func() bool {
 		return has(std+"encodings/__init__.py") && has(std+"encodings/aliases.py") && has(std+"encodings/utf_8.py")
 	})
-	if has(std + "encodings/cp1252.py") {
-		t.Error("a codec the interpreter does not start with was fetched")
+
+	// A first lookup of a module (the interpreter stats its source
+	// before it reads anything) starts its imports too.
+	s.HintLookup("r", c, std+"xml/__init__.py")
+	waitFor(t, "the looked-up module's imports", func() bool {
+		return has(std+"xml/dom/__init__.py") && has(std+"xml/dom/minidom.py")
+	})
+
+	// Opening a file beside the modules guesses no module; opening one
+	// in a plain directory guesses its neighbours (the control: once it
+	// is done, so is the other examination, started first).
+	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf(std+"LICENSE.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf("data/x.txt")); err != nil {
+		t.Fatal(err)
+	}
+	s.RecordAccess(c, std+"LICENSE.txt")
+	s.RecordAccess(c, "data/x.txt")
+	waitFor(t, "the neighbour in a plain directory", func() bool { return has("data/y.txt") })
+	time.Sleep(100 * time.Millisecond)
+	for _, no := range []string{std + "encodings/cp1252.py", std + "beyond.py", std + "unrelated.py"} {
+		if has(no) {
+			t.Errorf("%s was fetched on a guess", no)
+		}
 	}
 }
 

@@ -133,19 +133,23 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 		return n.addDir(ctx, name, d, m, out), 0
 	}
 	if fe, ok := t.LookupFile(name); ok {
-		if n.f.hint != nil && (!n.hinted.Load() || !n.scanned.Load()) {
-			if _, ok := n.peekHeader(fe.Checksum); !ok {
-				if !n.hinted.Swap(true) {
+		if n.f.hint != nil {
+			if !n.hinted.Load() {
+				if _, ok := n.peekHeader(fe.Checksum); !ok {
+					n.hinted.Store(true)
 					// A cold file: its siblings are likely next.
 					n.f.hint.HintDir(n.via, n.commit, n.path, n.treeSum, t, false)
 				}
-				n.noteScan(t, name)
 			}
-		}
-		if lh, ok := n.f.hint.(LookupHinter); ok {
-			// Even with the header at hand (a tree index), the content
-			// may be cold.
-			lh.HintLookup(n.via, n.commit, joinPath(n.path, name))
+			// Every first lookup counts, warm or cold: with a tree
+			// index, ls -l finds every header at hand.
+			n.noteScan(t, name)
+			if lh, ok := n.f.hint.(LookupHinter); ok && !n.scanned.Load() {
+				// Even with the header at hand (a tree index), the
+				// content may be cold; a scan (ls -l, find -ls) wants
+				// none of it.
+				lh.HintLookup(n.via, n.commit, joinPath(n.path, name))
+			}
 		}
 		h, err := call(n.f, ctx, func(ctx context.Context) (*ostree.FileHeader, error) {
 			return n.f.src.FileHeader(ctx, n.via, fe.Checksum)
@@ -160,21 +164,27 @@ func (n *dirNode) lookup(ctx context.Context, name string, out *fuse.EntryOut, p
 	return nil, syscall.ENOENT
 }
 
-// scanSteps is how many cold lookups in a row, each a little further on
+// scanSteps is how many first lookups in a row, each a little further on
 // in listing order, make a scan.
 const scanSteps = 4
 
-// noteScan tells a ScanHinter when cold lookups in the directory walk
-// its files in listing order, the way ls -l stats every entry it listed.
+// noteScan tells a ScanHinter when first lookups in the directory walk
+// its files in listing order, the way ls -l stats every entry it listed;
+// then scanned is set, and no lookup of it is hinted one by one.
 func (n *dirNode) noteScan(t *ostree.DirTree, name string) {
+	if n.scanned.Load() {
+		return
+	}
 	sh, ok := n.f.hint.(ScanHinter)
-	if !ok || n.scanned.Load() {
+	if !ok {
 		return
 	}
 	i := int32(sort.Search(len(t.Files), func(i int) bool { return t.Files[i].Name >= name }))
+	// Racing lookups may skew the count (Swap, then Add or Store): it
+	// is a heuristic, and one lookup more or less changes nothing.
 	prev := n.scanNext.Swap(i + 1)
-	// The entries between may have been known already, and so not
-	// looked up cold.
+	// The entries between may have been looked up already (the kernel
+	// keeps its entries), and so not come here.
 	if i >= prev && i < prev+4 {
 		if n.scanRun.Add(1) >= scanSteps && !n.scanned.Swap(true) {
 			sh.HintScan(n.via, n.commit, n.path, n.treeSum, t)
