@@ -23,78 +23,146 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestSpeculation: a hinted directory's small entries are fetched ahead
-// and its large one is not (a reader still gets it on demand); an opened
-// ELF file's DT_NEEDED libraries are fetched from the tree's library
-// directory.
-func TestSpeculation(t *testing.T) {
+// specTree is the speculation tests' fixture: a commit of files (path →
+// content; executable under files/bin/) published as ref app of remote r,
+// a fresh cache and a Source over it.
+type specTree struct {
+	t *testing.T
+	e *env
+	s *fetch.MountSource
+	c ostree.Checksum
+	// root is the commit's root dirtree.
+	root ostree.Checksum
+}
+
+// publishSpec commits and exports files and serves the repository on an
+// unshaped link until the test ends.
+func publishSpec(t *testing.T, files map[string]string) (url string, c ostree.Checksum) {
+	t.Helper()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newPublisher(t, "")
-	write := func(rel string, data []byte, mode os.FileMode) {
-		os.MkdirAll(filepath.Dir(filepath.Join(p.src, rel)), 0o755)
-		if err := os.WriteFile(filepath.Join(p.src, rel), data, mode); err != nil {
+	for rel, data := range files {
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(rel, "files/bin/") {
+			mode = 0o755
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(p.src, rel)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p.src, rel), []byte(data), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	elfBin, err := os.ReadFile("/bin/true") // an ELF file that needs libc.so.6
-	if err != nil {
-		t.Fatal(err)
-	}
-	write("files/bin/true", elfBin, 0o755)
-	write("files/lib/x86_64-linux-gnu/libc.so.6", []byte("stands in for libc"), 0o644)
-	write("files/lib/x86_64-linux-gnu/unrelated.so", []byte("not needed"), 0o644)
-	big := make([]byte, 3<<20) // incompressible: over the guess cap archived too
-	rand.Read(big)
-	write("data/big", big, 0o644)
-	write("data/a", []byte("small a"), 0o644)
-	write("data/b", []byte("small b"), 0o644)
-	c := p.commit("app", "x", day)
+	c = p.commit("app", "x", day)
 	p.export(day)
 	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
+	t.Cleanup(srv.Close)
+	return srv.URL(), c
+}
+
+// openSpec opens a fresh cache on url's commit c; the Source closes when
+// the test ends.
+func openSpec(t *testing.T, url string, c ostree.Checksum) *specTree {
+	t.Helper()
+	e := newEnv(t, url, fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
 	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	cm, err := s.Commit(ctxT(t), "r", "app", c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lookup := func(rel ...string) (ostree.Checksum, *ostree.DirTree) {
-		tree := cm.RootTree
-		for _, name := range rel {
-			dt, err := s.DirTree(ctxT(t), "r", tree)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d, ok := dt.LookupDir(name); ok {
-				tree = d.Tree
-				continue
-			}
-			f, ok := dt.LookupFile(name)
-			if !ok {
-				t.Fatalf("%s not in the commit", name)
-			}
-			return f.Checksum, nil
-		}
-		dt, err := s.DirTree(ctxT(t), "r", tree)
-		if err != nil {
-			t.Fatal(err)
-		}
+	return &specTree{t: t, e: e, s: s, c: c, root: cm.RootTree}
+}
+
+// newSpecTree is publishSpec then openSpec.
+func newSpecTree(t *testing.T, files map[string]string) *specTree {
+	t.Helper()
+	url, c := publishSpec(t, files)
+	return openSpec(t, url, c)
+}
+
+// dir returns the dirtree at rel ("" is the root), through the Source.
+func (st *specTree) dir(rel string) (ostree.Checksum, *ostree.DirTree) {
+	st.t.Helper()
+	tree := st.root
+	dt, err := st.s.DirTree(ctxT(st.t), "r", tree)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	if rel == "" || rel == "." {
 		return tree, dt
 	}
-	has := func(sum ostree.Checksum) bool { ok, _ := e.store.Has(index.TypeFile, sum); return ok }
+	for _, name := range strings.Split(rel, "/") {
+		d, ok := dt.LookupDir(name)
+		if !ok {
+			st.t.Fatalf("no directory %s in the commit", rel)
+		}
+		tree = d.Tree
+		if dt, err = st.s.DirTree(ctxT(st.t), "r", tree); err != nil {
+			st.t.Fatal(err)
+		}
+	}
+	return tree, dt
+}
 
-	dsum, dt := lookup("data")
+// file returns the content checksum of the file at rel.
+func (st *specTree) file(rel string) ostree.Checksum {
+	st.t.Helper()
+	_, dt := st.dir(filepath.Dir(strings.TrimPrefix(rel, "/")))
+	f, ok := dt.LookupFile(filepath.Base(rel))
+	if !ok {
+		st.t.Fatalf("no file %s in the commit", rel)
+	}
+	return f.Checksum
+}
+
+// has reports whether content sum is in the cache.
+func (st *specTree) has(sum ostree.Checksum) bool {
+	ok, _ := st.e.store.Has(index.TypeFile, sum)
+	return ok
+}
+
+// cached counts dt's files that are in the cache.
+func (st *specTree) cached(dt *ostree.DirTree) int {
+	n := 0
+	for _, f := range dt.Files {
+		if st.has(f.Checksum) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSpeculation: a hinted directory's small entries are fetched ahead
+// and its large one is not (a reader still gets it on demand); an opened
+// ELF file's DT_NEEDED libraries are fetched from the tree's library
+// directory.
+func TestSpeculation(t *testing.T) {
+	elfBin, err := os.ReadFile("/bin/true") // an ELF file that needs libc.so.6
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 3<<20) // incompressible: over the guess cap archived too
+	rand.Read(big)
+	st := newSpecTree(t, map[string]string{
+		"files/bin/true":                          string(elfBin),
+		"files/lib/x86_64-linux-gnu/libc.so.6":    "stands in for libc",
+		"files/lib/x86_64-linux-gnu/unrelated.so": "not needed",
+		"data/big": string(big),
+		"data/a":   "small a",
+		"data/b":   "small b",
+	})
+	e, s, c, has := st.e, st.s, st.c, st.has
+
+	dsum, dt := st.dir("data")
 	s.HintDir("r", c, "data", dsum, dt, false)
-	a, _ := lookup("data", "a")
-	b, _ := lookup("data", "b")
-	bigSum, _ := lookup("data", "big")
+	a, b, bigSum := st.file("data/a"), st.file("data/b"), st.file("data/big")
 	waitFor(t, "the hinted siblings", func() bool {
-		st := s.Status().(*fetch.Status).Speculation
-		return st.Fetched+st.TooBig == 3
+		got := s.Status().(*fetch.Status).Speculation
+		return got.Fetched+got.TooBig == 3
 	})
 	if !has(a) || !has(b) {
 		t.Fatal("a hinted directory's small files were not fetched ahead")
@@ -102,26 +170,25 @@ func TestSpeculation(t *testing.T) {
 	if has(bigSum) {
 		t.Fatal("a 3 MiB file was fetched on a guess")
 	}
-	if st := s.Status().(*fetch.Status); st.Speculation.TooBig != 1 || st.FetchErrors != 0 {
-		t.Fatalf("speculation refused %d files, %d fetch errors recorded; want 1 and 0", st.Speculation.TooBig, st.FetchErrors)
+	if got := s.Status().(*fetch.Status); got.Speculation.TooBig != 1 || got.FetchErrors != 0 {
+		t.Fatalf("speculation refused %d files, %d fetch errors recorded; want 1 and 0", got.Speculation.TooBig, got.FetchErrors)
 	}
 	if err := e.fetcher.FetchContent(ctxT(t), "r", bigSum); err != nil {
 		t.Fatalf("on-demand fetch of the file too large to guess: %v", err)
 	}
 
-	trueSum, _ := lookup("files", "bin", "true")
+	trueSum := st.file("files/bin/true")
 	if err := e.fetcher.FetchContent(ctxT(t), "r", trueSum); err != nil {
 		t.Fatal(err)
 	}
-	libc, _ := lookup("files", "lib", "x86_64-linux-gnu", "libc.so.6")
-	unrelated, _ := lookup("files", "lib", "x86_64-linux-gnu", "unrelated.so")
+	libc, unrelated := st.file("files/lib/x86_64-linux-gnu/libc.so.6"), st.file("files/lib/x86_64-linux-gnu/unrelated.so")
 	s.RecordAccess(c, "files/bin/true")
 	waitFor(t, "the ELF file's library", func() bool { return has(libc) })
 	if has(unrelated) {
 		t.Fatal("a library the ELF file does not need was fetched")
 	}
-	if st := s.Status().(*fetch.Status).Speculation; st.ELFFiles != 1 || st.ELFLibs != 1 {
-		t.Fatalf("ELF speculation: %+v", st)
+	if got := s.Status().(*fetch.Status).Speculation; got.ELFFiles != 1 || got.ELFLibs != 1 {
+		t.Fatalf("ELF speculation: %+v", got)
 	}
 }
 
@@ -129,54 +196,25 @@ func TestSpeculation(t *testing.T) {
 // is a tree walk, and the rest of the parent's subtree is fetched ahead;
 // listings out of order (an interpreter importing packages) are not.
 func TestWalkAhead(t *testing.T) {
-	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newPublisher(t, "")
+	files := map[string]string{}
 	for _, d := range []string{"a", "b", "c", "d", "d/deep"} {
-		os.MkdirAll(filepath.Join(p.src, "top", d), 0o755)
 		for _, f := range []string{"1", "2"} {
-			os.WriteFile(filepath.Join(p.src, "top", d, f), []byte(d+f), 0o644)
+			files["top/"+d+"/"+f] = d + f
 		}
 	}
-	c := p.commit("app", "x", day)
-	p.export(day)
-	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	url, c := publishSpec(t, files)
 	for _, tc := range []struct {
 		order []string
 		walk  bool
 	}{{[]string{"a", "b"}, true}, {[]string{"c", "a"}, false}} {
-		e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
-		s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
-		cm, err := s.Commit(ctxT(t), "r", "app", c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dirOf := func(names ...string) (ostree.Checksum, *ostree.DirTree) {
-			tree := cm.RootTree
-			for _, n := range names {
-				dt, err := s.DirTree(ctxT(t), "r", tree)
-				if err != nil {
-					t.Fatal(err)
-				}
-				d, _ := dt.LookupDir(n)
-				tree = d.Tree
-			}
-			dt, err := s.DirTree(ctxT(t), "r", tree)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tree, dt
-		}
+		st := openSpec(t, url, c)
 		for _, name := range tc.order {
-			sum, dt := dirOf("top", name)
-			s.HintDir("r", c, "top/"+name, sum, dt, true)
+			sum, dt := st.dir("top/" + name)
+			st.s.HintDir("r", c, "top/"+name, sum, dt, true)
 		}
-		_, deep := dirOf("top", "d", "deep")
+		_, deep := st.dir("top/d/deep")
 		deepFile := deep.Files[0].Checksum
-		has := func() bool { ok, _ := e.store.Has(index.TypeFile, deepFile); return ok }
+		has := func() bool { return st.has(deepFile) }
 		if tc.walk {
 			waitFor(t, "the walk to reach top/d/deep", has)
 		} else {
@@ -185,10 +223,10 @@ func TestWalkAhead(t *testing.T) {
 				t.Fatalf("listing %v fetched top/d/deep ahead", tc.order)
 			}
 		}
-		if got := s.Status().(*fetch.Status).Speculation.Walks; (got == 1) != tc.walk {
+		if got := st.s.Status().(*fetch.Status).Speculation.Walks; (got == 1) != tc.walk {
 			t.Fatalf("listing %v: %d walks detected", tc.order, got)
 		}
-		s.Close()
+		st.s.Close()
 	}
 }
 
@@ -199,85 +237,42 @@ func TestWalkAhead(t *testing.T) {
 // libraries, each source's bytecode), and their imports in turn; not the
 // imports inside functions, nor modules nothing imports.
 func TestPythonImports(t *testing.T) {
-	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newPublisher(t, "")
-	write := func(rel string, data string) {
-		os.MkdirAll(filepath.Dir(filepath.Join(p.src, rel)), 0o755)
-		if err := os.WriteFile(filepath.Join(p.src, rel), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	elfBin, err := os.ReadFile("/bin/true") // an ELF file that needs libc.so.6
 	if err != nil {
 		t.Fatal(err)
 	}
 	std := "files/lib/python3.11/"
-	write(std+"json/__init__.py", "\"\"\"doc\nimport notthis\n\"\"\"\nfrom .decoder import JSONDecoder\nimport re\n")
-	write(std+"json/__pycache__/__init__.cpython-311.pyc", "bytecode of json")
-	write(std+"json/decoder.py", "try:\n    from _json import scanstring\nexcept ImportError:\n    scanstring = None\n\ndef f():\n    import lazyonly\n")
-	write(std+"json/__pycache__/decoder.cpython-311.pyc", "bytecode of json.decoder")
-	write(std+"json/__pycache__/decoder.cpython-311.opt-1.pyc", "optimised: never read")
-	write(std+"re/__init__.py", "from . import _parser\nimport functools\n")
-	write(std+"re/_parser.py", "# parser\n")
-	write(std+"re/unimported.py", "# nothing imports it\n")
-	write(std+"functools.py", "from collections import namedtuple\n")
-	write(std+"collections/__init__.py", "# collections\n")
-	write(std+"lazyonly.py", "# imported in a function\n")
-	write(std+"unrelated.py", "# nothing imports it\n")
-	write(std+"lib-dynload/_json.cpython-311-x86_64-linux-gnu.so", string(elfBin))
-	write("files/lib/x86_64-linux-gnu/libc.so.6", "stands in for libc")
-	write("files/lib/python3/dist-packages/site.py", "# a site module\n")
-	write("files/bin/python3", string(elfBin))
-	write(std+"encodings/__init__.py", "from . import aliases\n")
-	write(std+"encodings/aliases.py", "# aliases\n")
-	write(std+"encodings/utf_8.py", "import codecs\n")
-	write(std+"encodings/cp1252.py", "# not read at startup\n")
-	write(std+"xml/__init__.py", "from .dom import minidom\nfrom .. import beyond\n")
-	write(std+"xml/dom/__init__.py", "# xml.dom\n")
-	write(std+"xml/dom/minidom.py", "# xml.dom.minidom\n")
-	write(std+"beyond.py", "# a relative import past the top package does not reach it\n")
-	write(std+"LICENSE.txt", "a file beside the modules")
-	write("data/x.txt", "opened")
-	write("data/y.txt", "its neighbour")
-	c := p.commit("app", "x", day)
-	p.export(day)
-	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
-	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
-	defer s.Close()
-	cm, err := s.Commit(ctxT(t), "r", "app", c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sumOf := func(rel string) ostree.Checksum {
-		tree := cm.RootTree
-		names := strings.Split(rel, "/")
-		for i, name := range names {
-			dt, err := s.DirTree(ctxT(t), "r", tree)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i < len(names)-1 {
-				d, ok := dt.LookupDir(name)
-				if !ok {
-					t.Fatalf("%s not in the commit", rel)
-				}
-				tree = d.Tree
-				continue
-			}
-			f, ok := dt.LookupFile(name)
-			if !ok {
-				t.Fatalf("%s not in the commit", rel)
-			}
-			return f.Checksum
-		}
-		return ostree.Checksum{}
-	}
-	has := func(rel string) bool { ok, _ := e.store.Has(index.TypeFile, sumOf(rel)); return ok }
+	st := newSpecTree(t, map[string]string{
+		std + "json/__init__.py":                                  "\"\"\"doc\nimport notthis\n\"\"\"\nfrom .decoder import JSONDecoder\nimport re\n",
+		std + "json/__pycache__/__init__.cpython-311.pyc":         "bytecode of json",
+		std + "json/decoder.py":                                   "try:\n    from _json import scanstring\nexcept ImportError:\n    scanstring = None\n\ndef f():\n    import lazyonly\n",
+		std + "json/__pycache__/decoder.cpython-311.pyc":          "bytecode of json.decoder",
+		std + "json/__pycache__/decoder.cpython-311.opt-1.pyc":    "optimised: never read",
+		std + "re/__init__.py":                                    "from . import _parser\nimport functools\n",
+		std + "re/_parser.py":                                     "# parser\n",
+		std + "re/unimported.py":                                  "# nothing imports it\n",
+		std + "functools.py":                                      "from collections import namedtuple\n",
+		std + "collections/__init__.py":                           "# collections\n",
+		std + "lazyonly.py":                                       "# imported in a function\n",
+		std + "unrelated.py":                                      "# nothing imports it\n",
+		std + "lib-dynload/_json.cpython-311-x86_64-linux-gnu.so": string(elfBin),
+		"files/lib/x86_64-linux-gnu/libc.so.6":                    "stands in for libc",
+		"files/lib/python3/dist-packages/site.py":                 "# a site module\n",
+		"files/bin/python3":                                       string(elfBin),
+		std + "encodings/__init__.py":                             "from . import aliases\n",
+		std + "encodings/aliases.py":                              "# aliases\n",
+		std + "encodings/utf_8.py":                                "import codecs\n",
+		std + "encodings/cp1252.py":                               "# not read at startup\n",
+		std + "xml/__init__.py":                                   "from .dom import minidom\nfrom .. import beyond\n",
+		std + "xml/dom/__init__.py":                               "# xml.dom\n",
+		std + "xml/dom/minidom.py":                                "# xml.dom.minidom\n",
+		std + "beyond.py":                                         "# a relative import past the top package does not reach it\n",
+		std + "LICENSE.txt":                                       "a file beside the modules",
+		"data/x.txt":                                              "opened",
+		"data/y.txt":                                              "its neighbour",
+	})
+	e, s, c, sumOf := st.e, st.s, st.c, st.file
+	has := func(rel string) bool { return st.has(sumOf(rel)) }
 
 	opened := std + "json/__pycache__/__init__.cpython-311.pyc"
 	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf(opened)); err != nil {
@@ -355,66 +350,19 @@ func TestPythonImports(t *testing.T) {
 // imports name, which are fetched by their own guesses); a scan of
 // either in listing order (ls -l) fetches them all.
 func TestHintDeferred(t *testing.T) {
-	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newPublisher(t, "")
-	write := func(rel string) {
-		os.MkdirAll(filepath.Dir(filepath.Join(p.src, rel)), 0o755)
-		if err := os.WriteFile(filepath.Join(p.src, rel), []byte("content of "+rel), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	files := map[string]string{}
 	libs := []string{"libc.so.6", "libm.so.6", "libz.so.1", "libfoo.so"}
 	for _, l := range libs {
-		write("files/lib/x86_64-linux-gnu/" + l)
+		files["files/lib/x86_64-linux-gnu/"+l] = "content of " + l
 	}
 	mods := []string{"abc.py", "os.py", "stat.py"}
 	for _, m := range mods {
-		write("files/lib/python3.11/" + m)
+		files["files/lib/python3.11/"+m] = "content of " + m
 	}
-	c := p.commit("app", "x", day)
-	p.export(day)
-	srv, err := fetchtest.New(p.r.Dir, fetchtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	e := newEnv(t, srv.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}}, fetch.Options{})
-	s := fetch.NewSource(e.fetcher, fetch.SourceOptions{})
-	defer s.Close()
-	cm, err := s.Commit(ctxT(t), "r", "app", c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dirOf := func(names ...string) (ostree.Checksum, *ostree.DirTree) {
-		tree := cm.RootTree
-		for _, name := range names {
-			dt, err := s.DirTree(ctxT(t), "r", tree)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, ok := dt.LookupDir(name)
-			if !ok {
-				t.Fatalf("no %s", name)
-			}
-			tree = d.Tree
-		}
-		dt, err := s.DirTree(ctxT(t), "r", tree)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tree, dt
-	}
-	cached := func(dt *ostree.DirTree) int {
-		n := 0
-		for _, f := range dt.Files {
-			if ok, _ := e.store.Has(index.TypeFile, f.Checksum); ok {
-				n++
-			}
-		}
-		return n
-	}
-	libSum, libTree := dirOf("files", "lib", "x86_64-linux-gnu")
-	pySum, pyTree := dirOf("files", "lib", "python3.11")
+	st := newSpecTree(t, files)
+	s, c, cached := st.s, st.c, st.cached
+	libSum, libTree := st.dir("files/lib/x86_64-linux-gnu")
+	pySum, pyTree := st.dir("files/lib/python3.11")
 	s.HintDir("r", c, "files/lib/x86_64-linux-gnu", libSum, libTree, false)
 	s.HintDir("r", c, "files/lib/python3.11", pySum, pyTree, true)
 	s.HintDir("r", c, "files/lib/python3.11", pySum, pyTree, false)
