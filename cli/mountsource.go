@@ -70,6 +70,10 @@ func (m mountSource) HintScan(via fusefs.Via, commit ostree.Checksum, dir string
 	m.MountSource.HintScan(via.Remote, commit, dir, c, t)
 }
 
+func (m mountSource) RecordAccess(via fusefs.Via, commit ostree.Checksum, p string) {
+	m.MountSource.RecordAccess(via.Remote, commit, p)
+}
+
 func (m mountSource) HintLookup(via fusefs.Via, commit ostree.Checksum, p string) {
 	m.MountSource.HintLookup(via.Remote, commit, p)
 }

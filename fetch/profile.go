@@ -10,26 +10,39 @@ type profile struct {
 
 // RecordAccess notes an opened path for the commit's access profile.
 //
-// It also starts speculation for the opened file (see speculate.go).
-func (s *MountSource) RecordAccess(commit ostree.Checksum, p string) {
+// It also starts speculation for the opened file (see speculate.go),
+// fetching from remote, the one the reader came through ("" for a reader
+// that came by checksum alone: then the remote the commit was first
+// verified for).
+func (s *MountSource) RecordAccess(remote string, commit ostree.Checksum, p string) {
 	s.record(commit, p)
-	s.examineOpen(commit, p)
+	s.examineOpen(remote, commit, p)
 }
 
 func (s *MountSource) record(commit ostree.Checksum, p string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	pr := s.profiles[commit]
+	s.mu.Unlock()
 	if pr == nil {
-		pr = &profile{seen: map[string]bool{}}
+		// The stored profile is read once per commit, without s.mu:
+		// lookups and opens elsewhere take it and must not wait on the
+		// index.
+		fresh := &profile{seen: map[string]bool{}}
 		if old, err := s.f.Profile(commit); err == nil {
 			for _, o := range old {
-				pr.seen[o] = true
+				fresh.seen[o] = true
 			}
-			pr.paths = old
+			fresh.paths = old
 		}
-		s.profiles[commit] = pr
+		s.mu.Lock()
+		if pr = s.profiles[commit]; pr == nil {
+			pr = fresh
+			s.profiles[commit] = pr
+		}
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if pr.seen[p] {
 		return
 	}

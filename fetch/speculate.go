@@ -169,7 +169,7 @@ func libraryDir(dir string, t *ostree.DirTree) bool {
 // bytecode).
 func (s *MountSource) HintLookup(remote string, commit ostree.Checksum, p string) {
 	if pySource(p) != "" {
-		s.examineOpen(commit, p)
+		s.examineOpen(remote, commit, p)
 	}
 }
 
@@ -236,12 +236,14 @@ func (s *MountSource) guessContent(ctx context.Context, remote string, sum ostre
 // examineOpen looks at a file just opened under commit: for an ELF
 // file, the libraries it needs are fetched speculatively, and theirs;
 // for a Python module, the modules it imports, and theirs.
-func (s *MountSource) examineOpen(commit ostree.Checksum, p string) {
-	s.mu.Lock()
-	remote, ok := s.commitRemote[commit]
-	s.mu.Unlock()
+func (s *MountSource) examineOpen(remote string, commit ostree.Checksum, p string) {
+	if remote == "" {
+		s.mu.Lock()
+		remote = s.commitRemote[commit]
+		s.mu.Unlock()
+	}
 	// Called on every open: the key is the raw checksum, not its hex.
-	if !ok || s.ctx.Err() != nil || !s.spec.once(&s.spec.opened, string(commit[:])+p) {
+	if remote == "" || s.ctx.Err() != nil || !s.spec.once(&s.spec.opened, remote+"\x00"+string(commit[:])+p) {
 		return
 	}
 	s.wg.Add(1)

@@ -39,6 +39,13 @@ type specTree struct {
 // unshaped link until the test ends.
 func publishSpec(t *testing.T, files map[string]string) (url string, c ostree.Checksum) {
 	t.Helper()
+	srv, _, c := publishSpecAt(t, files)
+	return srv.URL(), c
+}
+
+// publishSpecAt is publishSpec, returning the server and the repository.
+func publishSpecAt(t *testing.T, files map[string]string) (srv *fetchtest.Server, repoDir string, c ostree.Checksum) {
+	t.Helper()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := newPublisher(t, "")
 	for rel, data := range files {
@@ -60,7 +67,7 @@ func publishSpec(t *testing.T, files map[string]string) (url string, c ostree.Ch
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	return srv.URL(), c
+	return srv, p.r.Dir, c
 }
 
 // openSpec opens a fresh cache on url's commit c; the Source closes when
@@ -182,13 +189,57 @@ func TestSpeculation(t *testing.T) {
 		t.Fatal(err)
 	}
 	libc, unrelated := st.file("files/lib/x86_64-linux-gnu/libc.so.6"), st.file("files/lib/x86_64-linux-gnu/unrelated.so")
-	s.RecordAccess(c, "files/bin/true")
+	s.RecordAccess("r", c, "files/bin/true")
 	waitFor(t, "the ELF file's library", func() bool { return has(libc) })
 	if has(unrelated) {
 		t.Fatal("a library the ELF file does not need was fetched")
 	}
 	if got := s.Status().(*fetch.Status).Speculation; got.ELFFiles != 1 || got.ELFLibs != 1 {
 		t.Fatalf("ELF speculation: %+v", got)
+	}
+}
+
+// TestSpeculationFollowsTheReader: guesses for a file opened through
+// remote q are fetched from q, though the commit was verified for r
+// first (a mirror, or the same repository under two names).
+func TestSpeculationFollowsTheReader(t *testing.T) {
+	elfBin, err := os.ReadFile("/bin/true") // an ELF file that needs libc.so.6
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvR, dir, c := publishSpecAt(t, map[string]string{
+		"files/bin/true":                       string(elfBin),
+		"files/lib/x86_64-linux-gnu/libc.so.6": "stands in for libc",
+	})
+	srvQ, err := fetchtest.New(dir, fetchtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srvQ.Close()
+	st := openSpec(t, srvR.URL(), c) // verified for r first
+	st.e.addRemote(t, "q", srvQ.URL(), fetch.AddOptions{GPGKeys: [][]byte{vectorKey(t)}})
+	if _, err := st.s.Commit(ctxT(t), "q", "app", c); err != nil {
+		t.Fatal(err)
+	}
+	libc := st.file("files/lib/x86_64-linux-gnu/libc.so.6")
+	if err := st.e.fetcher.FetchContent(ctxT(t), "q", st.file("files/bin/true")); err != nil {
+		t.Fatal(err)
+	}
+	srvR.Reset()
+	srvQ.Reset()
+	st.s.RecordAccess("q", c, "files/bin/true")
+	waitFor(t, "the ELF file's library", func() bool { return st.has(libc) })
+	libcPath := "/" + ostree.ObjectPath(libc, ostree.ObjFile, true)
+	fetchedFrom := func(srv *fetchtest.Server) bool {
+		for _, r := range srv.Log() {
+			if r.Path == libcPath {
+				return true
+			}
+		}
+		return false
+	}
+	if !fetchedFrom(srvQ) || fetchedFrom(srvR) {
+		t.Fatalf("libc.so.6 fetched from q: %v, from r: %v; want q only", fetchedFrom(srvQ), fetchedFrom(srvR))
 	}
 }
 
@@ -278,7 +329,7 @@ func TestPythonImports(t *testing.T) {
 	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf(opened)); err != nil {
 		t.Fatal(err)
 	}
-	s.RecordAccess(c, opened)
+	s.RecordAccess("r", c, opened)
 	want := []string{
 		std + "json/__init__.py", std + "json/decoder.py", std + "json/__pycache__/decoder.cpython-311.pyc",
 		std + "re/__init__.py", std + "re/_parser.py", std + "functools.py", std + "collections/__init__.py",
@@ -312,7 +363,7 @@ func TestPythonImports(t *testing.T) {
 	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf("files/bin/python3")); err != nil {
 		t.Fatal(err)
 	}
-	s.RecordAccess(c, "files/bin/python3")
+	s.RecordAccess("r", c, "files/bin/python3")
 	waitFor(t, "the interpreter's startup modules", func() bool {
 		return has(std+"encodings/__init__.py") && has(std+"encodings/aliases.py") && has(std+"encodings/utf_8.py")
 	})
@@ -333,8 +384,8 @@ func TestPythonImports(t *testing.T) {
 	if err := e.fetcher.FetchContent(ctxT(t), "r", sumOf("data/x.txt")); err != nil {
 		t.Fatal(err)
 	}
-	s.RecordAccess(c, std+"LICENSE.txt")
-	s.RecordAccess(c, "data/x.txt")
+	s.RecordAccess("r", c, std+"LICENSE.txt")
+	s.RecordAccess("r", c, "data/x.txt")
 	waitFor(t, "the neighbour in a plain directory", func() bool { return has("data/y.txt") })
 	time.Sleep(100 * time.Millisecond)
 	for _, no := range []string{std + "encodings/cp1252.py", std + "beyond.py", std + "unrelated.py"} {

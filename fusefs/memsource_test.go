@@ -262,7 +262,7 @@ func (s *memSource) Open(ctx context.Context, via Via, c ostree.Checksum) (File,
 
 func (s *memSource) Status() any { return map[string]string{"kind": "mem"} }
 
-func (s *memSource) RecordAccess(commit ostree.Checksum, path string) {
+func (s *memSource) RecordAccess(via Via, commit ostree.Checksum, path string) {
 	s.count("access:" + path)
 }
 

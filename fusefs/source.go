@@ -74,7 +74,8 @@ type Source interface {
 	// "/" separators, e.g. "files/bin/sh") was opened, for access
 	// profiles. It is called on every open, so it must not block and
 	// should ignore repeats; it is best effort and returns nothing.
-	RecordAccess(commit ostree.Checksum, path string)
+	// via is the path the reader came through.
+	RecordAccess(via Via, commit ostree.Checksum, path string)
 }
 
 // Via is the path a reader came through: the remote and ref of

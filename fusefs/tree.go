@@ -445,7 +445,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 		return nil, 0, n.f.failure(opOpen, n.where(), ostree.ObjectName(n.sum, ostree.ObjFile), err)
 	}
 	if c, p, ok := n.location(); ok {
-		n.f.src.RecordAccess(c, p)
+		n.f.src.RecordAccess(n.via, c, p)
 	}
 	n.f.st.opens.Add(1)
 	n.f.st.openFiles.Add(1)

@@ -325,7 +325,7 @@ func (s *Source) Status() any {
 }
 
 // RecordAccess keeps the access for Accesses, ignoring repeats.
-func (s *Source) RecordAccess(commit ostree.Checksum, path string) {
+func (s *Source) RecordAccess(via fusefs.Via, commit ostree.Checksum, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, a := range s.accesses {

@@ -194,8 +194,8 @@ func TestRefsFollowTheRepo(t *testing.T) {
 	if refs, _ := s.Refs(context.Background(), "r"); refs["b"] != res2.Checksum {
 		t.Errorf("refs after a new commit %v", refs)
 	}
-	s.RecordAccess(res2.Checksum, "f")
-	s.RecordAccess(res2.Checksum, "f")
+	s.RecordAccess(fusefs.Via{}, res2.Checksum, "f")
+	s.RecordAccess(fusefs.Via{}, res2.Checksum, "f")
 	if a := s.Accesses(); len(a) != 1 || a[0].Path != "f" {
 		t.Errorf("accesses %+v", a)
 	}
